@@ -1,0 +1,148 @@
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# llmp userspace build.  `make` builds libllmp.a, libllmp.so and the tools
+# into $(BUILD); `make check` runs the selftests; `make kmod` builds the
+# kernel module through Kbuild.  See README.md.
+
+VERSION_MAJOR := 0
+VERSION := 0.1.0
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+
+CC ?= cc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+AR ?= ar
+
+SANITIZE ?=
+ifeq ($(SANITIZE),1)
+BUILD ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+BUILD := $(abspath $(BUILD))
+
+OPT ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
+	-Wmissing-prototypes -Wpointer-arith -Wformat=2
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -pthread -Iinclude -Ilib \
+	$(SANFLAGS) $(CFLAGS)
+HAVE_URING := $(shell printf '#include <liburing.h>\nint main(void){return 0;}\n' | \
+	$(CC) -x c - -o /dev/null -luring 2>/dev/null && echo 1)
+ifeq ($(HAVE_URING),1)
+CFLAGS_ALL += -DLLMP_HAVE_LIBURING=1
+URING_LIBS := -luring
+endif
+LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(LDLIBS)
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+# Platform back ends guard themselves (#ifdef) and report -ENODEV elsewhere.
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_OBJS := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRCS))
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+TOOLS := $(patsubst tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+HEADERS := $(wildcard include/llmp/*.h)
+
+STATIC := $(BUILD)/libllmp.a
+SONAME := libllmp.so.$(VERSION_MAJOR)
+SHARED := $(BUILD)/libllmp.so.$(VERSION)
+
+.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean bench demo \
+	install uninstall clean harness selftests example
+
+all: lib tools
+
+lib: $(STATIC) $(SHARED)
+
+$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(wildcard lib/*.h include/uapi/linux/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJS) lib/libllmp.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=lib/libllmp.map \
+		$(LDFLAGS_ALL) -o $@ $(LIB_OBJS) $(LDLIBS_ALL)
+	ln -sf libllmp.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libllmp.so
+
+tools: $(TOOLS)
+
+$(BUILD)/tools/%: tools/%.c $(STATIC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(STATIC) $(LDLIBS_ALL)
+
+# Debian packages the build and the tests need (installs as root, else tells).
+deps:
+	@tools/deps.sh
+
+# kselftest_harness.h from Debian's linux-source tarball, into build/.
+harness:
+	@tools/get-harness.sh $(abspath build/kselftest)
+
+selftests: lib harness
+	$(MAKE) -C tests/selftests LLMP_BUILD=$(BUILD) OUTPUT=$(BUILD)/selftests \
+		EXTRA_CFLAGS="$(SANFLAGS)" EXTRA_LDFLAGS="$(SANFLAGS)"
+
+# The README's test command: every userspace selftest, KTAP, "N passed, N failed".
+check: deps
+	$(MAKE) all selftests
+	tests/run.sh $(BUILD)/selftests
+
+check-windows: deps
+	tests/windows/run.sh
+
+check-vm: deps
+	tests/vm/run.sh
+
+bench: deps all
+	tools/bench.sh $(BUILD)
+
+demo: deps all
+	tools/demo.sh $(BUILD)
+
+# ---- kernel module ----
+KDIR ?= $(shell d=/lib/modules/$$(uname -r)/build; [ -d $$d ] && echo $$d || \
+	ls -d /lib/modules/*/build 2>/dev/null | sort -V | tail -1)
+kmod:
+	@test -n "$(KDIR)" || { echo "make kmod: no kernel build dir; install linux-headers-amd64 or set KDIR" >&2; exit 1; }
+	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
+
+kmod-clean:
+	@test -n "$(KDIR)" && $(MAKE) -C $(KDIR) M=$(CURDIR) clean || true
+
+# ---- install ----
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/llmp $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libllmp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libllmp.so
+	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/llmp/
+	install -d $(DESTDIR)$(INCLUDEDIR)/linux
+	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h 2>/dev/null || true
+	for t in $(TOOLS); do install -m 755 $$t $(DESTDIR)$(BINDIR)/; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
+	set -e; for m in $(wildcard Documentation/man/*.[1-8]); do \
+		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
+		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libllmp.* $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/llmp $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h
+	for t in $(notdir $(TOOLS)); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+
+clean: kmod-clean
+	rm -rf build/lib build/tools build/selftests build/san build/libllmp.* build/win

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * libllmp: Low Level Message Passing, LibAFL-compatible, over shared memory.
+ *
+ * Clients write messages into their own out page; a broker copies them into
+ * one broadcast page that every client reads.  Full pages are chained with an
+ * end-of-page message.  See Documentation/protocol.rst.
+ *
+ * Functions return 0 (or a documented non-negative value) on success and a
+ * negative errno on failure, with the reason in llmp_strerror_last().
+ */
+#ifndef LLMP_LLMP_H
+#define LLMP_LLMP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmp/shmem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- protocol constants (llmp-facts) ------------------------------------ */
+
+#define LLMP_PAGE_MAGIC 0x1A1A1A1A1A1A1AF1ULL
+#define LLMP_PAGE_MAGIC_DEINIT 0xDEADC0FEAF1BEEF1ULL
+#define LLMP_PAGE_HEADER_LEN 48
+#define LLMP_MSG_HEADER_LEN 40
+#define LLMP_ALIGN 64
+#define LLMP_EOP_MSG_SIZE 128
+#define LLMP_INITIAL_PAGE_SIZE (1u << 20)
+
+#define LLMP_TAG_UNSET 0x00DEADAFu
+#define LLMP_TAG_UNINITIALIZED 0xA143AF11u
+#define LLMP_TAG_END_OF_PAGE 0x0AF1E0F1u
+#define LLMP_TAG_NEW_SHM_CLIENT 0x0C11E471u
+#define LLMP_TAG_CLIENT_EXIT 0x0C11E472u
+#define LLMP_TAG_EXITING 0x013C5171u
+#define LLMP_TAG_SLOW_RECEIVER_PANIC 0x70051041u
+
+#define LLMP_FLAG_INITIALIZED 0x0u
+#define LLMP_FLAG_COMPRESSED 0x1u
+#define LLMP_FLAG_FROM_B2B 0x2u
+#define LLMP_FLAG_FROM_MM 0x4u
+
+/* Client id of the broker's own broadcast sender. */
+#define LLMP_BROKER_CLIENT_ID 0u
+
+/* ---- a received message -------------------------------------------------- */
+
+struct llmp_msg_view {
+	uint32_t sender;   /* client id of the original sender */
+	uint32_t tag;
+	uint32_t flags;
+	uint32_t broker;   /* broker id (broker-to-broker), 0 locally */
+	const void *buf;   /* payload in shared memory: valid until the next recv */
+	size_t len;
+};
+
+/* ---- client -------------------------------------------------------------- */
+
+struct llmp_client; /* opaque */
+
+struct llmp_client_opts {
+	uint32_t struct_size;       /* sizeof(struct llmp_client_opts) */
+	size_t page_size;           /* first out-page size; 0: LLMP_INITIAL_PAGE_SIZE */
+	unsigned max_pages_in_flight; /* out pages not yet mapped by the broker; 0: 4 */
+	int send_timeout_ms;        /* how long a send waits for the broker: -1 forever, 0 never (-EAGAIN) */
+	bool skip_own;              /* recv skips messages this client sent */
+};
+
+/*
+ * Broadcast page description and client id are what a client needs from a
+ * broker; in-process brokers hand them out with llmp_broker_add_client().
+ */
+int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broadcast,
+		    const struct llmp_client_opts *opts, struct llmp_client **out);
+/* Description of this client's first/current out page, to register with a broker. */
+int llmp_client_out_desc(const struct llmp_client *c, struct llmp_shmem_desc *d);
+uint32_t llmp_client_id(const struct llmp_client *c);
+void llmp_client_set_id(struct llmp_client *c, uint32_t id);
+
+/* Send a copy of buf.  Reserved tags are refused (-EINVAL).  -EAGAIN: back-pressure timeout. */
+int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
+		     const void *buf, size_t len);
+/* Zero-copy send: allocate len bytes in the out page, fill *buf, then commit or cancel. */
+int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf);
+/* Commit the allocated message, optionally with a smaller length (shrink). */
+int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size_t len);
+void llmp_client_cancel(struct llmp_client *c);
+
+/* Non-blocking: 1 got one, 0 none, -ESHUTDOWN broker exited, <0 error. */
+int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
+/* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */
+int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms);
+
+/* Save where the client stands to env vars (prefix NAME) / reattach from them. */
+int llmp_client_to_env(const struct llmp_client *c, const char *name);
+int llmp_client_from_env(struct llmp_provider *p, const char *name,
+			 const struct llmp_client_opts *opts, struct llmp_client **out);
+/* Send EXITING on the out page and free the client (pages stay for the broker). */
+void llmp_client_free(struct llmp_client *c);
+
+/* ---- broker -------------------------------------------------------------- */
+
+struct llmp_broker; /* opaque */
+
+enum llmp_hook_verdict { LLMP_HOOK_FORWARD = 0, LLMP_HOOK_DROP = 1 };
+
+/*
+ * A hook sees every new message before it is forwarded.  It may change
+ * *tag, *flags and the payload in place (*buf, *len: the hook may point
+ * *buf at its own memory and set *len, valid until it returns) and returns
+ * FORWARD or DROP; the first DROP ends the chain.
+ */
+typedef enum llmp_hook_verdict (*llmp_hook_fn)(void *ctx, struct llmp_broker *b,
+						uint32_t client_id, uint32_t *tag,
+						uint32_t *flags, const void **buf, size_t *len);
+
+struct llmp_broker_opts {
+	uint32_t struct_size;     /* sizeof(struct llmp_broker_opts) */
+	size_t page_size;         /* broadcast page size; 0: LLMP_INITIAL_PAGE_SIZE */
+	size_t history_bytes;     /* broadcast bytes kept for late joiners; 0: default bound */
+	bool keep_all_history;    /* LibAFL behaviour: never free broadcast pages */
+	unsigned exit_after;      /* stop once this many clients came and left; 0: never */
+};
+
+int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
+		    struct llmp_broker **out);
+/* Description of the broker's first broadcast page still kept (for new clients). */
+int llmp_broker_broadcast_desc(const struct llmp_broker *b, struct llmp_shmem_desc *d);
+/* Register a client out page by description; returns the new client id (>0) or <0. */
+int llmp_broker_add_client(struct llmp_broker *b, const struct llmp_shmem_desc *out_page);
+int llmp_broker_add_hook(struct llmp_broker *b, llmp_hook_fn fn, void *ctx);
+/* Broadcast a message of the broker's own (sender id 0). */
+int llmp_broker_send(struct llmp_broker *b, uint32_t tag, uint32_t flags,
+		     const void *buf, size_t len);
+/* One pass over all clients: >0 messages forwarded, 0 idle, <0 error. */
+int llmp_broker_once(struct llmp_broker *b);
+/* Loop until llmp_broker_stop() or exit_after; sleeps when idle. */
+int llmp_broker_run(struct llmp_broker *b);
+/* Ask run() to return (async-signal-safe, any thread). */
+void llmp_broker_stop(struct llmp_broker *b);
+unsigned llmp_broker_nclients(const struct llmp_broker *b);
+/* Broadcast EXITING and free everything. */
+void llmp_broker_free(struct llmp_broker *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LLMP_LLMP_H */

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/* Internal helpers shared by the library's files.  Not installed. */
+#ifndef LLMP_INTERNAL_H
+#define LLMP_INTERNAL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include "llmp/shmem.h"
+
+#if defined(__GNUC__)
+#define LLMP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define LLMP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LLMP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define LLMP_PRINTF(a, b)
+#define LLMP_LIKELY(x) (x)
+#define LLMP_UNLIKELY(x) (x)
+#endif
+
+/* Log through the user's callback (if any) at level. */
+void llmp_log(enum llmp_log_level level, const char *fmt, ...) LLMP_PRINTF(2, 3);
+/*
+ * Record an error: formats the message, stores it as this thread's last
+ * error, logs it at LLMP_LOG_ERROR and returns err (a negative errno), so a
+ * failing path reads:  return llmp_err(-EINVAL, "bad size %zu", size);
+ */
+int llmp_err(int err, const char *fmt, ...) LLMP_PRINTF(2, 3);
+
+/* ---- shared-memory back ends ------------------------------------------- */
+
+struct llmp_provider;
+struct llmp_shmem;
+
+/*
+ * One back end.  create/attach fill m->addr, m->size and m->desc (kind, id,
+ * size) and may use m->fd / m->handle / m->priv; release undoes them
+ * (unmap, close, and destroy if m->owner).  Functions return 0 or -errno
+ * and report the reason through llmp_err().
+ */
+struct llmp_shmem_ops {
+	enum llmp_shmem_kind kind;
+	/* 0 if usable on this machine now, -ENODEV (with a reason) otherwise. */
+	int (*probe)(void);
+	int (*provider_init)(struct llmp_provider *p);	/* may be NULL */
+	void (*provider_fini)(struct llmp_provider *p);	/* may be NULL */
+	int (*create)(struct llmp_provider *p, size_t size, struct llmp_shmem *m);
+	int (*attach)(struct llmp_provider *p, const struct llmp_shmem_desc *d,
+		      struct llmp_shmem *m);
+	void (*release)(struct llmp_provider *p, struct llmp_shmem *m);
+	int (*pre_fork)(struct llmp_provider *p);		/* may be NULL */
+	int (*post_fork)(struct llmp_provider *p, bool child);	/* may be NULL */
+};
+
+struct llmp_provider {
+	enum llmp_shmem_kind kind;
+	const struct llmp_shmem_ops *ops;
+	void *priv;		/* back-end state */
+	char *socket_path;	/* SERVED: server socket path (owned) */
+};
+
+struct llmp_shmem {
+	struct llmp_provider *p;
+	void *addr;
+	size_t size;
+	struct llmp_shmem_desc desc;
+	int fd;			/* -1 if none */
+	bool owner;		/* created here: destroy on release where needed */
+	void *handle;		/* back-end handle (e.g. Win32 HANDLE) */
+	void *priv;		/* back-end state */
+};
+
+extern const struct llmp_shmem_ops llmp_shmem_kmod_ops;
+extern const struct llmp_shmem_ops llmp_shmem_memfd_ops;
+extern const struct llmp_shmem_ops llmp_shmem_posix_ops;
+extern const struct llmp_shmem_ops llmp_shmem_sysv_ops;
+extern const struct llmp_shmem_ops llmp_shmem_ashmem_ops;
+extern const struct llmp_shmem_ops llmp_shmem_win32_ops;
+extern const struct llmp_shmem_ops llmp_shmem_served_ops;
+
+#endif /* LLMP_INTERNAL_H */

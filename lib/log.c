@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/* Log callback and per-thread last-error message. */
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static llmp_log_fn log_fn;
+static void *log_ctx;
+static enum llmp_log_level log_max = LLMP_LOG_WARN;
+static _Thread_local char last_error[256];
+
+void llmp_set_log(llmp_log_fn fn, void *ctx, enum llmp_log_level max_level)
+{
+	log_fn = fn;
+	log_ctx = ctx;
+	log_max = max_level;
+}
+
+const char *llmp_strerror_last(void)
+{
+	return last_error;
+}
+
+
+void llmp_log(enum llmp_log_level level, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+
+	if (!log_fn || level > log_max)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log_fn(log_ctx, level, buf);
+}
+
+int llmp_err(int err, const char *fmt, ...)
+{
+	char buf[200];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(last_error, sizeof(last_error), "%s (%s)", buf, strerror(-err));
+	if (log_fn && log_max >= LLMP_LOG_ERROR)
+		log_fn(log_ctx, LLMP_LOG_ERROR, last_error);
+	return err;
+}
