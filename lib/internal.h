@@ -69,6 +69,38 @@ struct llmp_shmem {
 	void *priv;		/* back-end state */
 };
 
+/*
+ * Ops for a back end that does not exist on this platform (e.g. SYSV on
+ * Windows): every call fails with -ENODEV and says why.  Use inside the
+ * #else branch of the back end's platform guard.
+ */
+#define LLMP_SHMEM_UNAVAILABLE_OPS(name, KIND, why)                                  \
+	static int name##_unavail_probe(void)                                        \
+	{                                                                            \
+		return llmp_err(-ENODEV, "%s", why);                                 \
+	}                                                                            \
+	static int name##_unavail_create(struct llmp_provider *p, size_t size,       \
+					 struct llmp_shmem *m)                       \
+	{                                                                            \
+		return name##_unavail_probe();                                       \
+	}                                                                            \
+	static int name##_unavail_attach(struct llmp_provider *p,                    \
+					 const struct llmp_shmem_desc *d,            \
+					 struct llmp_shmem *m)                       \
+	{                                                                            \
+		return name##_unavail_probe();                                       \
+	}                                                                            \
+	static void name##_unavail_release(struct llmp_provider *p, struct llmp_shmem *m) \
+	{                                                                            \
+	}                                                                            \
+	const struct llmp_shmem_ops llmp_shmem_##name##_ops = {                      \
+		.kind = KIND,                                                        \
+		.probe = name##_unavail_probe,                                       \
+		.create = name##_unavail_create,                                     \
+		.attach = name##_unavail_attach,                                     \
+		.release = name##_unavail_release,                                   \
+	}
+
 extern const struct llmp_shmem_ops llmp_shmem_kmod_ops;
 extern const struct llmp_shmem_ops llmp_shmem_memfd_ops;
 extern const struct llmp_shmem_ops llmp_shmem_posix_ops;
