@@ -97,6 +97,7 @@ selftests: lib harness
 # The README's test command: every userspace selftest, KTAP, "N passed, N failed".
 check: deps
 	$(MAKE) all selftests
+	tools/check-exports.sh $(SHARED)
 	tests/run.sh $(BUILD)/selftests
 
 check-windows: deps

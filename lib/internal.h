@@ -7,6 +7,21 @@
 #include <stdarg.h>
 #include "llmp/shmem.h"
 
+/*
+ * Everything declared in internal headers is hidden from libllmp.so, even
+ * when its name starts with llmp_ (the version script exports llmp_*).
+ * Internal headers other than this one wrap their declarations the same way.
+ */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define LLMP_HIDDEN_BEGIN _Pragma("GCC visibility push(hidden)")
+#define LLMP_HIDDEN_END _Pragma("GCC visibility pop")
+#else
+#define LLMP_HIDDEN_BEGIN
+#define LLMP_HIDDEN_END
+#endif
+
+LLMP_HIDDEN_BEGIN
+
 #if defined(__GNUC__)
 #define LLMP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define LLMP_LIKELY(x) __builtin_expect(!!(x), 1)
@@ -108,5 +123,7 @@ extern const struct llmp_shmem_ops llmp_shmem_sysv_ops;
 extern const struct llmp_shmem_ops llmp_shmem_ashmem_ops;
 extern const struct llmp_shmem_ops llmp_shmem_win32_ops;
 extern const struct llmp_shmem_ops llmp_shmem_served_ops;
+
+LLMP_HIDDEN_END
 
 #endif /* LLMP_INTERNAL_H */
