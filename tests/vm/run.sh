@@ -1,0 +1,282 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# `make check-vm`: boot QEMU guests that load llmp.ko and run the selftests.
+#
+# For each kernel in LLMP_VM_KERNELS (default "debian debug"):
+#   debian  Debian's linux-image-amd64 (newest /boot/vmlinuz-*); the module is
+#           built against /lib/modules/<that version>/build.
+#   debug   tinyconfig + tests/vm/debug.config (KASAN, lockdep, kmemleak,
+#           failslab), built once into build/vm/linux-6.1 by
+#           tests/vm/build-debug-kernel.sh; adds a kmemleak scan and a
+#           fault-injection pass.
+# it builds llmp.ko against that kernel (from a copy of the sources under
+# build/vm/kmod-<kernel>/), an initramfs with busybox, the module, llmp-hold
+# and every selftest linked statically, boots it with
+#   qemu-system-x86_64 -m 1G -smp 2 -nographic -no-reboot
+# (software emulation), prints the guest's serial output (KTAP, indented)
+# and ends with "N passed, N failed[, N skipped]". Exit status: 0 if all
+# passed, 1 on any failure, missing plan/results (crash) or kernel warning,
+# 4 if the VM prerequisites are missing (kselftest's SKIP code).
+#
+# Environment:
+#   LLMP_VM_KERNELS   kernels to run, in order (default "debian debug")
+#   LLMP_VM_TESTS     only these test binaries (space separated names)
+#   LLMP_VM_TIMEOUT   seconds per guest run (default 900)
+#   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
+#   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
+#   LLMP_VM_DIR       work directory (default build/vm)
+#   LLMP_VM_ACCEL     QEMU accelerator (default tcg)
+#   LLMP_VM_KMOD_SRC  tree holding Kbuild, kmod/ and include/ (default: this repo)
+# Serial logs are kept in $LLMP_VM_DIR/<kernel>.log.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../.." && pwd)
+vmdir=${LLMP_VM_DIR:-$top/build/vm}
+kernels=${LLMP_VM_KERNELS:-debian debug}
+vm_timeout=${LLMP_VM_TIMEOUT:-900}
+test_timeout=${LLMP_VM_TEST_TIMEOUT:-600}
+failslab_on=${LLMP_VM_FAILSLAB:-1}
+accel=${LLMP_VM_ACCEL:-tcg}
+ksrc=${LLMP_VM_KMOD_SRC:-$top}
+only=$(echo "${LLMP_VM_TESTS:-}" | tr ' ' ',' | sed 's/^,*//; s/,*$//')
+
+# Problems in the kernel's console output, whatever the guest managed to say.
+CONSOLE_BAD='BUG:|WARNING:|Oops|general protection fault|Kernel panic|KASAN:|UBSAN:|possible circular locking|possible recursive locking|sleeping function called|refcount_t:|kmemleak: .*suspected memory leak|list_(add|del) corruption'
+
+log() { echo "# vm: $*"; }
+
+# ---- prerequisites -----------------------------------------------------------
+missing=""
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$missing qemu-system-x86"
+[ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod ||
+	missing="$missing busybox-static"
+command -v cpio >/dev/null 2>&1 || missing="$missing cpio"
+if [ -n "$missing" ]; then
+	echo "KTAP version 1"
+	echo "1..0 # SKIP VM prerequisites missing:$missing (make deps / apt-get install)"
+	exit 4
+fi
+if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
+	if command -v file >/dev/null 2>&1; then
+		echo "1..0 # SKIP /bin/busybox is not statically linked (install busybox-static)"
+		exit 4
+	fi
+fi
+
+mkdir -p "$vmdir"
+static=$vmdir/static
+
+# ---- userspace, linked statically -------------------------------------------
+build_userspace() {
+	make -s -C "$top" harness >/dev/null || return 1
+	make -s -C "$top" BUILD="$static" lib >/dev/null || return 1
+	make -s -C "$top/tests/selftests" LLMP_BUILD="$static" OUTPUT="$static/selftests" \
+		EXTRA_LDFLAGS=-static >/dev/null 2>"$static/link.log" ||
+		{ cat "$static/link.log"; return 1; }
+	# glibc warns about NSS in static programs; nothing else is expected.
+	${CC:-gcc} -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I"$top/include" \
+		"$here/llmp-hold.c" -o "$static/llmp-hold" "$static/libllmp.a" \
+		-pthread -lrt $(printf '#include <liburing.h>\nint main(void){return 0;}\n' |
+			${CC:-gcc} -x c - -o /dev/null -luring 2>/dev/null && echo -luring) -static ||
+		return 1
+}
+
+# ---- the module, against one kernel ------------------------------------------
+# build_kmod NAME KDIR KVER: sets ko=<path> or returns 1 with a reason.
+build_kmod() {
+	src=$vmdir/kmod-$1
+	if ! ls "$ksrc"/kmod/*.c >/dev/null 2>&1; then
+		echo "no kernel module sources in $ksrc/kmod/"
+		return 1
+	fi
+	mkdir -p "$src"
+	rm -rf "$src/kmod" "$src/include"
+	cp -a "$ksrc/kmod" "$src/"
+	[ -d "$ksrc/include" ] && cp -a "$ksrc/include" "$src/"
+	[ -f "$ksrc/Kbuild" ] && cp -a "$ksrc/Kbuild" "$src/"
+	# Never reuse objects built for another kernel.
+	find "$src" \( -name '*.o' -o -name '*.ko' -o -name '*.mod*' -o -name '.*.cmd' \) \
+		-delete 2>/dev/null
+	if ! make -s -C "$2" M="$src" modules > "$src/build.log" 2>&1; then
+		tail -n 40 "$src/build.log"
+		echo "module build against $2 failed"
+		return 1
+	fi
+	ko=$(find "$src" -name llmp.ko | head -n 1)
+	[ -n "$ko" ] || { echo "no llmp.ko produced in $src"; return 1; }
+	vermagic=$(modinfo -F vermagic "$ko" 2>/dev/null ||
+		strings "$ko" | sed -n 's/^vermagic=//p' | head -n 1)
+	case "$vermagic" in
+	"$3 "*|"$3") ;;
+	*) echo "llmp.ko vermagic '$vermagic' does not match the guest kernel $3"; return 1 ;;
+	esac
+}
+
+# ---- initramfs -----------------------------------------------------------------
+build_initramfs() {	# build_initramfs NAME KO -> $vmdir/initramfs-NAME.cpio.gz
+	root=$vmdir/root-$1
+	rm -rf "$root"
+	mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/tests" "$root/proc" "$root/sys" \
+		"$root/dev" "$root/tmp" "$root/root"
+	cp /bin/busybox "$root/bin/busybox"
+	ln -s busybox "$root/bin/sh"
+	cp "$here/init" "$root/init"
+	chmod 755 "$root/init"
+	cp "$2" "$root/llmp.ko"
+	cp "$static/llmp-hold" "$root/bin/llmp-hold"
+	for t in "$static"/selftests/*_test; do
+		[ -x "$t" ] && cp "$t" "$root/tests/"
+	done
+	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
+		> "$root/etc/passwd"
+	printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+	(cd "$root" && find . | sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 \
+		> "$vmdir/initramfs-$1.cpio.gz"
+}
+
+# ---- boot and parse ----------------------------------------------------------
+total_pass=0 total_fail=0 total_skip=0
+
+# boot NAME KERNEL_IMAGE EXTRA_APPEND: runs the guest, parses, adds to totals.
+boot() {
+	name=$1 image=$2 extra=$3
+	serial=$vmdir/$name.log
+	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout $extra"
+	[ -n "$only" ] && append="$append llmp_tests=$only"
+	log "booting $image ($accel), timeout ${vm_timeout}s"
+	rcfile=$vmdir/$name.rc
+	{ timeout -k 10 "$vm_timeout" qemu-system-x86_64 -accel "$accel" -m 1G -smp 2 \
+		-nographic -no-reboot -kernel "$image" -initrd "$vmdir/initramfs-$name.cpio.gz" \
+		-append "$append" < /dev/null 2>&1; echo $? > "$rcfile"; } |
+		tr -d '\r' | tee "$serial" | sed 's/^/    /'
+	qrc=$(cat "$rcfile")
+
+	problems=0
+	# The guest's plan and results: top-level lines only (nested ones are indented).
+	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$serial" | head -n 1)
+	results=$(grep -Ec '^(not )?ok [0-9]+ ' "$serial")
+	totals=$(grep '^# llmp-vm: totals ' "$serial" | tail -n 1)
+	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+		echo "    # vm $name: QEMU timed out after ${vm_timeout}s"
+		problems=$((problems + 1))
+	elif [ "$qrc" != 0 ]; then
+		echo "    # vm $name: QEMU exited with $qrc"
+		problems=$((problems + 1))
+	fi
+	if [ -z "$plan" ]; then
+		echo "    # vm $name: no KTAP plan from the guest (did it boot?)"
+		problems=$((problems + 1))
+	elif [ "$results" != "$plan" ]; then
+		echo "    # vm $name: $results results for a plan of $plan (guest crashed?)"
+		problems=$((problems + 1))
+	fi
+	if ! grep -q '^# llmp-vm: done' "$serial" || [ -z "$totals" ]; then
+		echo "    # vm $name: the guest did not finish"
+		problems=$((problems + 1))
+	fi
+	# Kernel messages on the console (printk lines carry a [ time ] stamp).
+	if grep -E '^\[ *[0-9]+\.[0-9]+\]' "$serial" | grep -Eq "$CONSOLE_BAD"; then
+		echo "    # vm $name: kernel problems on the console:"
+		grep -E '^\[ *[0-9]+\.[0-9]+\]' "$serial" | grep -E "$CONSOLE_BAD" | head -n 20 |
+			sed 's/^/    #   /'
+		problems=$((problems + 1))
+	fi
+	p=0 f=0 s=0
+	if [ -n "$totals" ]; then
+		p=$(echo "$totals" | sed 's/.*pass=\([0-9]*\).*/\1/')
+		f=$(echo "$totals" | sed 's/.*fail=\([0-9]*\).*/\1/')
+		s=$(echo "$totals" | sed 's/.*skip=\([0-9]*\).*/\1/')
+	fi
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f + problems))
+	total_skip=$((total_skip + s))
+	echo "    # vm $name: $p passed, $((f + problems)) failed, $s skipped (serial log: $serial)"
+	[ $((f + problems)) = 0 ]
+}
+
+host_fail() {	# host_fail CASE REASON...
+	shift
+	echo "    # $*"
+	total_fail=$((total_fail + 1))
+}
+
+nk=0
+for k in $kernels; do nk=$((nk + 1)); done
+echo "KTAP version 1"
+echo "1..$nk"
+
+ub_ok=1
+ub_out=$(build_userspace 2>&1) || ub_ok=0
+[ -n "$ub_out" ] && echo "$ub_out" | grep -v 'statically linked applications requires at runtime' |
+	grep -v 'in function' | sed 's/^/    # build: /'
+
+i=0
+for k in $kernels; do
+	i=$((i + 1))
+	ok=1
+	if [ "$ub_ok" = 0 ]; then
+		host_fail "$k" "static userspace build failed"
+		ok=0
+	fi
+	case "$k" in
+	debian)
+		image=$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)
+		kver=${image#/boot/vmlinuz-}
+		kdir=/lib/modules/$kver/build
+		extra=""
+		if [ -z "$image" ]; then
+			host_fail "$k" "no /boot/vmlinuz-* (apt-get install linux-image-amd64)"
+			ok=0
+		elif [ ! -d "$kdir" ]; then
+			have=$(ls /lib/modules 2>/dev/null | tr '\n' ' ')
+			host_fail "$k" "no headers for $kver in $kdir (have: $have): install linux-headers-$kver (linux-headers-amd64 must match linux-image-amd64)"
+			ok=0
+		fi
+		;;
+	debug)
+		kdir=""
+		if tree=$("$here/build-debug-kernel.sh" 2> "$vmdir/debug-kernel-build.log" | tail -n 1) &&
+		   [ -f "$tree/arch/x86/boot/bzImage" ]; then
+			sed 's/^/    # /' "$vmdir/debug-kernel-build.log" | grep -v '^    # .*warning: override' | tail -n 5
+			image=$tree/arch/x86/boot/bzImage
+			kdir=$tree
+			kver=$(make -s -C "$tree" kernelrelease 2>/dev/null)
+			extra=""
+			[ "$failslab_on" = 1 ] && extra="llmp_failslab=1"
+		else
+			tail -n 30 "$vmdir/debug-kernel-build.log" | sed 's/^/    # /'
+			host_fail "$k" "debug kernel build failed (log: $vmdir/debug-kernel-build.log)"
+			ok=0
+		fi
+		;;
+	*)
+		host_fail "$k" "unknown kernel '$k' (LLMP_VM_KERNELS takes: debian debug)"
+		ok=0
+		;;
+	esac
+	if [ "$ok" = 1 ]; then
+		log "$k: kernel $kver, module against $kdir"
+		if ! build_kmod "$k" "$kdir" "$kver" > "$vmdir/kmod-$k.why" 2>&1; then
+			sed 's/^/    # /' "$vmdir/kmod-$k.why"
+			host_fail "$k" "llmp.ko for $kver could not be built"
+			ok=0
+		elif ! build_initramfs "$k" "$ko"; then
+			host_fail "$k" "initramfs build failed"
+			ok=0
+		fi
+	fi
+	if [ "$ok" = 1 ] && boot "$k" "$image" "$extra"; then
+		echo "ok $i vm_$k"
+	else
+		echo "not ok $i vm_$k"
+	fi
+done
+
+if [ "$total_skip" -gt 0 ]; then
+	echo "$total_pass passed, $total_fail failed, $total_skip skipped"
+else
+	echo "$total_pass passed, $total_fail failed"
+fi
+[ "$total_fail" = 0 ]
