@@ -18,6 +18,7 @@
 # and ends with "N passed, N failed[, N skipped]". Exit status: 0 if all
 # passed, 1 on any failure, missing plan/results (crash) or kernel warning,
 # 4 if the VM prerequisites are missing (kselftest's SKIP code).
+# `tests/vm/run.sh --prereqs` only checks those and exits 0 (present) or 1.
 #
 # Environment:
 #   LLMP_VM_KERNELS   kernels to run, in order (default "debian debug")
@@ -53,6 +54,12 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$missing qemu-system-x
 [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx insmod ||
 	missing="$missing busybox-static"
 command -v cpio >/dev/null 2>&1 || missing="$missing cpio"
+if [ "${1:-}" = "--prereqs" ]; then
+	# For `make check`: exit 0 when a VM run is possible here, else say why.
+	[ -z "$missing" ] || { echo "tests/vm: missing:$missing" >&2; exit 1; }
+	ls /boot/vmlinuz-* >/dev/null 2>&1 || { echo "tests/vm: no /boot/vmlinuz-*" >&2; exit 1; }
+	exit 0
+fi
 if [ -n "$missing" ]; then
 	echo "KTAP version 1"
 	echo "1..0 # SKIP VM prerequisites missing:$missing (make deps / apt-get install)"
@@ -150,7 +157,8 @@ boot() {
 	{ timeout -k 10 "$vm_timeout" qemu-system-x86_64 -accel "$accel" -m 1G -smp 2 \
 		-nographic -no-reboot -kernel "$image" -initrd "$vmdir/initramfs-$name.cpio.gz" \
 		-append "$append" < /dev/null 2>&1; echo $? > "$rcfile"; } |
-		tr -d '\r' | tee "$serial" | sed 's/^/    /'
+		tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' | tee "$serial" |
+		sed 's/^/    /'
 	qrc=$(cat "$rcfile")
 
 	problems=0
