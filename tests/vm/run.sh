@@ -26,6 +26,8 @@
 #   LLMP_VM_TIMEOUT   seconds per guest run (default 900)
 #   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
 #   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
+#   LLMP_VM_FAILSLAB_PROB   percent of slab allocations that fail (default 5)
+#   LLMP_VM_FAILSLAB_SPACE  bytes a test process allocates before any fails (65536)
 #   LLMP_VM_DIR       work directory (default build/vm)
 #   LLMP_VM_ACCEL     QEMU accelerator (default tcg)
 #   LLMP_VM_KMOD_SRC  tree holding Kbuild, kmod/ and include/ (default: this repo)
@@ -252,7 +254,7 @@ for k in $kernels; do
 			kdir=$tree
 			kver=$(make -s -C "$tree" kernelrelease 2>/dev/null)
 			extra=""
-			[ "$failslab_on" = 1 ] && extra="llmp_failslab=1"
+			[ "$failslab_on" = 1 ] && extra="llmp_failslab=1 llmp_failslab_prob=${LLMP_VM_FAILSLAB_PROB:-5} llmp_failslab_space=${LLMP_VM_FAILSLAB_SPACE:-65536}"
 		else
 			tail -n 30 "$vmdir/debug-kernel-build.log" | sed 's/^/    # /'
 			host_fail "$k" "debug kernel build failed (log: $vmdir/debug-kernel-build.log)"
