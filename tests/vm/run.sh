@@ -23,7 +23,7 @@
 # Environment:
 #   LLMP_VM_KERNELS   kernels to run, in order (default "debian debug")
 #   LLMP_VM_TESTS     only these test binaries (space separated names)
-#   LLMP_VM_TIMEOUT   seconds per guest run (default 900)
+#   LLMP_VM_TIMEOUT   seconds per guest run (default 900, debug kernel 1800)
 #   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
 #   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
 #   LLMP_VM_FAILSLAB_PROB   percent of slab allocations that fail (default 5)
@@ -38,7 +38,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 vmdir=${LLMP_VM_DIR:-$top/build/vm}
 kernels=${LLMP_VM_KERNELS:-debian debug}
-vm_timeout=${LLMP_VM_TIMEOUT:-900}
+vm_timeout_set=${LLMP_VM_TIMEOUT:-}
 test_timeout=${LLMP_VM_TEST_TIMEOUT:-600}
 failslab_on=${LLMP_VM_FAILSLAB:-1}
 accel=${LLMP_VM_ACCEL:-tcg}
@@ -154,6 +154,9 @@ boot() {
 	serial=$vmdir/$name.log
 	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout $extra"
 	[ -n "$only" ] && append="$append llmp_tests=$only"
+	# KASAN + lockdep under emulation: the debug guest needs more time.
+	vm_timeout=${vm_timeout_set:-900}
+	[ -z "$vm_timeout_set" ] && [ "$name" = debug ] && vm_timeout=1800
 	log "booting $image ($accel), timeout ${vm_timeout}s"
 	rcfile=$vmdir/$name.rc
 	{ timeout -k 10 "$vm_timeout" qemu-system-x86_64 -accel "$accel" -m 1G -smp 2 \
