@@ -31,6 +31,9 @@
 #   LLMP_VM_DIR       work directory (default build/vm)
 #   LLMP_VM_ACCEL     QEMU accelerator (default tcg)
 #   LLMP_VM_KMOD_SRC  tree holding Kbuild, kmod/ and include/ (default: this repo)
+#   LLMP_VM_EXTRA_TESTS  more static test binaries for the guest's /tests
+#   LLMP_VM_APPEND    more kernel command line (name=value without a dot
+#                     reaches the tests' environment)
 # Serial logs are kept in $LLMP_VM_DIR/<kernel>.log.
 set -u
 
@@ -137,7 +140,7 @@ build_initramfs() {	# build_initramfs NAME KO -> $vmdir/initramfs-NAME.cpio.gz
 	chmod 755 "$root/init"
 	cp "$2" "$root/llmp.ko"
 	cp "$static/llmp-hold" "$root/bin/llmp-hold"
-	for t in "$static"/selftests/*_test; do
+	for t in "$static"/selftests/*_test ${LLMP_VM_EXTRA_TESTS:-}; do
 		[ -x "$t" ] && cp "$t" "$root/tests/"
 	done
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
@@ -156,6 +159,7 @@ boot() {
 	serial=$vmdir/$name.log
 	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout $extra"
 	[ -n "$only" ] && append="$append llmp_tests=$only"
+	[ -n "${LLMP_VM_APPEND:-}" ] && append="$append $LLMP_VM_APPEND"
 	# KASAN + lockdep under emulation: the debug guest needs more time.
 	vm_timeout=${vm_timeout_set:-900}
 	[ -z "$vm_timeout_set" ] && [ "$name" = debug ] && vm_timeout=1800
