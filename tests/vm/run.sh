@@ -215,6 +215,17 @@ boot() {
 	[ $((f + problems)) = 0 ]
 }
 
+# The guest gets no kernel modules but ours: what it needs must be built in.
+debian_config_ok() {
+	[ -r "$1" ] || { echo "no $1 to check the kernel's built-in options"; return 1; }
+	for o in SERIAL_8250 SERIAL_8250_CONSOLE BLK_DEV_INITRD RD_GZIP DEVTMPFS PROC_FS \
+		SYSFS DEBUG_FS TMPFS SHMEM MODULES MODULE_UNLOAD IO_URING FUTEX EPOLL EVENTFD \
+		MEMFD_CREATE SYSVIPC UNIX BINFMT_ELF BINFMT_SCRIPT; do
+		grep -qx "CONFIG_$o=y" "$1" ||
+			{ echo "$1: CONFIG_$o is not built in (=y): the guest has no other modules"; return 1; }
+	done
+}
+
 host_fail() {	# host_fail CASE REASON...
 	shift
 	echo "    # $*"
@@ -247,6 +258,9 @@ for k in $kernels; do
 		extra=""
 		if [ -z "$image" ]; then
 			host_fail "$k" "no /boot/vmlinuz-* (apt-get install linux-image-amd64)"
+			ok=0
+		elif ! why=$(debian_config_ok "/boot/config-$kver"); then
+			host_fail "$k" "$why"
 			ok=0
 		elif [ ! -d "$kdir" ]; then
 			have=$(ls /lib/modules 2>/dev/null | tr '\n' ' ')
