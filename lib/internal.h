@@ -22,7 +22,11 @@
 
 LLMP_HIDDEN_BEGIN
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && defined(_WIN32)
+#define LLMP_PRINTF(a, b) __attribute__((format(gnu_printf, a, b)))
+#define LLMP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LLMP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#elif defined(__GNUC__)
 #define LLMP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define LLMP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define LLMP_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -97,16 +101,19 @@ struct llmp_shmem {
 	static int name##_unavail_create(struct llmp_provider *p, size_t size,       \
 					 struct llmp_shmem *m)                       \
 	{                                                                            \
+		(void)p; (void)size; (void)m;                                        \
 		return name##_unavail_probe();                                       \
 	}                                                                            \
 	static int name##_unavail_attach(struct llmp_provider *p,                    \
 					 const struct llmp_shmem_desc *d,            \
 					 struct llmp_shmem *m)                       \
 	{                                                                            \
+		(void)p; (void)d; (void)m;                                           \
 		return name##_unavail_probe();                                       \
 	}                                                                            \
 	static void name##_unavail_release(struct llmp_provider *p, struct llmp_shmem *m) \
 	{                                                                            \
+		(void)p; (void)m;                                                    \
 	}                                                                            \
 	const struct llmp_shmem_ops llmp_shmem_##name##_ops = {                      \
 		.kind = KIND,                                                        \

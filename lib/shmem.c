@@ -9,6 +9,19 @@
 
 #include "internal.h"
 
+#if defined(_WIN32)
+/* mingw has no setenv(); _putenv_s copies both strings. */
+static int setenv(const char *name, const char *value, int overwrite)
+{
+	(void)overwrite;
+	if (_putenv_s(name, value)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+#endif
+
 static const char *const kind_names[LLMP_SHMEM_KIND_MAX] = {
 	[LLMP_SHMEM_DEFAULT] = "default", [LLMP_SHMEM_KMOD] = "kmod",
 	[LLMP_SHMEM_MEMFD] = "memfd",     [LLMP_SHMEM_POSIX] = "posix",
