@@ -1,0 +1,147 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# make check-windows: cross-compile libllmp for 64-bit Windows with mingw-w64
+# (-Wall -Wextra -Werror) into build/win/, build the Windows test programs
+# (tests/windows/*_test.c) and run them under wine.  Prints their KTAP, then
+# "N passed, N failed[, N skipped]"; exits non-zero on any failure, and also
+# when the cross compiler or wine is missing (CI installs both:
+# LLMP_DEPS=windows make deps).
+#
+# Environment:
+#   MINGW_CC        cross compiler       (default x86_64-w64-mingw32-gcc)
+#   MINGW_AR        its archiver         (default x86_64-w64-mingw32-ar)
+#   WINE            wine binary          (default wine)
+#   LLMP_WIN_BUILD  output directory     (default build/win)
+#   LLMP_WIN_EXCLUDE  lib/*.c files left out of the Windows build, by base
+#                   name (for files that have no meaning on Windows)
+#   LLMP_TEST_TIMEOUT  seconds per test program (default 600)
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+
+cc=${MINGW_CC:-x86_64-w64-mingw32-gcc}
+ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
+wine=${WINE:-wine}
+out=${LLMP_WIN_BUILD:-build/win}
+exclude=${LLMP_WIN_EXCLUDE:-}
+timeout_s=${LLMP_TEST_TIMEOUT:-600}
+
+need() {
+	if ! command -v "$1" >/dev/null 2>&1; then
+		echo "check-windows: '$1' not found: $2" >&2
+		echo "check-windows: install it with: apt-get install -y gcc-mingw-w64-x86-64 wine wine64" >&2
+		echo "check-windows: (or as root: LLMP_DEPS=windows make deps)" >&2
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+}
+need "$cc" "the mingw-w64 cross compiler (Debian package gcc-mingw-w64-x86-64)"
+need "$ar" "the mingw-w64 archiver (Debian package binutils-mingw-w64-x86-64)"
+need "$wine" "wine runs the Windows tests (Debian packages wine, wine64)"
+
+# The same warnings as the native build (Makefile WARN).
+cflags="-std=gnu11 -O2 -g -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+-Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith -Wformat=2 \
+-D__USE_MINGW_ANSI_STDIO=1 -Iinclude -Ilib"
+
+mkdir -p "$out/lib" || exit 1
+log=$out/build.log
+: > "$log"
+: > "$out/wine.log"
+
+# ---- the library -----------------------------------------------------------
+objs=""
+build_failed=""
+for src in lib/*.c; do
+	base=$(basename "$src" .c)
+	case " $exclude " in *" $base "*|*" $base.c "*)
+		echo "# excluded from the Windows build: $src"; continue ;; esac
+	obj=$out/lib/$base.o
+	# shellcheck disable=SC2086
+	if ! $cc $cflags -c "$src" -o "$obj" >> "$log" 2>&1; then
+		build_failed="$build_failed $src"
+	fi
+	objs="$objs $obj"
+done
+if [ -n "$build_failed" ]; then
+	sed 's/^/# /' "$log"
+	echo "# check-windows: these files do not build with $cc:$build_failed"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+rm -f "$out/libllmp.a"
+# shellcheck disable=SC2086
+if ! $ar rcs "$out/libllmp.a" $objs >> "$log" 2>&1; then
+	sed 's/^/# /' "$log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+# ---- the test programs -----------------------------------------------------
+tests=""
+for src in tests/windows/*_test.c; do
+	exe=$out/$(basename "$src" .c).exe
+	# shellcheck disable=SC2086
+	if ! $cc $cflags -static "$src" -o "$exe" "$out/libllmp.a" >> "$log" 2>&1; then
+		sed 's/^/# /' "$log"
+		echo "# check-windows: $src does not build"
+		echo "0 passed, 1 failed"
+		exit 1
+	fi
+	tests="$tests $exe"
+done
+
+# ---- run them under wine ---------------------------------------------------
+# A prefix of our own under build/win, created on first use (that first start
+# takes a while); wine's own chatter goes to a log, shown on failure.
+WINEPREFIX=$(cd "$out" && pwd)/wineprefix
+WINEDEBUG=-all
+WINEDLLOVERRIDES="mscoree,mshtml="
+export WINEPREFIX WINEDEBUG WINEDLLOVERRIDES
+if [ ! -f "$WINEPREFIX/system.reg" ]; then
+	echo "# creating the wine prefix $WINEPREFIX"
+	timeout -k 10 300 "$wine" wineboot -i >> "$out/wine.log" 2>&1
+fi
+
+res=$(mktemp)
+trap 'rm -f "$res"' EXIT
+pass=0 fail=0 skip=0 i=0 n=0
+for t in $tests; do n=$((n + 1)); done
+echo "KTAP version 1"
+echo "1..$n"
+for t in $tests; do
+	i=$((i + 1))
+	name=$(basename "$t" .exe)
+	timeout -k 10 "$timeout_s" "$wine" "$t" > "$res" 2>> "$out/wine.log"
+	rc=$?
+	tr -d '\r' < "$res" > "$res.tmp" && mv "$res.tmp" "$res"
+	sed 's/^/    /' "$res"
+	plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\)$/\1/p' "$res" | head -1)
+	p=$(grep '^ok [0-9]' "$res" | grep -vc '# SKIP')
+	s=$(grep '^ok [0-9]' "$res" | grep -c '# SKIP')
+	f=$(grep -c '^not ok [0-9]' "$res")
+	pass=$((pass + p)); skip=$((skip + s)); fail=$((fail + f))
+	ok=1
+	if [ -z "$plan" ] || [ $((p + s + f)) -ne "$plan" ]; then
+		echo "    # $name: planned ${plan:-no} tests, reported $((p + s + f)) (exit $rc): crashed or timed out"
+		fail=$((fail + 1)); ok=0
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "    # $name: exit $rc with no failed test"
+		fail=$((fail + 1)); ok=0
+	fi
+	if [ "$rc" -eq 0 ] && [ $ok -eq 1 ]; then
+		echo "ok $i $name"
+	else
+		echo "not ok $i $name # exit $rc"
+		sed 's/^/    # wine: /' "$out/wine.log" | tail -20
+	fi
+done
+# Leave no wine processes of this prefix behind.
+wineserver -k >/dev/null 2>&1 || true
+
+if [ $skip -gt 0 ]; then
+	echo "$pass passed, $fail failed, $skip skipped"
+else
+	echo "$pass passed, $fail failed"
+fi
+[ $fail -eq 0 ]

@@ -1,0 +1,733 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * Tests of the win32 shared-memory provider, run under Windows or wine.
+ *
+ * kselftest_harness.h needs fork(), which Windows lacks, so this program is
+ * its own small KTAP runner: "TAP version 13", "1..N", then "ok N name" or
+ * "not ok N name" per test, with "# " diagnostics before a failure.  The
+ * exit status is 0 only when every test passed.
+ *
+ * The cross-process tests start this same executable again with the
+ * argument "child": the child reads the segment's description from the
+ * environment (llmp_shmem_desc_from_env), attaches, checks a checksum and
+ * writes back, and reports through its exit status.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <windows.h>
+
+#include "llmp/shmem.h"
+
+#define ENV_NAME "LLMP_WTEST_SHM"
+#define ENV_SUM "LLMP_WTEST_SUM"
+#define ENV_SEED "LLMP_WTEST_SEED"
+
+#define KiB (1024ULL)
+#define MiB (1024ULL * 1024ULL)
+
+/* Child exit statuses (0 = success). */
+enum { CHILD_OK = 0, CHILD_BAD_ENV = 10, CHILD_NO_PROVIDER, CHILD_ATTACH, CHILD_SIZE, CHILD_SUM };
+
+static char failmsg[512];
+
+static int fail_at(const char *file, int line, const char *fmt, ...)
+{
+	char buf[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	snprintf(failmsg, sizeof(failmsg), "%s:%d: %s", file, line, buf);
+	return -1;
+}
+
+#define CHECK(cond)                                                                    \
+	do {                                                                           \
+		if (!(cond))                                                           \
+			return fail_at(__FILE__, __LINE__, "%s (last error: %s)", #cond,   \
+				       llmp_strerror_last());                          \
+	} while (0)
+
+#define CHECK_EQ(want, got)                                                            \
+	do {                                                                           \
+		long long w_ = (long long)(want), g_ = (long long)(got);               \
+		if (w_ != g_)                                                          \
+			return fail_at(__FILE__, __LINE__, "%s == %s: want %lld, got %lld " \
+				       "(last error: %s)", #want, #got, w_, g_,            \
+				       llmp_strerror_last());                          \
+	} while (0)
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static uint8_t pattern(uint64_t i, uint32_t seed)
+{
+	uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ULL ^ seed;
+
+	return (uint8_t)(x >> 29 ^ x >> 47);
+}
+
+static void fill(uint8_t *p, size_t n, uint32_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = pattern(i, seed);
+}
+
+/* FNV-1a, 64 bit. */
+static uint64_t fnv64(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int set_env(const char *name, const char *val)
+{
+	return _putenv_s(name, val) ? -1 : 0;
+}
+
+/*
+ * Run this executable with "child", wait for it, return its exit status
+ * (or -1 if it could not be started).
+ */
+static long run_child(void)
+{
+	char exe[MAX_PATH], cmd[MAX_PATH + 32];
+	STARTUPINFOA si;
+	PROCESS_INFORMATION pi;
+	DWORD n, code = 0;
+
+	n = GetModuleFileNameA(NULL, exe, sizeof(exe));
+	if (n == 0 || n >= sizeof(exe))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "\"%s\" child", exe);
+	memset(&si, 0, sizeof(si));
+	si.cb = sizeof(si);
+	memset(&pi, 0, sizeof(pi));
+	fflush(stdout);
+	if (!CreateProcessA(exe, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi))
+		return -1;
+	if (WaitForSingleObject(pi.hProcess, 120000) != WAIT_OBJECT_0) {
+		TerminateProcess(pi.hProcess, 99);
+		WaitForSingleObject(pi.hProcess, INFINITE);
+		code = 98;
+	} else if (!GetExitCodeProcess(pi.hProcess, &code)) {
+		code = 97;
+	}
+	CloseHandle(pi.hThread);
+	CloseHandle(pi.hProcess);
+	return (long)code;
+}
+
+/* The child side of the cross-process tests. */
+static int child_main(void)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	const char *sum_s = getenv(ENV_SUM), *seed_s = getenv(ENV_SEED);
+	unsigned long long want;
+	uint8_t *buf;
+	size_t n;
+	int ret;
+
+	if (!sum_s || !seed_s || llmp_shmem_desc_from_env(ENV_NAME, &d) < 0) {
+		printf("# child: bad environment: %s\n", llmp_strerror_last());
+		return CHILD_BAD_ENV;
+	}
+	want = strtoull(sum_s, NULL, 16);
+	if (llmp_provider_new(LLMP_SHMEM_WIN32, &p) < 0)
+		return CHILD_NO_PROVIDER;
+	ret = llmp_shmem_attach(p, &d, &m);
+	if (ret < 0) {
+		printf("# child: attach %s: %s\n", d.id, llmp_strerror_last());
+		llmp_provider_free(p);
+		return CHILD_ATTACH;
+	}
+	n = llmp_shmem_size(m);
+	buf = llmp_shmem_addr(m);
+	if (n != d.size || llmp_shmem_is_owner(m)) {
+		ret = CHILD_SIZE;
+	} else if (fnv64(buf, n) != want) {
+		printf("# child: checksum %016" PRIx64 ", want %016llx\n", fnv64(buf, n), want);
+		ret = CHILD_SUM;
+	} else {
+		/* Write back: every byte inverted. */
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (uint8_t)~buf[i];
+		ret = CHILD_OK;
+	}
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	return ret;
+}
+
+/*
+ * Create a segment of size bytes here, fill it, let a child attach by the
+ * description in the environment, check the sum and invert every byte;
+ * then check the inverted bytes here.
+ */
+static int cross_process(struct llmp_provider *p, size_t size, uint32_t seed)
+{
+	struct llmp_shmem *m;
+	char buf[32];
+	uint8_t *b;
+	long code;
+
+	CHECK_EQ(0, llmp_shmem_new(p, size, &m));
+	b = llmp_shmem_addr(m);
+	fill(b, size, seed);
+	snprintf(buf, sizeof(buf), "%016" PRIx64, fnv64(b, size));
+	CHECK_EQ(0, set_env(ENV_SUM, buf));
+	snprintf(buf, sizeof(buf), "%" PRIu32, seed);
+	CHECK_EQ(0, set_env(ENV_SEED, buf));
+	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), ENV_NAME));
+	code = run_child();
+	if (code != CHILD_OK)
+		llmp_shmem_put(m);
+	CHECK_EQ(CHILD_OK, code);
+	for (size_t i = 0; i < size; i++) {
+		if ((unsigned)b[i] + pattern(i, seed) != 0xffu) { /* b == ~pattern */
+			llmp_shmem_put(m);
+			return fail_at(__FILE__, __LINE__, "byte %zu of %zu not written back", i,
+				       size);
+		}
+	}
+	llmp_shmem_put(m);
+	return 0;
+}
+
+/* A description of kind WIN32 with the given id and size. */
+static struct llmp_shmem_desc mkdesc(const char *id, uint64_t size)
+{
+	struct llmp_shmem_desc d;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = LLMP_SHMEM_WIN32;
+	d.size = size;
+	memcpy(d.id, id, strnlen(id, sizeof(d.id) - 1));
+	return d;
+}
+
+static char logged[256];
+static int logged_count;
+
+static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (level == LLMP_LOG_ERROR) {
+		snprintf(logged, sizeof(logged), "%s", msg);
+		logged_count++;
+	}
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static int t_provider_new_and_probe(void)
+{
+	struct llmp_provider *p;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK(p != NULL);
+	CHECK_EQ(LLMP_SHMEM_WIN32, llmp_provider_kind(p));
+	CHECK_EQ(0, llmp_provider_pre_fork(p));
+	CHECK_EQ(0, llmp_provider_post_fork(p, false));
+	llmp_provider_free(p);
+	CHECK(strcmp(llmp_shmem_kind_name(LLMP_SHMEM_WIN32), "win32") == 0);
+	return 0;
+}
+
+static int t_default_kind_is_win32(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+
+	CHECK_EQ(LLMP_SHMEM_WIN32, llmp_shmem_default_kind());
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_DEFAULT, &p));
+	CHECK_EQ(LLMP_SHMEM_WIN32, llmp_provider_kind(p));
+	CHECK_EQ(0, llmp_shmem_new(p, 4096, &m));
+	CHECK_EQ(LLMP_SHMEM_WIN32, llmp_shmem_desc(m)->kind);
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_posix_kinds_unavailable(void)
+{
+	static const enum llmp_shmem_kind kinds[] = {
+		LLMP_SHMEM_KMOD, LLMP_SHMEM_MEMFD, LLMP_SHMEM_POSIX,
+		LLMP_SHMEM_SYSV, LLMP_SHMEM_ASHMEM, LLMP_SHMEM_SERVED,
+	};
+	struct llmp_provider *p;
+
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		p = (struct llmp_provider *)1;
+		CHECK_EQ(-ENODEV, llmp_provider_new(kinds[i], &p));
+		CHECK(p == NULL);
+		CHECK(llmp_strerror_last()[0] != '\0');
+	}
+	CHECK_EQ(-EINVAL, llmp_provider_new(LLMP_SHMEM_KIND_MAX, &p));
+	return 0;
+}
+
+static int t_create_write_read(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *b;
+	const struct llmp_shmem_desc *d;
+	uint8_t *pa, *pb;
+	const size_t size = 256 * KiB;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, size, &a));
+	d = llmp_shmem_desc(a);
+	CHECK_EQ(0, llmp_shmem_desc_check(d));
+	CHECK_EQ(LLMP_SHMEM_WIN32, d->kind);
+	CHECK_EQ(size, d->size);
+	CHECK_EQ(size, llmp_shmem_size(a));
+	CHECK(llmp_shmem_is_owner(a));
+	pa = llmp_shmem_addr(a);
+	CHECK(all_zero(pa, size));
+	fill(pa, size, 7);
+
+	/* A second view of the same segment sees the bytes, and writes through. */
+	CHECK_EQ(0, llmp_shmem_attach(p, d, &b));
+	CHECK(!llmp_shmem_is_owner(b));
+	CHECK_EQ(size, llmp_shmem_size(b));
+	CHECK(strcmp(llmp_shmem_desc(b)->id, d->id) == 0);
+	pb = llmp_shmem_addr(b);
+	CHECK(pb != pa);
+	CHECK_EQ(fnv64(pa, size), fnv64(pb, size));
+	pb[size - 1] ^= 0xff;
+	CHECK_EQ((uint8_t)~pattern(size - 1, 7), pa[size - 1]);
+	llmp_shmem_put(b);
+	CHECK_EQ(pattern(0, 7), pa[0]);
+	llmp_shmem_put(a);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_id_format(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *b;
+	char want[LLMP_SHMEM_ID_LEN];
+	const char *ia, *ib;
+	int n;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 100, &a));
+	CHECK_EQ(0, llmp_shmem_new(p, 100, &b));
+	ia = llmp_shmem_desc(a)->id;
+	ib = llmp_shmem_desc(b)->id;
+	n = snprintf(want, sizeof(want), "llmp_%lu_", (unsigned long)GetCurrentProcessId());
+	CHECK(strncmp(ia, want, (size_t)n) == 0);
+	CHECK(strncmp(ib, want, (size_t)n) == 0);
+	CHECK(strlen(ia) <= LLMP_SHMEM_ID_LEN - 1);
+	CHECK(strlen(ia) > (size_t)n);
+	CHECK(strspn(ia + n, "0123456789") == strlen(ia + n));
+	CHECK(strcmp(ia, ib) != 0);
+	/* The mapping really is named Local\<id>. */
+	{
+		char name[64];
+		HANDLE h;
+
+		snprintf(name, sizeof(name), "Local\\%s", ia);
+		h = OpenFileMappingA(FILE_MAP_READ, FALSE, name);
+		CHECK(h != NULL);
+		CloseHandle(h);
+	}
+	llmp_shmem_put(a);
+	llmp_shmem_put(b);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_env_round_trip(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	struct llmp_shmem_desc back;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 12345, &m));
+	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), "LLMP_WTEST_RT"));
+	CHECK(strcmp(getenv("LLMP_WTEST_RT"), llmp_shmem_desc(m)->id) == 0);
+	CHECK(strcmp(getenv("LLMP_WTEST_RT_SIZE"), "12345") == 0);
+	CHECK(strcmp(getenv("LLMP_WTEST_RT_KIND"), "win32") == 0);
+	CHECK_EQ(0, llmp_shmem_desc_from_env("LLMP_WTEST_RT", &back));
+	CHECK(memcmp(&back, llmp_shmem_desc(m), sizeof(back)) == 0);
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_attach_from_second_process(void)
+{
+	struct llmp_provider *p;
+	int ret;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	ret = cross_process(p, 1 * MiB + 3, 0x5eed);
+	llmp_provider_free(p);
+	return ret;
+}
+
+static int t_second_process_sizes(void)
+{
+	static const size_t sizes[] = { 1, 4097, 64 * MiB };
+	struct llmp_provider *p;
+	int ret = 0;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]) && !ret; i++)
+		ret = cross_process(p, sizes[i], (uint32_t)i + 100);
+	llmp_provider_free(p);
+	return ret;
+}
+
+static int t_child_sees_wrong_checksum(void)
+{
+	/* The child must be able to fail: give it a wrong checksum. */
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	long code;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 4096, &m));
+	fill(llmp_shmem_addr(m), 4096, 3);
+	CHECK_EQ(0, set_env(ENV_SUM, "0123456789abcdef"));
+	CHECK_EQ(0, set_env(ENV_SEED, "3"));
+	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), ENV_NAME));
+	code = run_child();
+	CHECK_EQ(CHILD_SUM, code);
+	/* Nothing written back. */
+	CHECK_EQ(pattern(0, 3), ((uint8_t *)llmp_shmem_addr(m))[0]);
+	llmp_shmem_put(m);
+	/* And a child told about a segment that is gone cannot attach. */
+	CHECK_EQ(CHILD_ATTACH, run_child());
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_sizes_1B_to_64MiB(void)
+{
+	static const size_t sizes[] = {
+		1, 2, 63, 4095, 4096, 4097, 65535, 65536, 65537, 1 * MiB, 16 * MiB - 1, 64 * MiB,
+	};
+	struct llmp_provider *p;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i];
+		struct llmp_shmem *m, *v;
+		uint8_t *a, *b;
+
+		CHECK_EQ(0, llmp_shmem_new(p, n, &m));
+		CHECK_EQ(n, llmp_shmem_size(m));
+		CHECK_EQ(n, llmp_shmem_desc(m)->size);
+		a = llmp_shmem_addr(m);
+		CHECK(all_zero(a, n));
+		fill(a, n, (uint32_t)n);
+		CHECK_EQ(0, llmp_shmem_attach(p, llmp_shmem_desc(m), &v));
+		CHECK_EQ(n, llmp_shmem_size(v));
+		b = llmp_shmem_addr(v);
+		CHECK(a != b);
+		CHECK_EQ(pattern(0, (uint32_t)n), b[0]);
+		CHECK_EQ(pattern(n - 1, (uint32_t)n), b[n - 1]);
+		CHECK_EQ(fnv64(a, n), fnv64(b, n));
+		b[n - 1] ^= 0xff; /* and back through the other view */
+		CHECK_EQ(0xff, a[n - 1] ^ pattern(n - 1, (uint32_t)n));
+		llmp_shmem_put(v);
+		llmp_shmem_put(m);
+	}
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_bad_sizes(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *m = (struct llmp_shmem *)1;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(-EINVAL, llmp_shmem_new(p, 0, &m));
+	CHECK(m == NULL);
+	CHECK_EQ(-E2BIG, llmp_shmem_new(p, (size_t)(LLMP_SHMEM_MAX_SIZE + 1), &m));
+	CHECK(m == NULL);
+	CHECK_EQ(-EINVAL, llmp_shmem_new(NULL, 4096, &m));
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_1000_segments(void)
+{
+	enum { N = 1000 };
+	static struct llmp_shmem *segs[N];
+	static struct llmp_shmem_desc descs[N];
+	static void *addrs[N];
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	DWORD handles0 = 0, handles1 = 0;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK(GetProcessHandleCount(GetCurrentProcess(), &handles0));
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(0, llmp_shmem_new(p, 4096, &segs[i]));
+		descs[i] = *llmp_shmem_desc(segs[i]);
+		memcpy(llmp_shmem_addr(segs[i]), &i, sizeof(i));
+	}
+	for (int i = 0; i < N; i++) {
+		int v;
+
+		memcpy(&v, llmp_shmem_addr(segs[i]), sizeof(v));
+		CHECK_EQ(i, v);
+		for (int j = 0; j < i; j++)
+			CHECK(strcmp(descs[i].id, descs[j].id) != 0);
+	}
+	for (int i = 0; i < N; i++) {
+		addrs[i] = llmp_shmem_addr(segs[i]);
+		llmp_shmem_put(segs[i]);
+	}
+	/* Every view is unmapped: its addresses are free again. */
+	for (int i = 0; i < N; i++) {
+		MEMORY_BASIC_INFORMATION mbi;
+
+		CHECK_EQ(sizeof(mbi), VirtualQuery(addrs[i], &mbi, sizeof(mbi)));
+		CHECK_EQ(MEM_FREE, mbi.State);
+	}
+	/* Windows counts handles; wine reports 0 for both, which proves nothing. */
+	CHECK(GetProcessHandleCount(GetCurrentProcess(), &handles1));
+	CHECK_EQ(handles0, handles1);
+	/* Every segment is gone with its last handle: none can be attached. */
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(-ENOENT, llmp_shmem_attach(p, &descs[i], &m));
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_segment_lives_until_last_handle(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *b, *c;
+	struct llmp_shmem_desc d;
+	static uint8_t want[8192];
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 8192, &a));
+	d = *llmp_shmem_desc(a);
+	fill(llmp_shmem_addr(a), 8192, 42);
+	CHECK_EQ(0, llmp_shmem_attach(p, &d, &b));
+	llmp_shmem_put(a); /* the creator goes first */
+	fill(want, sizeof(want), 42);
+	CHECK_EQ(fnv64(want, sizeof(want)), fnv64(llmp_shmem_addr(b), 8192));
+	CHECK_EQ(0, llmp_shmem_attach(p, &d, &c)); /* still there by name */
+	llmp_shmem_put(c);
+	llmp_shmem_put(b);
+	CHECK_EQ(-ENOENT, llmp_shmem_attach(p, &d, &c));
+	CHECK(c == NULL);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_attach_unknown_id_fails(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *m = (struct llmp_shmem *)1;
+	struct llmp_shmem_desc d = mkdesc("llmp_0_999999999", 4096);
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	logged_count = 0;
+	llmp_set_log(log_cb, NULL, LLMP_LOG_ERROR);
+	CHECK_EQ(-ENOENT, llmp_shmem_attach(p, &d, &m));
+	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
+	CHECK(m == NULL);
+	CHECK_EQ(1, logged_count);
+	CHECK(strstr(logged, "Local\\llmp_0_999999999") != NULL);
+	CHECK(strstr(llmp_strerror_last(), "OpenFileMappingA") != NULL);
+	/* A LibAFL-style id that does not exist either. */
+	d = mkdesc("libafl_0123456789ab", 65536);
+	CHECK_EQ(-ENOENT, llmp_shmem_attach(p, &d, &m));
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_attach_larger_than_segment_refused(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *m = (struct llmp_shmem *)1;
+	struct llmp_shmem_desc d;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 64 * KiB, &a));
+	d = *llmp_shmem_desc(a);
+	d.size = 64 * KiB + 4096;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	CHECK(m == NULL);
+	CHECK(strstr(llmp_strerror_last(), "holds 65536 bytes") != NULL);
+	d.size = 1 * MiB;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	/* Smaller than the segment is fine: the view covers it. */
+	d.size = 100;
+	CHECK_EQ(0, llmp_shmem_attach(p, &d, &m));
+	CHECK_EQ(100, llmp_shmem_size(m));
+	llmp_shmem_put(m);
+	llmp_shmem_put(a);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_garbage_descriptions_rejected(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *m = (struct llmp_shmem *)1;
+	struct llmp_shmem_desc good, d;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 4096, &a));
+	good = *llmp_shmem_desc(a);
+
+	d = good; d.kind = LLMP_SHMEM_SYSV; /* another kind's description */
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	CHECK(m == NULL);
+	d = good; d.kind = LLMP_SHMEM_DEFAULT;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.kind = 77;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.reserved = 1;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.pad[3] = 1;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.size = 0;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.size = LLMP_SHMEM_MAX_SIZE + 1;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; memset(d.id, 'x', sizeof(d.id)); /* not NUL-terminated */
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; memset(d.id, 0, sizeof(d.id)); /* empty */
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.id[strlen(d.id) + 1] = 'z'; /* garbage after the NUL */
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.id[0] = ' ';
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	d = good; d.id[1] = (char)0xe9;
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	/* A namespace given in the id would escape Local\: refused before any call. */
+	d = mkdesc("Global\\x", 4096);
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	CHECK(strstr(llmp_strerror_last(), "backslash") != NULL);
+	d = mkdesc("Local\\x", 4096);
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &d, &m));
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, NULL, &m));
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(NULL, &good, &m));
+	CHECK_EQ(-EINVAL, llmp_shmem_attach(p, &good, NULL));
+
+	/* The good one still works after all that. */
+	CHECK_EQ(0, llmp_shmem_attach(p, &good, &m));
+	llmp_shmem_put(m);
+	llmp_shmem_put(a);
+	llmp_provider_free(p);
+	return 0;
+}
+
+static int t_garbage_env_rejected(void)
+{
+	struct llmp_shmem_desc d;
+
+	CHECK_EQ(0, set_env("LLMP_WTEST_G", "llmp_1_2"));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "4096"));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "win32"));
+	CHECK_EQ(0, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(LLMP_SHMEM_WIN32, d.kind);
+	CHECK_EQ(4096, d.size);
+	CHECK(strcmp(d.id, "llmp_1_2") == 0);
+
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "12abc"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "-1"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "0"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "99999999999999999999999"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "4096"));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "ntfs"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "win32"));
+	CHECK_EQ(0, set_env("LLMP_WTEST_G", "llmp_an_id_far_too_long_to_fit"));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
+	CHECK_EQ(-ENOENT, llmp_shmem_desc_from_env("LLMP_WTEST_UNSET", &d));
+	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("", &d));
+	return 0;
+}
+
+/* ---- runner ------------------------------------------------------------------ */
+
+struct test {
+	const char *name;
+	int (*fn)(void);
+};
+
+#define T(fn) { #fn + 2, fn }
+static const struct test tests[] = {
+	T(t_provider_new_and_probe),
+	T(t_default_kind_is_win32),
+	T(t_posix_kinds_unavailable),
+	T(t_create_write_read),
+	T(t_id_format),
+	T(t_env_round_trip),
+	T(t_attach_from_second_process),
+	T(t_second_process_sizes),
+	T(t_child_sees_wrong_checksum),
+	T(t_sizes_1B_to_64MiB),
+	T(t_bad_sizes),
+	T(t_1000_segments),
+	T(t_segment_lives_until_last_handle),
+	T(t_attach_unknown_id_fails),
+	T(t_attach_larger_than_segment_refused),
+	T(t_garbage_descriptions_rejected),
+	T(t_garbage_env_rejected),
+};
+
+int main(int argc, char **argv)
+{
+	size_t n = sizeof(tests) / sizeof(tests[0]);
+	int failed = 0;
+
+	if (argc > 1 && !strcmp(argv[1], "child"))
+		return child_main();
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	printf("TAP version 13\n");
+	printf("1..%zu\n", n);
+	for (size_t i = 0; i < n; i++) {
+		failmsg[0] = '\0';
+		if (tests[i].fn() == 0) {
+			printf("ok %zu %s\n", i + 1, tests[i].name);
+		} else {
+			printf("# %s\n", failmsg);
+			printf("not ok %zu %s\n", i + 1, tests[i].name);
+			failed++;
+		}
+	}
+	printf("# %zu tests, %d failed\n", n, failed);
+	return failed ? 1 : 0;
+}
