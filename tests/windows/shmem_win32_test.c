@@ -27,6 +27,7 @@
 #define ENV_NAME "LLMP_WTEST_SHM"
 #define ENV_SUM "LLMP_WTEST_SUM"
 #define ENV_SEED "LLMP_WTEST_SEED"
+#define ENV_QUIET "LLMP_WTEST_QUIET" /* set: the child's failure is expected, say nothing */
 
 #define KiB (1024ULL)
 #define MiB (1024ULL * 1024ULL)
@@ -144,13 +145,15 @@ static int child_main(void)
 	struct llmp_provider *p;
 	struct llmp_shmem *m;
 	const char *sum_s = getenv(ENV_SUM), *seed_s = getenv(ENV_SEED);
+	bool quiet = getenv(ENV_QUIET) != NULL;
 	unsigned long long want;
 	uint8_t *buf;
 	size_t n;
 	int ret;
 
 	if (!sum_s || !seed_s || llmp_shmem_desc_from_env(ENV_NAME, &d) < 0) {
-		printf("# child: bad environment: %s\n", llmp_strerror_last());
+		if (!quiet)
+			printf("# child: bad environment: %s\n", llmp_strerror_last());
 		return CHILD_BAD_ENV;
 	}
 	want = strtoull(sum_s, NULL, 16);
@@ -158,7 +161,8 @@ static int child_main(void)
 		return CHILD_NO_PROVIDER;
 	ret = llmp_shmem_attach(p, &d, &m);
 	if (ret < 0) {
-		printf("# child: attach %s: %s\n", d.id, llmp_strerror_last());
+		if (!quiet)
+			printf("# child: attach %s: %s\n", d.id, llmp_strerror_last());
 		llmp_provider_free(p);
 		return CHILD_ATTACH;
 	}
@@ -167,7 +171,9 @@ static int child_main(void)
 	if (n != d.size || llmp_shmem_is_owner(m)) {
 		ret = CHILD_SIZE;
 	} else if (fnv64(buf, n) != want) {
-		printf("# child: checksum %016" PRIx64 ", want %016llx\n", fnv64(buf, n), want);
+		if (!quiet)
+			printf("# child: checksum %016" PRIx64 ", want %016llx\n", fnv64(buf, n),
+			       want);
 		ret = CHILD_SUM;
 	} else {
 		/* Write back: every byte inverted. */
@@ -361,6 +367,55 @@ static int t_id_format(void)
 	return 0;
 }
 
+/* Parse the counter of an id "llmp_<pid>_<counter>". */
+static unsigned long id_counter(const char *id)
+{
+	const char *u = strrchr(id, '_');
+
+	return u ? strtoul(u + 1, NULL, 10) : 0;
+}
+
+static int t_name_collision_skipped(void)
+{
+	struct llmp_provider *p;
+	struct llmp_shmem *a, *b;
+	char name[64], id1[LLMP_SHMEM_ID_LEN], id2[LLMP_SHMEM_ID_LEN];
+	unsigned long k;
+	HANDLE foreign, event;
+	uint8_t *f;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, 4096, &a));
+	k = id_counter(llmp_shmem_desc(a)->id);
+	llmp_shmem_put(a);
+	/* Someone else holds the next name as a mapping, and the one after as an event. */
+	snprintf(id1, sizeof(id1), "llmp_%lu_%lu", (unsigned long)GetCurrentProcessId(), k + 1);
+	snprintf(id2, sizeof(id2), "llmp_%lu_%lu", (unsigned long)GetCurrentProcessId(), k + 2);
+	snprintf(name, sizeof(name), "Local\\%s", id1);
+	foreign = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 4096, name);
+	CHECK(foreign != NULL);
+	f = MapViewOfFile(foreign, FILE_MAP_ALL_ACCESS, 0, 0, 4096);
+	CHECK(f != NULL);
+	memset(f, 0xee, 4096);
+	snprintf(name, sizeof(name), "Local\\%s", id2);
+	event = CreateEventA(NULL, TRUE, FALSE, name);
+	CHECK(event != NULL);
+
+	CHECK_EQ(0, llmp_shmem_new(p, 4096, &b));
+	CHECK(strcmp(llmp_shmem_desc(b)->id, id1) != 0);
+	CHECK(strcmp(llmp_shmem_desc(b)->id, id2) != 0);
+	CHECK_EQ(k + 3, id_counter(llmp_shmem_desc(b)->id));
+	CHECK(all_zero(llmp_shmem_addr(b), 4096)); /* not the foreign mapping */
+	CHECK_EQ(0xee, f[0]);
+	llmp_shmem_put(b);
+	CHECK_EQ(0xee, f[4095]); /* and the foreign one is untouched */
+	UnmapViewOfFile(f);
+	CloseHandle(foreign);
+	CloseHandle(event);
+	llmp_provider_free(p);
+	return 0;
+}
+
 static int t_env_round_trip(void)
 {
 	struct llmp_provider *p;
@@ -417,6 +472,7 @@ static int t_child_sees_wrong_checksum(void)
 	CHECK_EQ(0, set_env(ENV_SUM, "0123456789abcdef"));
 	CHECK_EQ(0, set_env(ENV_SEED, "3"));
 	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), ENV_NAME));
+	CHECK_EQ(0, set_env(ENV_QUIET, "1"));
 	code = run_child();
 	CHECK_EQ(CHILD_SUM, code);
 	/* Nothing written back. */
@@ -424,6 +480,8 @@ static int t_child_sees_wrong_checksum(void)
 	llmp_shmem_put(m);
 	/* And a child told about a segment that is gone cannot attach. */
 	CHECK_EQ(CHILD_ATTACH, run_child());
+	CHECK_EQ(0, set_env(ENV_QUIET, "")); /* an empty value removes the variable */
+	CHECK(getenv(ENV_QUIET) == NULL);
 	llmp_provider_free(p);
 	return 0;
 }
@@ -693,6 +751,7 @@ static const struct test tests[] = {
 	T(t_posix_kinds_unavailable),
 	T(t_create_write_read),
 	T(t_id_format),
+	T(t_name_collision_skipped),
 	T(t_env_round_trip),
 	T(t_attach_from_second_process),
 	T(t_second_process_sizes),
