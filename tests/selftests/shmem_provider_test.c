@@ -471,7 +471,7 @@ TEST_F(prov, unknown_and_garbage_ids)
 	static const char *const unknown[LLMP_SHMEM_KIND_MAX][3] = {
 		[LLMP_SHMEM_MEMFD] = { "m1:999999", "m999999:3", "m4194303:7" },
 		[LLMP_SHMEM_POSIX] = { "/libafl_1_0", "/llmp_no_such_seg", "/x" },
-		[LLMP_SHMEM_SYSV] = { "2147483000", "1999999999", "0" },
+		[LLMP_SHMEM_SYSV] = { "2147483000", "1999999999", "2147483647" },
 	};
 	static const char *const garbage[LLMP_SHMEM_KIND_MAX][6] = {
 		[LLMP_SHMEM_MEMFD] = { "m", "m1:", "m:1", "m01:2", "m1:2x", "x1:2" },
