@@ -1,0 +1,138 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# make bench: the speed-of-light ring, then llmp-bench over a matrix of
+# message sizes x sender counts x providers, each row with its ratio to the
+# ring (msgs/s for 64 B and 1 KiB, MB/s for 64 KiB and 1 MiB), then the
+# broker's idle CPU and wake-up latency.
+#
+#   tools/bench.sh BUILD_DIR        (BENCH_SECS: seconds per row, default 2;
+#                                    BENCH_PROVIDERS: default "memfd sysv")
+#
+# Exits non-zero if any run lost, duplicated, reordered or corrupted a
+# message.  Missing a target is reported, not an error: the figures depend
+# on the machine and on what else runs on it.
+set -u
+build=${1:-build}
+secs=${BENCH_SECS:-2}
+providers=${BENCH_PROVIDERS:-memfd sysv}
+ring=$build/tools/llmp-ring
+bench=$build/tools/llmp-bench
+sizes="64 1024 65536 1048576"
+failed=0
+
+for t in "$ring" "$bench"; do
+	[ -x "$t" ] || { echo "bench.sh: $t missing (run make)" >&2; exit 1; }
+done
+
+# CPU use of every process over one second, from /proc/<pid>/stat (utime+stime).
+cpu_snapshot() {
+	for f in /proc/[0-9]*/stat; do
+		cat "$f" 2>/dev/null
+	done | awk '{ s = $0; sub(/.*\) /, "", s); split(s, a, " ");
+		c = $0; sub(/^[0-9]+ \(/, "", c); sub(/\) .*/, "", c);
+		print $1, a[12] + a[13], c }'
+}
+foreign_load() {
+	a=$(mktemp) b=$(mktemp)
+	cpu_snapshot > "$a"
+	sleep 1
+	cpu_snapshot > "$b"
+	hz=$(getconf CLK_TCK)
+	awk -v hz="$hz" -v me=$$ 'NR == FNR { t[$1] = $2; next }
+		($1 in t) && $1 != me { p = ($2 - t[$1]) * 100 / hz;
+			if (p >= 10) printf "#   pid %s %s: %.0f%% CPU\n", $1, $3, p }' "$a" "$b"
+	rm -f "$a" "$b"
+}
+
+field() { # field NAME LINE
+	echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1
+}
+
+echo "# llmp bench: $(uname -srm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), ${secs} s per row"
+echo "# load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+busy=$(foreign_load)
+if [ -n "$busy" ]; then
+	echo "# WARNING: other processes are using the CPU; the figures below will be low:"
+	echo "$busy"
+else
+	echo "# no other process above 10% CPU"
+fi
+shm_before=$( (ls /dev/shm; ipcs -m 2>/dev/null | awk '$2 ~ /^[0-9]+$/') | wc -l)
+
+echo "# ring: plain shared-memory SPSC copy loop between two processes (no broker)"
+for s in $sizes; do
+	line=$("$ring" -s "$s" -d "$secs")
+	rc=$?
+	echo "$line"
+	[ $rc -eq 0 ] || { echo "# FAILED: ring size=$s"; failed=1; }
+	eval "ring_msgs_$s=\$(field msgs_per_s \"\$line\")"
+	eval "ring_mbps_$s=\$(field MBps \"\$line\")"
+done
+
+# ratio SIZE LINE: percentage of the ring's msgs/s (small) or MB/s (large)
+ratio() {
+	if [ "$1" -le 1024 ]; then
+		eval "base=\$ring_msgs_$1"
+		v=$(field msgs_per_s "$2")
+		unit="msgs/s"
+	else
+		eval "base=\$ring_mbps_$1"
+		v=$(field MBps "$2")
+		unit="MB/s"
+	fi
+	awk -v v="${v:-0}" -v b="${base:-0}" -v u="$unit" \
+		'BEGIN { if (b > 0) printf "%.1f%% of ring %s", v * 100 / b, u; else printf "n/a" }'
+}
+target() { # target SIZE SENDERS LINE
+	[ "$2" = 1 ] || return 0
+	case $1 in
+	64) want=25 ;;
+	65536 | 1048576) want=40 ;;
+	*) return 0 ;;
+	esac
+	r=$(ratio "$1" "$3" | sed 's/%.*//')
+	awk -v r="$r" -v w="$want" 'BEGIN { if (r + 0 >= w) printf " (target >= %d%%: met)", w;
+		else printf " (target >= %d%%: MISSED)", w }'
+}
+
+echo "# llmp-bench: broker + senders + 1 receiver (processes), zero-copy sends"
+for p in $providers; do
+	for n in 1 4; do
+		for s in $sizes; do
+			line=$("$bench" --provider "$p" --size "$s" --senders "$n" --receivers 1 \
+				--duration "$secs")
+			rc=$?
+			if [ $rc -eq 4 ]; then
+				echo "# provider=$p: not available here, skipped"
+				continue 3
+			fi
+			echo "$line  # $(ratio "$s" "$line")$(target "$s" "$n" "$line")"
+			[ $rc -eq 0 ] || { echo "# FAILED: provider=$p size=$s senders=$n (exit $rc)"; failed=1; }
+		done
+	done
+done
+
+echo "# broker idle CPU and wake-up latency (one message every 5-15 ms, one-way, receiver polling)"
+wake_providers="memfd"
+[ -c /dev/llmp ] && wake_providers="kmod memfd"
+for p in $wake_providers; do
+	for mode in run poll1ms; do
+		line=$("$bench" --wake --provider "$p" --broker "$mode" --idle 2 --count 150)
+		rc=$?
+		[ $rc -eq 4 ] && { echo "# provider=$p: not available here, skipped"; continue; }
+		echo "$line"
+		[ $rc -eq 0 ] || { echo "# FAILED: wake provider=$p broker=$mode (exit $rc)"; failed=1; }
+	done
+done
+
+shm_after=$( (ls /dev/shm; ipcs -m 2>/dev/null | awk '$2 ~ /^[0-9]+$/') | wc -l)
+[ "$shm_after" -gt "$shm_before" ] &&
+	echo "# WARNING: $((shm_after - shm_before)) more shared-memory segments than before the bench"
+busy=$(foreign_load)
+[ -n "$busy" ] && { echo "# WARNING: foreign CPU load at the end:"; echo "$busy"; }
+if [ $failed -ne 0 ]; then
+	echo "# bench: FAILED (a run lost, duplicated, reordered or corrupted messages, or crashed)"
+	exit 1
+fi
+echo "# bench: every run verified (no loss, duplicate, reorder or checksum error)"
