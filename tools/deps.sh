@@ -6,7 +6,7 @@
 # "kmod" (module build), "all".
 set -eu
 
-pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev"
+pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev clang xxd"
 groups=" ${LLMP_DEPS:-} "
 case "$groups" in *" all "*) groups=" vm windows kmod bench " ;; esac
 case "$groups" in *" kmod "*|*" vm "*) pkgs="$pkgs linux-headers-amd64 sparse bc flex bison libelf-dev libssl-dev" ;; esac
