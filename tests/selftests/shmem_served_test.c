@@ -1,0 +1,923 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * SERVED provider and the shmem server, in both server modes (a thread of
+ * this process, a forked server process): sharing across fork and
+ * fork+exec, the server's reference counts (STAT and its open memfds),
+ * SIGKILLed clients, fork handling, malformed requests over a raw socket,
+ * many segments, sizes from 1 byte to 256 MiB.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "llmp_test.h"
+/*
+ * The wire format (internal to the library).  Reached through include/ so
+ * that the path also works when this folder is copied into a kernel tree
+ * and LLMP_DIR points at the llmp sources.
+ */
+#include "llmp/../../lib/served_proto.h"
+
+#define CHILD_ENV "LLMP_SERVED_TEST_CHILD"
+#define DESC_ENV "LLMP_SERVED_TEST_SEG"
+
+/* ---- the exec'd child ------------------------------------------------------ */
+
+/*
+ * fork+exec test: /proc/self/exe is re-run with CHILD_ENV set; this
+ * constructor runs before the harness's main.  It attaches by the
+ * description in the environment (the server path in $LLMP_SHMEM_SERVER),
+ * checks the parent's checksum, then inverts every byte.
+ * Exit code: 0 ok, 10+ the step that failed.
+ */
+static void __attribute__((constructor)) served_exec_child(void)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	const char *sum = getenv(CHILD_ENV);
+	unsigned char *b;
+
+	if (!sum)
+		return;
+	if (llmp_provider_new(LLMP_SHMEM_SERVED, &p) < 0)
+		_exit(10);
+	if (llmp_shmem_desc_from_env(DESC_ENV, &d) < 0)
+		_exit(11);
+	if (d.kind != LLMP_SHMEM_SERVED)
+		_exit(12);
+	if (llmp_shmem_attach(p, &d, &m) < 0)
+		_exit(13);
+	b = llmp_shmem_addr(m);
+	if (llmp_test_fnv(b, llmp_shmem_size(m)) != strtoull(sum, NULL, 16))
+		_exit(14);
+	for (size_t i = 0; i < llmp_shmem_size(m); i++)
+		b[i] = (unsigned char)~b[i];
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	_exit(0);
+}
+
+/* ---- raw protocol helpers -------------------------------------------------- */
+
+static int raw_connect(const char *path)
+{
+	struct sockaddr_un sa;
+	struct timeval tv = { .tv_sec = 5 };
+	socklen_t len;
+	size_t n = strlen(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, n);
+	if (path[0] == '@') {
+		sa.sun_path[0] = 0;
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+	} else {
+		len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	}
+	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static int raw_send(int fd, uint32_t magic, uint16_t version, uint16_t op, uint32_t length,
+		    const void *body, size_t body_len)
+{
+	unsigned char buf[256];
+	struct served_hdr h = { .magic = magic, .version = version, .op = op, .length = length };
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), body, body_len);
+	return send(fd, buf, sizeof(h) + body_len, MSG_NOSIGNAL) ==
+		       (ssize_t)(sizeof(h) + body_len) ? 0 : -errno;
+}
+
+struct raw_reply {
+	struct served_hdr h;
+	struct served_reply r;
+	char msg[SERVED_MAX_MSG + 1];
+	int fd;
+};
+
+/* Read one reply: 0, -ECONNRESET if the server closed, -EAGAIN on timeout. */
+static int raw_recv(int fd, struct raw_reply *out)
+{
+	unsigned char buf[sizeof(struct served_hdr) + SERVED_MAX_REPLY_BODY];
+	size_t have = 0, want = sizeof(struct served_hdr);
+
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
+	while (have < want) {
+		union {
+			struct cmsghdr a;
+			char b[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct iovec iov = { buf + have, want - have };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+				      .msg_controllen = sizeof(ctl.b) };
+		ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		struct cmsghdr *cm;
+
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		cm = CMSG_FIRSTHDR(&msg);
+		if (cm && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(&out->fd, CMSG_DATA(cm), sizeof(int));
+		have += (size_t)n;
+		if (have == sizeof(struct served_hdr)) {
+			memcpy(&out->h, buf, sizeof(out->h));
+			if (out->h.length < sizeof(out->r) || out->h.length > SERVED_MAX_REPLY_BODY)
+				return -EBADMSG;
+			want += out->h.length;
+		}
+	}
+	memcpy(&out->r, buf + sizeof(out->h), sizeof(out->r));
+	memcpy(out->msg, buf + sizeof(out->h) + sizeof(out->r), want - sizeof(out->h) -
+	       sizeof(out->r));
+	return 0;
+}
+
+/* Request and reply on a raw connection; returns the reply status (or a transport error). */
+static int raw_call(int fd, uint16_t op, const void *body, uint32_t len, struct raw_reply *r)
+{
+	int ret = raw_send(fd, SERVED_MAGIC, SERVED_VERSION, op, len, body, len);
+
+	if (ret < 0)
+		return ret;
+	ret = raw_recv(fd, r);
+	if (ret < 0)
+		return ret;
+	if (r->h.op != (op | SERVED_OP_REPLY))
+		return -EBADMSG;
+	return r->r.status;
+}
+
+static int raw_hello(int fd)
+{
+	struct served_hello hi = { .min_version = 1, .max_version = SERVED_VERSION };
+	struct raw_reply r;
+
+	return raw_call(fd, SERVED_OP_HELLO, &hi, sizeof(hi), &r);
+}
+
+/* Raw client, HELLO done. */
+static int raw_client(const char *path)
+{
+	int fd = raw_connect(path);
+
+	if (fd >= 0 && raw_hello(fd) != 0) {
+		close(fd);
+		return -EPROTO;
+	}
+	return fd;
+}
+
+static int raw_id_op(int fd, uint16_t op, const char *id, struct raw_reply *r)
+{
+	struct served_id req;
+
+	memset(&req, 0, sizeof(req));
+	strncpy(req.id, id, sizeof(req.id) - 1);
+	return raw_call(fd, op, &req, sizeof(req), r);
+}
+
+/* Server statistics: segments held (or a negative errno); optional pid. */
+static long server_segments(const char *path, pid_t *pid)
+{
+	struct raw_reply r;
+	int fd = raw_client(path);
+	long ret;
+
+	if (fd < 0)
+		return fd;
+	ret = raw_call(fd, SERVED_OP_STAT, NULL, 0, &r);
+	if (ret == 0) {
+		ret = r.r.value;
+		if (pid)
+			*pid = (pid_t)r.r.pid;
+	}
+	close(fd);
+	return ret;
+}
+
+/* Wait (up to 5 s) until the server holds want segments; returns the last count. */
+static long wait_segments(const char *path, long want)
+{
+	long n = -1;
+
+	for (int i = 0; i < 500; i++) {
+		n = server_segments(path, NULL);
+		if (n == want)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
+/* Open memfds of the server process named llmp-served:*. */
+static int server_memfds(pid_t pid)
+{
+	char dir[64], p[PATH_MAX], link[PATH_MAX];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		ssize_t l;
+
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		l = readlink(p, link, sizeof(link) - 1);
+		if (l <= 0)
+			continue;
+		link[l] = 0;
+		if (strstr(link, "memfd:llmp-served:"))
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* ---- fixture: one server per test, in each mode ---------------------------- */
+
+FIXTURE(served)
+{
+	char path[108];
+	struct llmp_shmem_server *srv;
+	struct llmp_provider *p;
+	pid_t server_pid;
+};
+
+FIXTURE_VARIANT(served)
+{
+	enum llmp_shmem_server_mode mode;
+};
+
+FIXTURE_VARIANT_ADD(served, thread)
+{
+	.mode = LLMP_SHMEM_SERVER_THREAD,
+};
+
+FIXTURE_VARIANT_ADD(served, process)
+{
+	.mode = LLMP_SHMEM_SERVER_PROCESS,
+};
+
+FIXTURE_SETUP(served)
+{
+	static int seq;
+
+	snprintf(self->path, sizeof(self->path), "@llmp-served-test-%d-%d", (int)getpid(), seq++);
+	ASSERT_EQ(0, llmp_shmem_server_start(self->path, variant->mode, &self->srv));
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &self->p));
+	ASSERT_EQ(LLMP_SHMEM_SERVED, llmp_provider_kind(self->p));
+	ASSERT_EQ(0, server_segments(self->path, &self->server_pid));
+	if (variant->mode == LLMP_SHMEM_SERVER_THREAD) {
+		ASSERT_EQ(getpid(), self->server_pid);
+	} else {
+		ASSERT_NE(getpid(), self->server_pid);
+	}
+}
+
+FIXTURE_TEARDOWN(served)
+{
+	llmp_provider_free(self->p);
+	llmp_shmem_server_stop(self->srv);
+}
+
+static void fill(void *buf, size_t len, uint64_t seed)
+{
+	unsigned char *b = buf;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t v = llmp_test_rand(&seed);
+
+		memcpy(b + i, &v, 8);
+	}
+	for (; i < len; i++)
+		b[i] = (unsigned char)llmp_test_rand(&seed);
+}
+
+/* ---- sharing --------------------------------------------------------------- */
+
+TEST_F(served, create_attach_share_bytes)
+{
+	struct llmp_provider *p2;
+	struct llmp_shmem *a, *b;
+	const struct llmp_shmem_desc *d;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 65536, &a));
+	d = llmp_shmem_desc(a);
+	ASSERT_EQ(LLMP_SHMEM_SERVED, d->kind);
+	ASSERT_EQ(65536, d->size);
+	ASSERT_EQ(0, llmp_shmem_desc_check(d));
+	ASSERT_TRUE(llmp_shmem_is_owner(a));
+	ASSERT_EQ(0, ((uintptr_t)llmp_shmem_addr(a)) % 4096);
+	/* zero-filled */
+	for (size_t i = 0; i < 65536; i++)
+		ASSERT_EQ(0, ((unsigned char *)llmp_shmem_addr(a))[i]);
+	fill(llmp_shmem_addr(a), 65536, 7);
+
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &p2));
+	ASSERT_EQ(0, llmp_shmem_attach(p2, d, &b));
+	ASSERT_FALSE(llmp_shmem_is_owner(b));
+	ASSERT_EQ(65536, llmp_shmem_size(b));
+	ASSERT_NE(llmp_shmem_addr(a), llmp_shmem_addr(b));
+	ASSERT_EQ(llmp_test_fnv(llmp_shmem_addr(a), 65536),
+		  llmp_test_fnv(llmp_shmem_addr(b), 65536));
+	((unsigned char *)llmp_shmem_addr(b))[100] ^= 0xff;
+	ASSERT_EQ(llmp_test_fnv(llmp_shmem_addr(a), 65536),
+		  llmp_test_fnv(llmp_shmem_addr(b), 65536));
+	ASSERT_EQ(1, server_segments(self->path, NULL));
+	ASSERT_EQ(1, server_memfds(self->server_pid));
+
+	/* A smaller description maps a prefix; a larger one is refused. */
+	struct llmp_shmem_desc small = *d, big = *d;
+	struct llmp_shmem *c;
+
+	small.size = 100;
+	ASSERT_EQ(0, llmp_shmem_attach(p2, &small, &c));
+	ASSERT_EQ(100, llmp_shmem_size(c));
+	ASSERT_EQ(0, memcmp(llmp_shmem_addr(c), llmp_shmem_addr(a), 100));
+	llmp_shmem_put(c);
+	big.size = 65537;
+	ASSERT_EQ(-EINVAL, llmp_shmem_attach(p2, &big, &c));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "65537"));
+
+	llmp_shmem_put(a);
+	ASSERT_EQ(1, server_segments(self->path, NULL)); /* p2 still holds it */
+	llmp_shmem_put(b);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+	llmp_provider_free(p2);
+}
+
+TEST_F(served, fork_exec_attach_by_env)
+{
+	struct llmp_shmem *m;
+	char sum[32];
+	size_t len = 1 << 20;
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, len, &m));
+	fill(llmp_shmem_addr(m), len, 42);
+	snprintf(sum, sizeof(sum), "%llx",
+		 (unsigned long long)llmp_test_fnv(llmp_shmem_addr(m), len));
+	ASSERT_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), DESC_ENV));
+	ASSERT_STREQ("served", getenv(DESC_ENV "_KIND"));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		char *argv[] = { "shmem_served_test", NULL };
+
+		setenv(CHILD_ENV, sum, 1);
+		setenv("LLMP_SHMEM_SERVER", self->path, 1);
+		execv("/proc/self/exe", argv);
+		_exit(99);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* The child inverted every byte. */
+	unsigned char *b = llmp_shmem_addr(m), *want = malloc(len);
+
+	ASSERT_NE(NULL, want);
+	fill(want, len, 42);
+	for (size_t i = 0; i < len; i++)
+		want[i] = (unsigned char)~want[i];
+	ASSERT_EQ(0, memcmp(want, b, len));
+	free(want);
+	/* The child released its reference: only ours is left. */
+	ASSERT_EQ(1, server_segments(self->path, NULL));
+	llmp_shmem_put(m);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
+/* ---- reference counting ---------------------------------------------------- */
+
+TEST_F(served, refcount_per_connection)
+{
+	struct raw_reply r;
+	struct llmp_shmem *m;
+	char id[LLMP_SHMEM_ID_LEN];
+	int c1, c2;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	memcpy(id, llmp_shmem_desc(m)->id, sizeof(id));
+	c1 = raw_client(self->path);
+	c2 = raw_client(self->path);
+	ASSERT_LE(0, c1);
+	ASSERT_LE(0, c2);
+	/* c1 attaches twice, c2 once: 4 references. */
+	ASSERT_EQ(0, raw_id_op(c1, SERVED_OP_ATTACH, id, &r));
+	ASSERT_LE(0, r.fd);
+	ASSERT_EQ(4096, r.r.size);
+	ASSERT_STREQ(id, r.r.id);
+	close(r.fd);
+	ASSERT_EQ(0, raw_id_op(c1, SERVED_OP_ATTACH, id, &r));
+	close(r.fd);
+	ASSERT_EQ(0, raw_id_op(c2, SERVED_OP_ATTACH, id, &r));
+	close(r.fd);
+	/* RELEASE answers with the references left. */
+	ASSERT_EQ(0, raw_id_op(c1, SERVED_OP_RELEASE, id, &r));
+	ASSERT_EQ(3, r.r.value);
+	llmp_shmem_put(m);
+	ASSERT_EQ(1, server_segments(self->path, NULL));
+	/* c2 never held a second reference. */
+	ASSERT_EQ(0, raw_id_op(c2, SERVED_OP_RELEASE, id, &r));
+	ASSERT_EQ(1, r.r.value);
+	ASSERT_EQ(-ENOENT, raw_id_op(c2, SERVED_OP_RELEASE, id, &r));
+	ASSERT_NE(NULL, strstr(r.msg, "holds no reference"));
+	/* c1's last reference goes with its connection. */
+	ASSERT_EQ(1, server_segments(self->path, NULL));
+	ASSERT_EQ(1, server_memfds(self->server_pid));
+	close(c1);
+	ASSERT_EQ(0, wait_segments(self->path, 0));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+	/* Gone for good: the id is unknown now. */
+	ASSERT_EQ(-ENOENT, raw_id_op(c2, SERVED_OP_ATTACH, id, &r));
+	ASSERT_EQ(-1, r.fd);
+	close(c2);
+}
+
+TEST_F(served, provider_free_drops_references)
+{
+	struct llmp_provider *p2;
+	struct llmp_shmem *m, *b;
+
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &p2));
+	ASSERT_EQ(0, llmp_shmem_new(p2, 8192, &m));
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, llmp_shmem_desc(m), &b));
+	llmp_shmem_put(m);
+	llmp_provider_free(p2);
+	ASSERT_EQ(1, wait_segments(self->path, 1));
+	llmp_shmem_put(b);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
+TEST_F(served, sigkill_client_leaves_nothing)
+{
+	char ids[3][LLMP_SHMEM_ID_LEN];
+	int pfd[2], status;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_provider *p;
+		struct llmp_shmem *m;
+
+		close(pfd[0]);
+		if (llmp_provider_new_served(self->path, &p) < 0)
+			_exit(1);
+		for (int i = 0; i < 3; i++) {
+			if (llmp_shmem_new(p, 4096u << i, &m) < 0)
+				_exit(2);
+			memset(llmp_shmem_addr(m), 0xab, llmp_shmem_size(m));
+			if (write(pfd[1], llmp_shmem_desc(m)->id, LLMP_SHMEM_ID_LEN) !=
+			    LLMP_SHMEM_ID_LEN)
+				_exit(3);
+		}
+		for (;;)
+			pause();
+	}
+	close(pfd[1]);
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(LLMP_SHMEM_ID_LEN, read(pfd[0], ids[i], LLMP_SHMEM_ID_LEN));
+	close(pfd[0]);
+	ASSERT_EQ(3, server_segments(self->path, NULL));
+	ASSERT_EQ(3, server_memfds(self->server_pid));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFSIGNALED(status));
+	ASSERT_EQ(0, wait_segments(self->path, 0));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+	/* Their ids are unknown now. */
+	struct llmp_shmem_desc d;
+	struct llmp_shmem *m;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = LLMP_SHMEM_SERVED;
+	d.size = 4096;
+	memcpy(d.id, ids[0], sizeof(d.id));
+	ASSERT_EQ(-ENOENT, llmp_shmem_attach(self->p, &d, &m));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "no segment"));
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+TEST_F(served, fork_child_reconnects)
+{
+	struct llmp_shmem *s, *t;
+	struct llmp_shmem_desc td;
+	int up[2], down[2], status;
+	pid_t pid;
+	char go = 0;
+	static unsigned char ref[16384];
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 16384, &s));
+	fill(llmp_shmem_addr(s), 16384, 3);
+	fill(ref, 16384, 3);
+	ASSERT_EQ(0, pipe(up));
+	ASSERT_EQ(0, pipe(down));
+	ASSERT_EQ(0, llmp_provider_pre_fork(self->p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_shmem *t2, *s2;
+		unsigned char ok;
+
+		close(up[0]);
+		close(down[1]);
+		if (llmp_provider_post_fork(self->p, true) < 0)
+			_exit(1);
+		/* The inherited mapping is still good. */
+		if (llmp_test_fnv(llmp_shmem_addr(s), 16384) != llmp_test_fnv(ref, 16384))
+			_exit(2);
+		/* Create and attach over the child's own connection. */
+		if (llmp_shmem_new(self->p, 8192, &t2) < 0)
+			_exit(3);
+		fill(llmp_shmem_addr(t2), 8192, 4);
+		if (llmp_shmem_attach(self->p, llmp_shmem_desc(s), &s2) < 0)
+			_exit(4);
+		llmp_shmem_put(s2);
+		if (write(up[1], llmp_shmem_desc(t2), sizeof(struct llmp_shmem_desc)) !=
+		    sizeof(struct llmp_shmem_desc))
+			_exit(5);
+		/* Wait until the parent has dropped s: our reference keeps it. */
+		if (read(down[0], &ok, 1) != 1)
+			_exit(6);
+		if (((unsigned char *)llmp_shmem_addr(s))[0] != 0x5a)
+			_exit(7);
+		llmp_shmem_put(s);
+		llmp_shmem_put(t2);
+		llmp_provider_free(self->p);
+		_exit(0);
+	}
+	close(up[1]);
+	close(down[0]);
+	ASSERT_EQ(0, llmp_provider_post_fork(self->p, false));
+	ASSERT_EQ(sizeof(td), read(up[0], &td, sizeof(td)));
+	/* The parent's connection still works, and sees the child's segment. */
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &td, &t));
+	ASSERT_EQ(8192, llmp_shmem_size(t));
+	fill(ref, 8192, 4);
+	ASSERT_EQ(0, memcmp(ref, llmp_shmem_addr(t), 8192));
+	ASSERT_EQ(2, server_segments(self->path, NULL));
+	((unsigned char *)llmp_shmem_addr(s))[0] = 0x5a;
+	llmp_shmem_put(s);
+	/* The child re-registered s after the fork, so it survives our release. */
+	ASSERT_EQ(2, server_segments(self->path, NULL));
+	ASSERT_EQ(1, write(down[1], &go, 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(1, wait_segments(self->path, 1)); /* t, held by us */
+	llmp_shmem_put(t);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+	close(up[0]);
+	close(down[1]);
+}
+
+TEST_F(served, fork_without_post_fork_gets_own_connection)
+{
+	struct llmp_shmem *s;
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &s));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_shmem *t;
+
+		/* No pre/post_fork: the first request reconnects on its own. */
+		if (llmp_shmem_new(self->p, 4096, &t) < 0)
+			_exit(1);
+		llmp_shmem_put(t);
+		llmp_shmem_put(s);
+		llmp_provider_free(self->p);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* The parent's connection and reference are intact. */
+	ASSERT_EQ(1, wait_segments(self->path, 1));
+	struct llmp_shmem *t;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &t));
+	ASSERT_EQ(2, server_segments(self->path, NULL));
+	llmp_shmem_put(t);
+	llmp_shmem_put(s);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
+/* ---- bad input ------------------------------------------------------------- */
+
+TEST_F(served, malformed_requests_get_error_replies)
+{
+	struct served_hello hi = { .min_version = 1, .max_version = SERVED_VERSION };
+	struct served_create cr;
+	struct raw_reply r;
+	struct llmp_shmem *m;
+	unsigned char garbage[16];
+	struct served_id bad;
+	struct served_hdr h = { SERVED_MAGIC, SERVED_VERSION, SERVED_OP_STAT, 0, 1 };
+	int fd, stall;
+
+	/* Garbage: bad magic, error reply, then the server hangs up. */
+	fd = raw_connect(self->path);
+	ASSERT_LE(0, fd);
+	memset(garbage, 0x41, sizeof(garbage));
+	ASSERT_EQ(sizeof(garbage), send(fd, garbage, sizeof(garbage), MSG_NOSIGNAL));
+	ASSERT_EQ(0, raw_recv(fd, &r));
+	ASSERT_EQ(SERVED_OP_ERROR, r.h.op);
+	ASSERT_EQ(-EBADMSG, r.r.status);
+	ASSERT_NE(NULL, strstr(r.msg, "magic"));
+	ASSERT_EQ(-ECONNRESET, raw_recv(fd, &r));
+	close(fd);
+
+	/* A request before HELLO. */
+	fd = raw_connect(self->path);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(-EPROTO, raw_call(fd, SERVED_OP_STAT, NULL, 0, &r));
+	/* A version range the server does not speak; the connection stays. */
+	hi.min_version = 7;
+	hi.max_version = 9;
+	ASSERT_EQ(-EPROTONOSUPPORT, raw_call(fd, SERVED_OP_HELLO, &hi, sizeof(hi), &r));
+	ASSERT_NE(NULL, strstr(r.msg, "7..9"));
+	hi.min_version = 1;
+	hi.max_version = 50; /* a newer client: the server picks its own version */
+	ASSERT_EQ(0, raw_call(fd, SERVED_OP_HELLO, &hi, sizeof(hi), &r));
+	ASSERT_EQ(SERVED_VERSION, r.r.value);
+	ASSERT_EQ(self->server_pid, (pid_t)r.r.pid);
+	/* A request in another version than the negotiated one. */
+	ASSERT_EQ(0, raw_send(fd, SERVED_MAGIC, 2, SERVED_OP_STAT, 0, NULL, 0));
+	ASSERT_EQ(0, raw_recv(fd, &r));
+	ASSERT_EQ(-EPROTONOSUPPORT, r.r.status);
+	/* Unknown op. */
+	ASSERT_EQ(-EOPNOTSUPP, raw_call(fd, 77, NULL, 0, &r));
+	ASSERT_NE(NULL, strstr(r.msg, "unknown request op 77"));
+	/* Short body, long body. */
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_CREATE, "abcd", 4, &r));
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_CREATE, "0123456789abcdef", 16, &r));
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_STAT, "x", 1, &r));
+	/* Sizes: 0, above the limit, the largest u64. */
+	cr.size = 0;
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+	cr.size = SERVED_MAX_SEG_SIZE + 1;
+	ASSERT_EQ(-E2BIG, raw_call(fd, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+	ASSERT_EQ(-1, r.fd);
+	cr.size = UINT64_MAX;
+	ASSERT_EQ(-E2BIG, raw_call(fd, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+	/* Ids: unknown, another server's, not terminated, not printable. */
+	ASSERT_EQ(-ENOENT, raw_id_op(fd, SERVED_OP_ATTACH, "nope.1", &r));
+	ASSERT_EQ(-ENOENT, raw_id_op(fd, SERVED_OP_ATTACH, "zzzzzz.1", &r));
+	ASSERT_EQ(-ENOENT, raw_id_op(fd, SERVED_OP_RELEASE, "nope.1", &r));
+	memset(&bad, 'a', sizeof(bad));
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_ATTACH, &bad, sizeof(bad), &r));
+	memset(&bad, 0, sizeof(bad));
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_ATTACH, &bad, sizeof(bad), &r));
+	strcpy(bad.id, "a\tb");
+	ASSERT_EQ(-EINVAL, raw_call(fd, SERVED_OP_RELEASE, &bad, sizeof(bad), &r));
+	/* The reserved header field. */
+	ASSERT_EQ(sizeof(h), send(fd, &h, sizeof(h), MSG_NOSIGNAL));
+	ASSERT_EQ(0, raw_recv(fd, &r));
+	ASSERT_EQ(-EINVAL, r.r.status);
+	/* After all that the connection still serves. */
+	ASSERT_EQ(0, raw_call(fd, SERVED_OP_STAT, NULL, 0, &r));
+	ASSERT_EQ(0, r.r.value);
+	/* An oversized body: error reply, then the server hangs up. */
+	ASSERT_EQ(0, raw_send(fd, SERVED_MAGIC, SERVED_VERSION, SERVED_OP_CREATE, 1u << 30,
+			      NULL, 0));
+	ASSERT_EQ(0, raw_recv(fd, &r));
+	ASSERT_EQ(SERVED_OP_ERROR, r.h.op);
+	ASSERT_EQ(-EMSGSIZE, r.r.status);
+	ASSERT_EQ(-ECONNRESET, raw_recv(fd, &r));
+	close(fd);
+
+	/* A short header that stalls must not block anyone else. */
+	stall = raw_connect(self->path);
+	ASSERT_LE(0, stall);
+	ASSERT_EQ(7, send(stall, "\x4c\x4c\x4d\x53\x01\x00\x01", 7, MSG_NOSIGNAL));
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	llmp_shmem_put(m);
+	close(stall);
+
+	/* A client that closes in the middle of a request (header + 3 of 8 body bytes). */
+	fd = raw_client(self->path);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, raw_send(fd, SERVED_MAGIC, SERVED_VERSION, SERVED_OP_CREATE, 8, "abc", 3));
+	close(fd);
+
+	/* The server still serves a good client, and holds nothing. */
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	memset(llmp_shmem_addr(m), 1, 4096);
+	llmp_shmem_put(m);
+	ASSERT_EQ(0, wait_segments(self->path, 0));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+}
+
+TEST_F(served, api_bad_input)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_shmem *m = (void *)1;
+
+	ASSERT_EQ(-EINVAL, llmp_shmem_new(self->p, 0, &m));
+	ASSERT_EQ(NULL, m);
+	ASSERT_EQ(-E2BIG, llmp_shmem_new(self->p, (size_t)LLMP_SHMEM_MAX_SIZE + 1, &m));
+	memset(&d, 0, sizeof(d));
+	d.kind = LLMP_SHMEM_SERVED;
+	d.size = 4096;
+	strcpy(d.id, "nope.12");
+	ASSERT_EQ(-ENOENT, llmp_shmem_attach(self->p, &d, &m));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "no segment 'nope.12'"));
+	d.kind = LLMP_SHMEM_MEMFD;
+	ASSERT_EQ(-EINVAL, llmp_shmem_attach(self->p, &d, &m));
+	/* The provider is still fine. */
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 1, &m));
+	llmp_shmem_put(m);
+}
+
+TEST_F(served, server_gone_gives_errors_not_crashes)
+{
+	struct llmp_shmem *m, *n;
+	unsigned char *b;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	b = llmp_shmem_addr(m);
+	memset(b, 0x77, 4096);
+	llmp_shmem_server_stop(self->srv);
+	self->srv = NULL;
+	/* The mapping outlives the server. */
+	for (int i = 0; i < 4096; i++)
+		ASSERT_EQ(0x77, b[i]);
+	ASSERT_GT(0, llmp_shmem_new(self->p, 4096, &n));
+	ASSERT_EQ(-ENOTCONN, llmp_shmem_new(self->p, 4096, &n));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "not connected"));
+	llmp_shmem_put(m);
+}
+
+/* ---- scale ----------------------------------------------------------------- */
+
+TEST_F(served, thousand_segments_no_leak)
+{
+	enum { N = 1000 };
+	struct llmp_shmem **m = calloc(N, sizeof(*m));
+
+	ASSERT_NE(NULL, m);
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m[i]));
+		*(int *)llmp_shmem_addr(m[i]) = i;
+	}
+	ASSERT_EQ(N, server_segments(self->path, NULL));
+	ASSERT_EQ(N, server_memfds(self->server_pid));
+	for (int i = 0; i < N; i++) {
+		ASSERT_EQ(i, *(int *)llmp_shmem_addr(m[i]));
+		llmp_shmem_put(m[i]);
+	}
+	free(m);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+}
+
+TEST_F(served, sizes_1B_to_256MiB)
+{
+	static const size_t sizes[] = { 1, 7, 4095, 4096, 4097, 65537, 1 << 20, 256u << 20 };
+	struct llmp_provider *p2;
+
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &p2));
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		size_t len = sizes[k], step = len > (1 << 20) ? 4093 : 1;
+		struct llmp_shmem *a, *b;
+		unsigned char *pa, *pb;
+		uint64_t seed = len, ha = 0xcbf29ce484222325ULL, hb = ha;
+
+		ASSERT_EQ(0, llmp_shmem_new(self->p, len, &a));
+		ASSERT_EQ(len, llmp_shmem_size(a));
+		pa = llmp_shmem_addr(a);
+		for (size_t i = 0; i < len; i += step)
+			pa[i] = (unsigned char)llmp_test_rand(&seed);
+		pa[len - 1] = 0xee;
+		for (size_t i = 0; i < len; i += step)
+			ha = (ha ^ pa[i]) * 0x100000001b3ULL;
+		ASSERT_EQ(0, llmp_shmem_attach(p2, llmp_shmem_desc(a), &b));
+		ASSERT_EQ(len, llmp_shmem_size(b));
+		pb = llmp_shmem_addr(b);
+		ASSERT_EQ(0xee, pb[len - 1]);
+		for (size_t i = 0; i < len; i += step)
+			hb = (hb ^ pb[i]) * 0x100000001b3ULL;
+		ASSERT_EQ(ha, hb);
+		llmp_shmem_put(b);
+		llmp_shmem_put(a);
+	}
+	llmp_provider_free(p2);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
+/* ---- servers and paths ----------------------------------------------------- */
+
+TEST(second_server_on_a_path_is_refused)
+{
+	struct llmp_shmem_server *a, *b = (void *)1;
+	char path[64];
+
+	snprintf(path, sizeof(path), "@llmp-served-test-busy-%d", (int)getpid());
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &a));
+	ASSERT_EQ(-EADDRINUSE, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &b));
+	ASSERT_EQ(NULL, b);
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "already listens"));
+	llmp_shmem_server_stop(a);
+	/* Free again once stopped. */
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &a));
+	llmp_shmem_server_stop(a);
+	ASSERT_EQ(-EINVAL, llmp_shmem_server_start("", LLMP_SHMEM_SERVER_THREAD, &a));
+	ASSERT_EQ(-EINVAL, llmp_shmem_server_start("@", LLMP_SHMEM_SERVER_THREAD, &a));
+	ASSERT_EQ(-EINVAL, llmp_shmem_server_start(path, 5, &a));
+}
+
+TEST(filesystem_socket_path)
+{
+	struct llmp_shmem_server *s;
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	struct sockaddr_un sa;
+	struct stat st;
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/llmp-served-test-%d.sock", (int)getpid());
+	/* A stale socket file of a dead server is replaced. */
+	unlink(path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ASSERT_LE(0, fd);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, path);
+	ASSERT_EQ(0, bind(fd, (struct sockaddr *)&sa, sizeof(sa)));
+	close(fd);
+	ASSERT_EQ(0, stat(path, &st));
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &s));
+	ASSERT_EQ(0, llmp_provider_new_served(path, &p));
+	ASSERT_EQ(0, llmp_shmem_new(p, 4096, &m));
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	llmp_shmem_server_stop(s);
+	ASSERT_EQ(-1, stat(path, &st));
+	ASSERT_EQ(ENOENT, errno);
+}
+
+TEST(env_and_missing_server)
+{
+	struct llmp_shmem_server *s;
+	struct llmp_provider *p = (void *)1;
+	char path[64];
+
+	snprintf(path, sizeof(path), "@llmp-served-test-none-%d", (int)getpid());
+	ASSERT_EQ(-ECONNREFUSED, llmp_provider_new_served(path, &p));
+	ASSERT_EQ(NULL, p);
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "no shmem server"));
+	/* llmp_provider_new(SERVED) finds the server through $LLMP_SHMEM_SERVER. */
+	setenv("LLMP_SHMEM_SERVER", path, 1);
+	ASSERT_EQ(-ECONNREFUSED, llmp_provider_new(LLMP_SHMEM_SERVED, &p));
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &s));
+	ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_SERVED, &p));
+	llmp_provider_free(p);
+	llmp_shmem_server_stop(s);
+	unsetenv("LLMP_SHMEM_SERVER");
+}
+
+TEST_HARNESS_MAIN
