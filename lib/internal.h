@@ -7,6 +7,16 @@
 #include <stdarg.h>
 #include "llmp/shmem.h"
 
+#if defined(_WIN32)
+/* POSIX errno values mingw-w64 lacks; above the ones it defines (up to 140). */
+#ifndef ESTALE
+#define ESTALE 200
+#endif
+#ifndef ESHUTDOWN
+#define ESHUTDOWN 201
+#endif
+#endif
+
 /*
  * Everything declared in internal headers is hidden from libllmp.so, even
  * when its name starts with llmp_ (the version script exports llmp_*).
