@@ -54,7 +54,7 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean bench demo \
+.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean dkms bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
@@ -104,7 +104,7 @@ check-windows: deps
 	tests/windows/run.sh
 
 check-vm: deps
-	tests/vm/run.sh
+	LLMP_DEPS="$(LLMP_DEPS) vm" tools/deps.sh && tests/vm/run.sh
 
 bench: deps all
 	tools/bench.sh $(BUILD)
@@ -121,6 +121,23 @@ kmod:
 
 kmod-clean:
 	@test -n "$(KDIR)" && $(MAKE) -C $(KDIR) M=$(CURDIR) clean || true
+
+# DKMS: the module's sources and kmod/dkms.conf into /usr/src/llmp-$(VERSION),
+# then `dkms add/build/install` when dkms is installed (and DESTDIR is empty).
+DKMS_SRC = $(DESTDIR)/usr/src/llmp-$(VERSION)
+dkms:
+	install -d $(DKMS_SRC)/kmod $(DKMS_SRC)/include/uapi/linux
+	install -m 644 Kbuild $(DKMS_SRC)/Kbuild
+	install -m 644 kmod/Kbuild kmod/llmp.c $(DKMS_SRC)/kmod/
+	install -m 644 include/uapi/linux/llmp.h $(DKMS_SRC)/include/uapi/linux/
+	sed 's/^PACKAGE_VERSION=.*/PACKAGE_VERSION="$(VERSION)"/' kmod/dkms.conf > $(DKMS_SRC)/dkms.conf
+	@if [ -z "$(DESTDIR)" ] && command -v dkms >/dev/null 2>&1; then \
+		dkms status llmp/$(VERSION) | grep -q . || dkms add llmp/$(VERSION); \
+		dkms build llmp/$(VERSION) && dkms install llmp/$(VERSION); \
+	else \
+		echo "dkms: sources in $(DKMS_SRC); register them with:"; \
+		echo "  dkms add llmp/$(VERSION) && dkms build llmp/$(VERSION) && dkms install llmp/$(VERSION)"; \
+	fi
 
 # ---- install ----
 install: all
