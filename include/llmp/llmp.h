@@ -96,6 +96,12 @@ int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
 /* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms);
 
+/*
+ * Wait until the broker has mapped the current out page (after that the
+ * client may exit without its messages being lost).  0, or -ETIMEDOUT.
+ */
+int llmp_client_wait_safe(struct llmp_client *c, int timeout_ms);
+
 /* Save where the client stands to env vars (prefix NAME) / reattach from them. */
 int llmp_client_to_env(const struct llmp_client *c, const char *name);
 int llmp_client_from_env(struct llmp_provider *p, const char *name,

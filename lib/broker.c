@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * The LLMP broker: one reader per client out page, one broadcast sender
+ * (client id 0).  llmp_broker_once() drains every client in turn, lets the
+ * hook chain decide, and copies what survives onto the broadcast page.  A
+ * client whose page is corrupt is dropped; the others keep being served.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker_internal.h"
+
+#define DEFAULT_HISTORY_BYTES (64u << 20)
+/* Messages taken from one client before moving to the next (fairness). */
+#define DRAIN_BATCH 4096
+
+struct bclient {
+	uint32_t id;
+	bool gone;
+	struct llmp_receiver r;
+};
+
+struct hook {
+	llmp_hook_fn fn;
+	void *ctx;
+};
+
+struct llmp_broker {
+	struct llmp_provider *p;
+	struct llmp_sender out;
+	struct bclient *clients;
+	unsigned n, cap;
+	struct hook *hooks;
+	unsigned nhooks;
+	uint32_t next_id;
+	unsigned exit_after;
+	unsigned seen, left;
+	int stop;           /* atomic */
+	uint32_t sleeping;  /* atomic: the sleep announce word */
+	bool exiting_sent;
+	bool removals;
+	uint64_t forwarded;
+};
+
+int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
+		    struct llmp_broker **out)
+{
+	struct llmp_broker_opts o;
+	struct llmp_sender_cfg cfg;
+	struct llmp_broker *b;
+	int ret;
+
+	if (!p || !out)
+		return llmp_err(-EINVAL, "broker new: NULL argument");
+	memset(&o, 0, sizeof(o));
+	if (opts) {
+		if (opts->struct_size && opts->struct_size < offsetof(struct llmp_broker_opts,
+								       exit_after))
+			return llmp_err(-EINVAL, "broker opts: struct_size %u too small",
+					opts->struct_size);
+		memcpy(&o, opts, opts->struct_size && opts->struct_size < sizeof(o) ?
+		       opts->struct_size : sizeof(o));
+	}
+	if (o.page_size && (o.page_size < LLMP_PAGE_MIN_SIZE || o.page_size > LLMP_SHMEM_MAX_SIZE))
+		return llmp_err(-EINVAL, "broker opts: page_size %zu outside %u..%llu", o.page_size,
+				LLMP_PAGE_MIN_SIZE, (unsigned long long)LLMP_SHMEM_MAX_SIZE);
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return llmp_err(-ENOMEM, "broker new: out of memory");
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.mode = o.keep_all_history ? LLMP_SENDER_KEEP_ALL : LLMP_SENDER_HISTORY;
+	cfg.id = LLMP_BROKER_CLIENT_ID;
+	cfg.page_size = o.page_size;
+	cfg.history_bytes = o.history_bytes ? o.history_bytes : DEFAULT_HISTORY_BYTES;
+	ret = llmp_sender_init(&b->out, p, &cfg);
+	if (ret < 0) {
+		free(b);
+		return ret;
+	}
+	b->p = p;
+	b->next_id = 1;
+	b->exit_after = o.exit_after;
+	*out = b;
+	return 0;
+}
+
+int llmp_broker_broadcast_desc(const struct llmp_broker *b, struct llmp_shmem_desc *d)
+{
+	if (!b || !d)
+		return llmp_err(-EINVAL, "broker broadcast desc: NULL argument");
+	*d = *llmp_sender_first_desc(&b->out);
+	return 0;
+}
+
+int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d)
+{
+	struct bclient *c;
+	int ret;
+
+	if (!b || !d)
+		return llmp_err(-EINVAL, "broker add client: NULL argument");
+	if (b->next_id > INT32_MAX)
+		return llmp_err(-EOVERFLOW, "broker: client ids exhausted");
+	if (b->n == b->cap) {
+		unsigned ncap = b->cap ? b->cap * 2 : 16;
+		struct bclient *nc = realloc(b->clients, ncap * sizeof(*nc));
+
+		if (!nc)
+			return llmp_err(-ENOMEM, "broker: out of memory for clients");
+		b->clients = nc;
+		b->cap = ncap;
+	}
+	c = &b->clients[b->n];
+	memset(c, 0, sizeof(*c));
+	ret = llmp_receiver_init(&c->r, b->p, d, false, 0, true, NULL);
+	if (ret < 0)
+		return ret;
+	c->id = b->next_id++;
+	b->n++;
+	b->seen++;
+	llmp_log(LLMP_LOG_INFO, "broker: client %u registered (page %.20s)", c->id, d->id);
+	return (int)c->id;
+}
+
+int llmp_broker_add_client(struct llmp_broker *b, const struct llmp_shmem_desc *out_page)
+{
+	return llmp_broker_register_desc(b, out_page);
+}
+
+uint32_t llmp_broker_next_id(const struct llmp_broker *b)
+{
+	return b->next_id;
+}
+
+int llmp_broker_add_hook(struct llmp_broker *b, llmp_hook_fn fn, void *ctx)
+{
+	struct hook *nh;
+
+	if (!b || !fn)
+		return llmp_err(-EINVAL, "broker add hook: NULL argument");
+	nh = realloc(b->hooks, (b->nhooks + 1) * sizeof(*nh));
+	if (!nh)
+		return llmp_err(-ENOMEM, "broker add hook: out of memory");
+	b->hooks = nh;
+	b->hooks[b->nhooks].fn = fn;
+	b->hooks[b->nhooks].ctx = ctx;
+	b->nhooks++;
+	return 0;
+}
+
+static bool tag_reserved(uint32_t tag)
+{
+	return tag == LLMP_TAG_UNSET || tag == LLMP_TAG_UNINITIALIZED ||
+	       tag == LLMP_TAG_END_OF_PAGE || tag == LLMP_TAG_NEW_SHM_CLIENT;
+}
+
+int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
+			uint32_t broker_id, const void *buf, size_t len)
+{
+	struct llmp_msg *m;
+	int ret;
+
+	if (LLMP_UNLIKELY(tag_reserved(tag)))
+		return llmp_err(-EINVAL, "broker forward: tag 0x%08x is reserved", tag);
+	ret = llmp_sender_alloc(&b->out, len, &m);
+	if (LLMP_UNLIKELY(ret < 0))
+		return ret;
+	m->tag = tag;
+	m->sender = sender;
+	m->broker = broker_id;
+	m->flags = flags;
+	if (len)
+		memcpy(m->buf, buf, len);
+	ret = llmp_sender_commit(&b->out, false);
+	if (ret == 0)
+		b->forwarded++;
+	return ret;
+}
+
+int llmp_broker_send(struct llmp_broker *b, uint32_t tag, uint32_t flags,
+		     const void *buf, size_t len)
+{
+	if (!b || (!buf && len))
+		return llmp_err(-EINVAL, "broker send: NULL argument");
+	return llmp_broker_forward(b, LLMP_BROKER_CLIENT_ID, tag, flags, 0, buf, len);
+}
+
+static struct bclient *find_client(struct llmp_broker *b, uint32_t id)
+{
+	unsigned lo = 0, hi = b->n;
+
+	/* ids are handed out in increasing order and the array stays sorted */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+
+		if (b->clients[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < b->n && b->clients[lo].id == id ? &b->clients[lo] : NULL;
+}
+
+int llmp_broker_remove_client(struct llmp_broker *b, uint32_t id)
+{
+	struct bclient *c = b ? find_client(b, id) : NULL;
+
+	if (!c || c->gone)
+		return llmp_err(-ENOENT, "broker: no client %u", id);
+	c->gone = true;
+	b->removals = true;
+	b->left++;
+	return 0;
+}
+
+static void reap(struct llmp_broker *b)
+{
+	unsigned j = 0;
+
+	for (unsigned i = 0; i < b->n; i++) {
+		if (b->clients[i].gone) {
+			llmp_receiver_fini(&b->clients[i].r);
+			continue;
+		}
+		if (i != j)
+			b->clients[j] = b->clients[i];
+		j++;
+	}
+	b->n = j;
+	b->removals = false;
+}
+
+/* A hook chain verdict, then the copy to the broadcast page. */
+static int deliver(struct llmp_broker *b, uint32_t id, const struct llmp_rmsg *m)
+{
+	uint32_t tag = m->tag, flags = m->flags;
+	const void *buf = m->buf;
+	size_t len = m->len;
+
+	for (unsigned h = 0; h < b->nhooks; h++)
+		if (b->hooks[h].fn(b->hooks[h].ctx, b, id, &tag, &flags, &buf, &len) ==
+		    LLMP_HOOK_DROP)
+			return 0;
+	if (LLMP_UNLIKELY(tag_reserved(tag) || (!buf && len))) {
+		llmp_log(LLMP_LOG_WARN, "broker: hook rewrote a message of client %u to a reserved "
+			 "tag 0x%08x; dropped", id, tag);
+		return 0;
+	}
+	return llmp_broker_forward(b, m->sender, tag, flags, m->broker, buf, len);
+}
+
+static void new_shm_client(struct llmp_broker *b, uint32_t from, const struct llmp_rmsg *m,
+			   enum llmp_shmem_kind kind)
+{
+	struct llmp_page_info info;
+	struct llmp_shmem_desc d;
+	int ret;
+
+	if (m->len < sizeof(info)) {
+		llmp_log(LLMP_LOG_WARN, "broker: short NEW_SHM_CLIENT from client %u ignored", from);
+		return;
+	}
+	memcpy(&info, m->buf, sizeof(info));
+	if (!memchr(info.id, 0, sizeof(info.id)) || info.map_size > LLMP_SHMEM_MAX_SIZE) {
+		llmp_log(LLMP_LOG_WARN, "broker: invalid NEW_SHM_CLIENT from client %u ignored",
+			 from);
+		return;
+	}
+	memset(&d, 0, sizeof(d));
+	d.kind = kind;
+	d.size = info.map_size;
+	memcpy(d.id, info.id, sizeof(d.id));
+	ret = llmp_broker_register_desc(b, &d);
+	if (ret < 0)
+		llmp_log(LLMP_LOG_WARN, "broker: NEW_SHM_CLIENT from client %u: page %.20s not "
+			 "registered (%d)", from, d.id, ret);
+}
+
+/* Drain one client (by index); returns messages handled. */
+static int drain(struct llmp_broker *b, unsigned idx)
+{
+	int handled = 0;
+
+	for (int k = 0; k < DRAIN_BATCH; k++) {
+		struct bclient *c = &b->clients[idx];
+		struct llmp_rmsg m;
+		uint32_t id = c->id, xid;
+		int ret;
+
+		if (c->gone)
+			break;
+		ret = llmp_receiver_next(&c->r, &m);
+		if (ret == 0)
+			break;
+		if (ret < 0) {
+			if (ret == -ESHUTDOWN)
+				llmp_log(LLMP_LOG_INFO, "broker: client %u exited", id);
+			else
+				llmp_log(LLMP_LOG_ERROR, "broker: client %u dropped: %s (%d)", id,
+					 llmp_strerror_last(), ret);
+			c->gone = true;
+			b->removals = true;
+			b->left++;
+			break;
+		}
+		handled++;
+		switch (m.tag) {
+		case LLMP_TAG_NEW_SHM_CLIENT:
+			new_shm_client(b, id, &m, (enum llmp_shmem_kind)
+				       llmp_receiver_desc(&c->r)->kind);
+			break;
+		case LLMP_TAG_CLIENT_EXIT:
+			if (m.len < sizeof(xid)) {
+				llmp_log(LLMP_LOG_WARN, "broker: short CLIENT_EXIT from %u", id);
+				break;
+			}
+			memcpy(&xid, m.buf, sizeof(xid));
+			if (llmp_broker_remove_client(b, xid) == 0)
+				llmp_log(LLMP_LOG_INFO, "broker: client %u removed by client %u",
+					 xid, id);
+			break;
+		case LLMP_TAG_SLOW_RECEIVER_PANIC:
+			llmp_log(LLMP_LOG_ERROR, "broker: client %u gave up (slow receiver); dropped",
+				 id);
+			c->gone = true;
+			b->removals = true;
+			b->left++;
+			break;
+		default:
+			ret = deliver(b, id, &m);
+			if (ret < 0)
+				return ret;
+		}
+	}
+	return handled;
+}
+
+int llmp_broker_once(struct llmp_broker *b)
+{
+	unsigned n;
+	int total = 0;
+
+	if (!b)
+		return llmp_err(-EINVAL, "broker once: NULL argument");
+	n = b->n; /* clients registered during this pass are served next pass */
+	for (unsigned i = 0; i < n; i++) {
+		int ret = drain(b, i);
+
+		if (ret < 0)
+			return ret;
+		total += ret;
+	}
+	if (b->removals)
+		reap(b);
+	return total;
+}
+
+static int send_exiting(struct llmp_broker *b)
+{
+	int ret;
+
+	if (b->exiting_sent)
+		return 0;
+	llmp_sender_cancel(&b->out);
+	ret = llmp_broker_forward(b, LLMP_BROKER_CLIENT_ID, LLMP_TAG_EXITING, 0, 0, NULL, 0);
+	if (ret == 0)
+		b->exiting_sent = true;
+	return ret;
+}
+
+static bool exit_due(const struct llmp_broker *b)
+{
+	return b->exit_after && b->left >= b->exit_after && b->n == 0;
+}
+
+int llmp_broker_run(struct llmp_broker *b)
+{
+	unsigned idle = 0;
+
+	if (!b)
+		return llmp_err(-EINVAL, "broker run: NULL argument");
+	/* pairs with the store in llmp_broker_stop (a flag, no data attached) */
+	while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED)) {
+		int ret = llmp_broker_once(b);
+
+		if (ret < 0)
+			return ret;
+		if (exit_due(b))
+			break;
+		if (ret > 0) {
+			idle = 0;
+			continue;
+		}
+		if (idle < 320) {
+			llmp_backoff(&idle); /* spin, then yield */
+			continue;
+		}
+		/* announce the sleep, then look once more; pairs with the waker's load */
+		__atomic_store_n(&b->sleeping, 1, __ATOMIC_SEQ_CST);
+		ret = llmp_broker_once(b);
+		if (ret == 0)
+			llmp_backoff(&idle); /* a short nap */
+		/* same word: awake */
+		__atomic_store_n(&b->sleeping, 0, __ATOMIC_SEQ_CST);
+		if (ret < 0)
+			return ret;
+		idle = ret > 0 ? 0 : 320;
+	}
+	return send_exiting(b);
+}
+
+void llmp_broker_stop(struct llmp_broker *b)
+{
+	if (b)
+		/* read by the loop in llmp_broker_run */
+		__atomic_store_n(&b->stop, 1, __ATOMIC_RELAXED);
+}
+
+unsigned llmp_broker_nclients(const struct llmp_broker *b)
+{
+	unsigned n = 0;
+
+	if (!b)
+		return 0;
+	for (unsigned i = 0; i < b->n; i++)
+		n += !b->clients[i].gone;
+	return n;
+}
+
+struct llmp_sender *llmp_broker_bcast(struct llmp_broker *b)
+{
+	return &b->out;
+}
+
+struct llmp_provider *llmp_broker_provider(const struct llmp_broker *b)
+{
+	return b->p;
+}
+
+bool llmp_broker_stop_requested(const struct llmp_broker *b)
+{
+	/* written by llmp_broker_stop */
+	return __atomic_load_n(&b->stop, __ATOMIC_RELAXED) != 0;
+}
+
+uint32_t *llmp_broker_sleep_word(struct llmp_broker *b)
+{
+	return &b->sleeping;
+}
+
+uint64_t llmp_broker_forwarded(const struct llmp_broker *b)
+{
+	return b->forwarded;
+}
+
+uint64_t llmp_broker_pages_dropped(const struct llmp_broker *b)
+{
+	return b->out.pages_dropped;
+}
+
+void llmp_broker_free(struct llmp_broker *b)
+{
+	if (!b)
+		return;
+	(void)send_exiting(b);
+	for (unsigned i = 0; i < b->n; i++)
+		llmp_receiver_fini(&b->clients[i].r);
+	free(b->clients);
+	free(b->hooks);
+	llmp_sender_fini(&b->out);
+	free(b);
+}

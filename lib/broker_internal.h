@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * The broker's internal API, for the TCP listener, broker-to-broker links
+ * and the event loop (lib/tcp.c, lib/b2b.c, lib/loop.c).  All of these run
+ * on the broker's thread: the broker is not thread-safe, except for
+ * llmp_broker_stop() and the sleep word.  Not installed.
+ */
+#ifndef LLMP_BROKER_INTERNAL_H
+#define LLMP_BROKER_INTERNAL_H
+
+#include "page.h"
+
+LLMP_HIDDEN_BEGIN
+
+/* Register a client's first out page (as llmp_broker_add_client): new id or <0. */
+int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d);
+/* The id the next registration will get. */
+uint32_t llmp_broker_next_id(const struct llmp_broker *b);
+/* Forget a client (as if it had sent CLIENT_EXIT): 0, or -ENOENT. */
+int llmp_broker_remove_client(struct llmp_broker *b, uint32_t id);
+/*
+ * Put a message on the broadcast page as if client `sender` of broker
+ * `broker_id` had sent it (hooks are not called): e.g. messages that came
+ * over a broker-to-broker link, with LLMP_FLAG_FROM_B2B in flags.
+ */
+int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
+			uint32_t broker_id, const void *buf, size_t len);
+/* The broadcast sender (client id 0). */
+struct llmp_sender *llmp_broker_bcast(struct llmp_broker *b);
+struct llmp_provider *llmp_broker_provider(const struct llmp_broker *b);
+/* True once llmp_broker_stop() was called. */
+bool llmp_broker_stop_requested(const struct llmp_broker *b);
+/*
+ * The sleep announce word: the broker's loop stores 1 (seq_cst) before it
+ * re-checks every client and sleeps, and 0 when it wakes.  Whoever wakes
+ * the broker (a doorbell) loads it after committing a message.
+ */
+uint32_t *llmp_broker_sleep_word(struct llmp_broker *b);
+/* Messages forwarded to the broadcast page so far. */
+uint64_t llmp_broker_forwarded(const struct llmp_broker *b);
+/* Broadcast pages dropped by the history bound so far. */
+uint64_t llmp_broker_pages_dropped(const struct llmp_broker *b);
+
+LLMP_HIDDEN_END
+
+#endif /* LLMP_BROKER_INTERNAL_H */

@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * An LLMP client: its own chain of out pages (one writer) and a reader of
+ * the broker's broadcast pages.  Restart support saves both positions in
+ * the environment.  See Documentation/protocol.rst.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "page.h"
+
+#if defined(_WIN32)
+static int setenv(const char *name, const char *value, int overwrite)
+{
+	(void)overwrite;
+	return _putenv_s(name, value) ? -1 : 0;
+}
+#endif
+
+#define ENV_NULL "_NULL"
+#define ENV_NAME_MAX 256
+#define DEFAULT_TIMEOUT_MS 10000
+
+struct llmp_client {
+	struct llmp_provider *p;
+	struct llmp_sender out;
+	struct llmp_receiver in;
+	bool skip_own;
+	int timeout_ms;
+};
+
+static int opts_load(const struct llmp_client_opts *opts, struct llmp_client_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (!opts) {
+		o->send_timeout_ms = DEFAULT_TIMEOUT_MS;
+		return 0;
+	}
+	if (opts->struct_size && opts->struct_size < offsetof(struct llmp_client_opts, skip_own))
+		return llmp_err(-EINVAL, "client opts: struct_size %u too small", opts->struct_size);
+	memcpy(o, opts, opts->struct_size && opts->struct_size < sizeof(*o) ?
+	       opts->struct_size : sizeof(*o));
+	if (o->page_size && (o->page_size < LLMP_PAGE_MIN_SIZE || o->page_size > LLMP_SHMEM_MAX_SIZE))
+		return llmp_err(-EINVAL, "client opts: page_size %zu outside %u..%llu", o->page_size,
+				LLMP_PAGE_MIN_SIZE, (unsigned long long)LLMP_SHMEM_MAX_SIZE);
+	if (o->send_timeout_ms < -1)
+		return llmp_err(-EINVAL, "client opts: send_timeout_ms %d", o->send_timeout_ms);
+	return 0;
+}
+
+static void cfg_from_opts(const struct llmp_client_opts *o, struct llmp_sender_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = LLMP_SENDER_PRUNE;
+	cfg->page_size = o->page_size;
+	cfg->max_in_flight = o->max_pages_in_flight;
+	cfg->timeout_ms = o->send_timeout_ms;
+}
+
+int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broadcast,
+		    const struct llmp_client_opts *opts, struct llmp_client **out)
+{
+	struct llmp_client_opts o;
+	struct llmp_sender_cfg cfg;
+	struct llmp_client *c;
+	int ret;
+
+	if (!p || !broadcast || !out)
+		return llmp_err(-EINVAL, "client new: NULL argument");
+	ret = opts_load(opts, &o);
+	if (ret < 0)
+		return ret;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return llmp_err(-ENOMEM, "client new: out of memory");
+	c->p = p;
+	c->skip_own = o.skip_own;
+	c->timeout_ms = o.send_timeout_ms;
+	cfg_from_opts(&o, &cfg);
+	ret = llmp_sender_init(&c->out, p, &cfg);
+	if (ret < 0)
+		goto fail;
+	ret = llmp_receiver_init(&c->in, p, broadcast, false, 0, false, broadcast);
+	if (ret < 0) {
+		llmp_sender_fini(&c->out);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	free(c);
+	return ret;
+}
+
+int llmp_client_out_desc(const struct llmp_client *c, struct llmp_shmem_desc *d)
+{
+	if (!c || !d)
+		return llmp_err(-EINVAL, "client out desc: NULL argument");
+	*d = *llmp_sender_first_desc(&c->out);
+	return 0;
+}
+
+uint32_t llmp_client_id(const struct llmp_client *c)
+{
+	return c ? c->out.id : 0;
+}
+
+void llmp_client_set_id(struct llmp_client *c, uint32_t id)
+{
+	if (c)
+		llmp_sender_set_id(&c->out, id);
+}
+
+static bool tag_reserved(uint32_t tag)
+{
+	return tag == LLMP_TAG_UNSET || tag == LLMP_TAG_UNINITIALIZED ||
+	       tag == LLMP_TAG_END_OF_PAGE || tag == LLMP_TAG_NEW_SHM_CLIENT;
+}
+
+int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
+		     const void *buf, size_t len)
+{
+	if (LLMP_UNLIKELY(!c || (!buf && len)))
+		return llmp_err(-EINVAL, "client send: NULL argument");
+	if (LLMP_UNLIKELY(tag_reserved(tag)))
+		return llmp_err(-EINVAL, "client send: tag 0x%08x is reserved", tag);
+	return llmp_sender_send(&c->out, tag, flags, buf, len);
+}
+
+int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf)
+{
+	struct llmp_msg *m;
+	int ret;
+
+	if (!c || !buf)
+		return llmp_err(-EINVAL, "client alloc: NULL argument");
+	ret = llmp_sender_alloc(&c->out, len, &m);
+	if (ret < 0)
+		return ret;
+	*buf = m->buf;
+	return 0;
+}
+
+int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size_t len)
+{
+	struct llmp_msg *m;
+	int ret;
+
+	if (!c)
+		return llmp_err(-EINVAL, "client commit: NULL argument");
+	m = c->out.pending;
+	if (!m)
+		return llmp_err(-EINVAL, "client commit: nothing allocated");
+	if (tag_reserved(tag))
+		return llmp_err(-EINVAL, "client commit: tag 0x%08x is reserved", tag);
+	if (len != m->buf_len) {
+		ret = llmp_sender_shrink(&c->out, len);
+		if (ret < 0)
+			return ret;
+	}
+	m->tag = tag;
+	m->flags = flags;
+	return llmp_sender_commit(&c->out, true);
+}
+
+void llmp_client_cancel(struct llmp_client *c)
+{
+	if (c)
+		llmp_sender_cancel(&c->out);
+}
+
+int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out)
+{
+	struct llmp_rmsg m;
+	int ret;
+
+	if (LLMP_UNLIKELY(!c || !out))
+		return llmp_err(-EINVAL, "client recv: NULL argument");
+	for (;;) {
+		ret = llmp_receiver_next(&c->in, &m);
+		if (ret <= 0)
+			return ret;
+		if (c->skip_own && m.sender == c->out.id && c->out.id != LLMP_BROKER_CLIENT_ID)
+			continue;
+		out->sender = m.sender;
+		out->tag = m.tag;
+		out->flags = m.flags;
+		out->broker = m.broker;
+		out->buf = m.buf;
+		out->len = m.len;
+		return 1;
+	}
+}
+
+int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms)
+{
+	uint64_t deadline = 0;
+	unsigned round = 0;
+	int ret;
+
+	if (timeout_ms > 0)
+		deadline = llmp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	for (;;) {
+		ret = llmp_client_recv(c, out);
+		if (ret != 0 || timeout_ms == 0)
+			return ret;
+		if (deadline && (round & 15) == 0 && llmp_now_ns() > deadline)
+			return 0;
+		llmp_backoff(&round);
+	}
+}
+
+int llmp_client_wait_safe(struct llmp_client *c, int timeout_ms)
+{
+	uint64_t deadline = 0;
+	unsigned round = 0;
+
+	if (!c)
+		return llmp_err(-EINVAL, "client wait safe: NULL argument");
+	if (timeout_ms > 0)
+		deadline = llmp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	while (!llmp_sender_safe_to_unmap(&c->out)) {
+		if (timeout_ms == 0 || (deadline && llmp_now_ns() > deadline))
+			return llmp_err(-ETIMEDOUT, "client %u: the broker has not mapped the "
+					"current out page", c->out.id);
+		llmp_backoff(&round);
+	}
+	return 0;
+}
+
+/* ---- restart: environment ----------------------------------------------- */
+
+static int env_name(char *buf, const char *name, const char *suffix)
+{
+	int n = snprintf(buf, ENV_NAME_MAX, "%s%s", name, suffix);
+
+	if (n < 0 || n >= ENV_NAME_MAX)
+		return llmp_err(-ENAMETOOLONG, "env name '%.64s%s' too long", name, suffix);
+	return 0;
+}
+
+static int env_set_u64(const char *name, const char *suffix, bool has, uint64_t v)
+{
+	char key[ENV_NAME_MAX], val[32];
+	int ret = env_name(key, name, suffix);
+
+	if (ret < 0)
+		return ret;
+	if (has)
+		snprintf(val, sizeof(val), "%" PRIu64, v);
+	else
+		snprintf(val, sizeof(val), "%s", ENV_NULL);
+	if (setenv(key, val, 1))
+		return llmp_err(-errno, "setenv %s failed", key);
+	return 0;
+}
+
+/* 1 and *v if set to a number, 0 if _NULL, <0 if missing or invalid. */
+static int env_get_u64(const char *name, const char *suffix, uint64_t *v)
+{
+	char key[ENV_NAME_MAX], *end;
+	const char *s;
+	int ret = env_name(key, name, suffix);
+
+	if (ret < 0)
+		return ret;
+	s = getenv(key);
+	if (!s)
+		return llmp_err(-ENOENT, "env %s is not set", key);
+	if (!strcmp(s, ENV_NULL))
+		return 0;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || *s == '-')
+		return llmp_err(-EINVAL, "env %s='%.32s' is not a number", key, s);
+	return 1;
+}
+
+int llmp_client_to_env(const struct llmp_client *c, const char *name)
+{
+	char key[ENV_NAME_MAX];
+	uint64_t off = 0;
+	bool has;
+	int ret;
+
+	if (!c || !name)
+		return llmp_err(-EINVAL, "client to env: NULL argument");
+	ret = env_name(key, name, "_SENDER");
+	if (ret < 0)
+		return ret;
+	ret = llmp_shmem_desc_to_env(llmp_sender_desc(&c->out), key);
+	if (ret < 0)
+		return ret;
+	has = llmp_sender_last_offset(&c->out, &off);
+	ret = env_set_u64(name, "_SENDER_OFFSET", has, off);
+	if (ret < 0)
+		return ret;
+	ret = env_set_u64(name, "_SENDER_CLIENT_ID", true, c->out.id);
+	if (ret < 0)
+		return ret;
+	ret = env_name(key, name, "_RECEIVER");
+	if (ret < 0)
+		return ret;
+	ret = llmp_shmem_desc_to_env(llmp_receiver_desc(&c->in), key);
+	if (ret < 0)
+		return ret;
+	has = c->in.last_off != 0 && !c->in.at_anchor_eop;
+	off = has ? c->in.last_off - LLMP_PAGE_HEADER_LEN : 0;
+	ret = env_set_u64(name, "_RECEIVER_OFFSET", has, off);
+	if (ret < 0)
+		return ret;
+	ret = env_name(key, name, "_BROADCAST");
+	if (ret < 0)
+		return ret;
+	return llmp_shmem_desc_to_env(&c->in.anchor, key);
+}
+
+int llmp_client_from_env(struct llmp_provider *p, const char *name,
+			 const struct llmp_client_opts *opts, struct llmp_client **out)
+{
+	struct llmp_shmem_desc sd, rd, bd;
+	struct llmp_client_opts o;
+	struct llmp_sender_cfg cfg;
+	struct llmp_client *c;
+	char key[ENV_NAME_MAX];
+	uint64_t soff = 0, roff = 0, id = 0;
+	int hs, hr, hid, ret;
+
+	if (!p || !name || !out)
+		return llmp_err(-EINVAL, "client from env: NULL argument");
+	ret = opts_load(opts, &o);
+	if (ret < 0)
+		return ret;
+	if ((ret = env_name(key, name, "_SENDER")) < 0 ||
+	    (ret = llmp_shmem_desc_from_env(key, &sd)) < 0)
+		return ret;
+	if ((ret = env_name(key, name, "_RECEIVER")) < 0 ||
+	    (ret = llmp_shmem_desc_from_env(key, &rd)) < 0)
+		return ret;
+	if ((ret = env_name(key, name, "_BROADCAST")) < 0)
+		return ret;
+	if (llmp_shmem_desc_from_env(key, &bd) < 0)
+		bd = rd; /* written by LibAFL: no anchor; use the receiver page */
+	hs = env_get_u64(name, "_SENDER_OFFSET", &soff);
+	hr = env_get_u64(name, "_RECEIVER_OFFSET", &roff);
+	hid = env_get_u64(name, "_SENDER_CLIENT_ID", &id);
+	if (hs < 0 || hr < 0 || hid < 0)
+		return hs < 0 ? hs : hr < 0 ? hr : hid;
+	if (id > UINT32_MAX)
+		return llmp_err(-EINVAL, "client from env: client id %" PRIu64 " too large", id);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return llmp_err(-ENOMEM, "client from env: out of memory");
+	c->p = p;
+	c->skip_own = o.skip_own;
+	c->timeout_ms = o.send_timeout_ms;
+	cfg_from_opts(&o, &cfg);
+	cfg.id = (uint32_t)id;
+	ret = llmp_sender_attach(&c->out, p, &cfg, &sd, hs == 1, soff);
+	if (ret < 0)
+		goto fail;
+	ret = llmp_receiver_init(&c->in, p, &rd, hr == 1, roff, false, &bd);
+	if (ret < 0) {
+		llmp_sender_fini(&c->out);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	free(c);
+	return ret;
+}
+
+void llmp_client_free(struct llmp_client *c)
+{
+	if (!c)
+		return;
+	llmp_sender_cancel(&c->out);
+	if (llmp_sender_send(&c->out, LLMP_TAG_EXITING, 0, NULL, 0) == 0 && c->timeout_ms != 0 &&
+	    /* registered at all?  pairs with the broker's release increment of joined */
+	    __atomic_load_n(&c->out.pages[0].pg->receivers_joined, __ATOMIC_ACQUIRE))
+		/* let the broker map the page holding EXITING before we release it */
+		(void)llmp_client_wait_safe(c, c->timeout_ms < 0 || c->timeout_ms > 1000 ?
+					    1000 : c->timeout_ms);
+	llmp_receiver_fini(&c->in);
+	llmp_sender_fini(&c->out);
+	free(c);
+}
