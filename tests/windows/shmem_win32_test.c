@@ -521,6 +521,48 @@ static int t_sizes_1B_to_64MiB(void)
 	return 0;
 }
 
+/* Set by a test that cannot run here; the runner prints "# SKIP <reason>". */
+static char skipmsg[200];
+
+static int t_above_4GiB(void)
+{
+	const uint64_t size = 4 * 1024 * MiB + 8192;
+	struct llmp_provider *p;
+	struct llmp_shmem *m, *v;
+	uint8_t *a, *b;
+	int ret;
+
+	if (sizeof(size_t) < 8) {
+		snprintf(skipmsg, sizeof(skipmsg), "32-bit process");
+		return 0;
+	}
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	ret = llmp_shmem_new(p, (size_t)size, &m);
+	if (ret == -ENOMEM) {
+		snprintf(skipmsg, sizeof(skipmsg), "no commit for 4 GiB here: %s",
+			 llmp_strerror_last());
+		llmp_provider_free(p);
+		return 0;
+	}
+	CHECK_EQ(0, ret);
+	CHECK_EQ(size, llmp_shmem_desc(m)->size);
+	a = llmp_shmem_addr(m);
+	/* Touch a few pages only: the high and low halves of the size both count. */
+	CHECK_EQ(0, a[size - 1]);
+	a[0] = 1;
+	a[4 * 1024 * MiB] = 2;
+	a[size - 1] = 3;
+	CHECK_EQ(0, llmp_shmem_attach(p, llmp_shmem_desc(m), &v));
+	b = llmp_shmem_addr(v);
+	CHECK_EQ(1, b[0]);
+	CHECK_EQ(2, b[4 * 1024 * MiB]);
+	CHECK_EQ(3, b[size - 1]);
+	llmp_shmem_put(v);
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	return 0;
+}
+
 static int t_bad_sizes(void)
 {
 	struct llmp_provider *p;
@@ -757,6 +799,7 @@ static const struct test tests[] = {
 	T(t_second_process_sizes),
 	T(t_child_sees_wrong_checksum),
 	T(t_sizes_1B_to_64MiB),
+	T(t_above_4GiB),
 	T(t_bad_sizes),
 	T(t_1000_segments),
 	T(t_segment_lives_until_last_handle),
@@ -779,8 +822,12 @@ int main(int argc, char **argv)
 	printf("1..%zu\n", n);
 	for (size_t i = 0; i < n; i++) {
 		failmsg[0] = '\0';
+		skipmsg[0] = '\0';
 		if (tests[i].fn() == 0) {
-			printf("ok %zu %s\n", i + 1, tests[i].name);
+			if (skipmsg[0])
+				printf("ok %zu %s # SKIP %s\n", i + 1, tests[i].name, skipmsg);
+			else
+				printf("ok %zu %s\n", i + 1, tests[i].name);
 		} else {
 			printf("# %s\n", failmsg);
 			printf("not ok %zu %s\n", i + 1, tests[i].name);
