@@ -9,11 +9,17 @@
  * freed when the last fd and the last mapping are gone, including after
  * SIGKILL.
  *
- * Printable id: "m<pid>:<fd>" (at most 1 + 7 + 1 + 10 = 19 characters),
- * the creator's pid and its fd number.  Another process of the same user
- * attaches by opening /proc/<pid>/fd/<fd>, which needs the creator alive
- * and ptrace-read access to it (same uid, not dumpable-restricted).
- * Sharing between unrelated processes or users is what SERVED is for.
+ * Printable id: "m<pid>:<fd>:<gen>", the creator's pid, its fd number and
+ * the low decimal digits of a per-process generation counter, as many as
+ * fit in 19 characters (none, and no second colon, if pid and fd already
+ * fill them).  The memfd is named "llmp-<pid>-<generation>", so an
+ * attacher that finds another memfd behind a reused fd number reports the
+ * segment as gone instead of mapping the wrong memory.
+ *
+ * Another process of the same user attaches by opening /proc/<pid>/fd/<fd>,
+ * which needs the creator alive and ptrace-read access to it (same uid,
+ * not dumpable-restricted).  Sharing between unrelated processes or users
+ * is what SERVED is for.
  */
 #include "internal.h"
 
@@ -21,6 +27,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,36 +67,102 @@ static int memfd_probe(void)
 	return 0;
 }
 
-/* Parse "m<pid>:<fd>" strictly: decimal, no signs, no leading zeros, in range. */
-static int memfd_parse_id(const char *id, long *pid, long *fd)
+/* Decimal digits of the generation that fit after "m<pid>:<fd>" and a colon. */
+static int memfd_gen_digits(size_t base_len)
+{
+	long room = (long)LLMP_SHMEM_ID_LEN - 1 - (long)base_len - 1;
+
+	return room < 1 ? 0 : room > 9 ? 9 : (int)room;
+}
+
+static unsigned long pow10u(int n)
+{
+	unsigned long v = 1;
+
+	while (n-- > 0)
+		v *= 10;
+	return v;
+}
+
+/* One strict decimal: digits only, no sign, no leading zero, <= max. */
+static const char *parse_dec(const char *s, long max, long *out)
+{
+	const char *start = s;
+	long x = 0;
+
+	while (*s >= '0' && *s <= '9') {
+		x = x * 10 + (*s - '0');
+		if (x > max)
+			return NULL;
+		s++;
+	}
+	if (s == start || (s - start > 1 && *start == '0'))
+		return NULL;
+	*out = x;
+	return s;
+}
+
+/*
+ * Parse "m<pid>:<fd>[:<gen>]".  *gen_digits is how many generation digits
+ * the creator wrote (0: none, the id had no room); a generation must be
+ * present exactly when there is room for one.
+ */
+static int memfd_parse_id(const char *id, long *pid, long *fd, long *gen, int *gen_digits)
 {
 	const char *s = id;
-	long v[2];
 
 	if (*s++ != 'm')
 		return -EINVAL;
-	for (int i = 0; i < 2; i++) {
-		long x = 0;
-		const char *start = s;
-
-		while (*s >= '0' && *s <= '9') {
-			x = x * 10 + (*s - '0');
-			if (x > INT_MAX)
-				return -EINVAL;
-			s++;
-		}
-		if (s == start || (s - start > 1 && *start == '0'))
-			return -EINVAL;
-		if (*s != (i == 0 ? ':' : '\0'))
-			return -EINVAL;
-		s++;
-		v[i] = x;
-	}
-	if (v[0] < 1)
+	s = parse_dec(s, INT_MAX, pid);
+	if (!s || *s++ != ':' || *pid < 1)
 		return -EINVAL;
-	*pid = v[0];
-	*fd = v[1];
+	s = parse_dec(s, INT_MAX, fd);
+	if (!s)
+		return -EINVAL;
+	*gen_digits = memfd_gen_digits((size_t)(s - id));
+	*gen = -1;
+	if (*s == ':') {
+		if (!*gen_digits)
+			return -EINVAL;
+		s = parse_dec(s + 1, (long)pow10u(*gen_digits) - 1, gen);
+		if (!s)
+			return -EINVAL;
+	}
+	if (*s)
+		return -EINVAL;
 	return 0;
+}
+
+/*
+ * Does the memfd open as fd carry the generation the id names?  Its
+ * /proc/self/fd link reads "/memfd:llmp-<pid>-<generation> (deleted)".
+ * Ids without a generation (no room, or not made by us) are not checked.
+ */
+static bool memfd_gen_matches(int fd, long pid, long gen, int gen_digits)
+{
+	char path[64], link[128], want[48];
+	unsigned long full;
+	ssize_t n;
+	int used;
+	char *end;
+
+	if (gen < 0)
+		return true;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return false;
+	link[n] = 0;
+	used = snprintf(want, sizeof(want), "/memfd:llmp-%ld-", pid);
+	if (strncmp(link, want, (size_t)used))
+		return false;
+	if (link[used] < '0' || link[used] > '9')
+		return false;
+	errno = 0;
+	full = strtoul(link + used, &end, 10);
+	if (errno || strcmp(end, " (deleted)"))
+		return false;
+	return full % pow10u(gen_digits) == (unsigned long)gen;
 }
 
 static int memfd_map(struct llmp_shmem *m, int fd, size_t size)
@@ -134,6 +207,9 @@ static int memfd_create_seg(struct llmp_provider *p, size_t size, struct llmp_sh
 		return ret;
 	}
 	n = snprintf(m->desc.id, LLMP_SHMEM_ID_LEN, "m%ld:%d", (long)getpid(), fd);
+	if (n > 0 && n < LLMP_SHMEM_ID_LEN && memfd_gen_digits((size_t)n))
+		snprintf(m->desc.id + n, (size_t)(LLMP_SHMEM_ID_LEN - n), ":%lu",
+			 (unsigned long)c % pow10u(memfd_gen_digits((size_t)n)));
 	if (n < 0 || n >= LLMP_SHMEM_ID_LEN) {
 		munmap(m->addr, m->size);
 		close(fd);
@@ -150,12 +226,12 @@ static int memfd_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d
 {
 	char path[64];
 	struct stat st;
-	long pid, nfd;
-	int fd, seals, ret;
+	long pid, nfd, gen;
+	int fd, seals, ret, gen_digits;
 
 	(void)p;
-	if (memfd_parse_id(d->id, &pid, &nfd) < 0)
-		return llmp_err(-EINVAL, "memfd: id '%.19s' is not m<pid>:<fd>", d->id);
+	if (memfd_parse_id(d->id, &pid, &nfd, &gen, &gen_digits) < 0)
+		return llmp_err(-EINVAL, "memfd: id '%.19s' is not m<pid>:<fd>[:<gen>]", d->id);
 	if (d->size > SIZE_MAX)
 		return llmp_err(-E2BIG, "memfd: size %llu does not fit this address space",
 				(unsigned long long)d->size);
@@ -178,6 +254,11 @@ static int memfd_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d
 	if (seals < 0 || (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) != (F_SEAL_SHRINK | F_SEAL_GROW)) {
 		close(fd);
 		return llmp_err(-EBADMSG, "memfd: %s is not a memfd sealed against resizing", path);
+	}
+	if (!memfd_gen_matches(fd, pid, gen, gen_digits)) {
+		close(fd);
+		return llmp_err(-ENOENT, "memfd: segment %s is gone (fd %ld of pid %ld now holds "
+				"another memfd)", d->id, nfd, pid);
 	}
 	if ((unsigned long long)st.st_size < d->size) {
 		close(fd);

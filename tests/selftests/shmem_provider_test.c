@@ -219,7 +219,11 @@ TEST_F(prov, id_format)
 		char path[64], link[128];
 		ssize_t n;
 
-		ASSERT_EQ(2, sscanf(id, "m%ld:%ld", &pid, &fd));
+		long gen = -1;
+
+		/* m<pid>:<fd>:<low digits of the generation>, 19 characters at most. */
+		ASSERT_EQ(3, sscanf(id, "m%ld:%ld:%ld", &pid, &fd, &gen));
+		ASSERT_GE(gen, 0);
 		ASSERT_EQ(getpid(), pid);
 		snprintf(path, sizeof(path), "/proc/self/fd/%ld", fd);
 		n = readlink(path, link, sizeof(link) - 1);
@@ -473,8 +477,9 @@ TEST_F(prov, unknown_and_garbage_ids)
 		[LLMP_SHMEM_POSIX] = { "/libafl_1_0", "/llmp_no_such_seg", "/x" },
 		[LLMP_SHMEM_SYSV] = { "2147483000", "1999999999", "2147483647" },
 	};
-	static const char *const garbage[LLMP_SHMEM_KIND_MAX][6] = {
-		[LLMP_SHMEM_MEMFD] = { "m", "m1:", "m:1", "m01:2", "m1:2x", "x1:2" },
+	static const char *const garbage[LLMP_SHMEM_KIND_MAX][10] = {
+		[LLMP_SHMEM_MEMFD] = { "m", "m1:", "m:1", "m01:2", "m1:2x", "x1:2", "m1:2:",
+				       "m1:2:01", "m1:2:3:4", "m0:1" },
 		[LLMP_SHMEM_POSIX] = { "noslash", "/a/b", "/", "//", "/..", "/." },
 		[LLMP_SHMEM_SYSV] = { "-1", "12a", "+5", "0x10", "99999999999", "007" },
 	};
@@ -492,7 +497,7 @@ TEST_F(prov, unknown_and_garbage_ids)
 		}
 		ASSERT_EQ(NULL, m);
 	}
-	for (int i = 0; i < 6 && garbage[variant->kind][i]; i++) {
+	for (int i = 0; i < 10 && garbage[variant->kind][i]; i++) {
 		memset(&d, 0, sizeof(d));
 		d.kind = variant->kind;
 		d.size = 4096;
@@ -515,6 +520,34 @@ TEST_F(prov, unknown_and_garbage_ids)
 	d.size = 0;
 	ASSERT_EQ(-EINVAL, llmp_shmem_attach(self->p, &d, &m));
 	ASSERT_EQ(NULL, m);
+}
+
+TEST_F(prov, stale_id_does_not_map_a_newer_segment)
+{
+	struct llmp_shmem *a, *b, *x = NULL;
+	struct llmp_shmem_desc old;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &a));
+	old = *llmp_shmem_desc(a);
+	llmp_shmem_put(a);
+	/* The next segment may reuse the fd number, shmid slot or name counter. */
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &b));
+	((unsigned char *)llmp_shmem_addr(b))[0] = 0x42;
+	if (variant->kind == LLMP_SHMEM_MEMFD) {
+		long p1, f1, p2, f2;
+
+		ASSERT_EQ(2, sscanf(old.id, "m%ld:%ld", &p1, &f1));
+		ASSERT_EQ(2, sscanf(llmp_shmem_desc(b)->id, "m%ld:%ld", &p2, &f2));
+		ASSERT_EQ(f1, f2); /* same fd number: only the generation tells them apart */
+	}
+	ASSERT_NE(0, strcmp(old.id, llmp_shmem_desc(b)->id));
+	ASSERT_EQ(-ENOENT, llmp_shmem_attach(self->p, &old, &x)) {
+		TH_LOG("stale %s, live %s: %s", old.id, llmp_shmem_desc(b)->id,
+		       llmp_strerror_last());
+	}
+	ASSERT_EQ(NULL, x);
+	llmp_shmem_put(b);
 }
 
 TEST_F(prov, description_larger_than_segment)
