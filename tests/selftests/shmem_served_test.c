@@ -111,7 +111,8 @@ static int raw_send(int fd, uint32_t magic, uint16_t version, uint16_t op, uint3
 	struct served_hdr h = { .magic = magic, .version = version, .op = op, .length = length };
 
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), body, body_len);
+	if (body_len)
+		memcpy(buf + sizeof(h), body, body_len);
 	return send(fd, buf, sizeof(h) + body_len, MSG_NOSIGNAL) ==
 		       (ssize_t)(sizeof(h) + body_len) ? 0 : -errno;
 }
