@@ -486,10 +486,11 @@ static int t_child_sees_wrong_checksum(void)
 	return 0;
 }
 
-static int t_sizes_1B_to_64MiB(void)
+static int t_sizes_1B_to_256MiB(void)
 {
 	static const size_t sizes[] = {
 		1, 2, 63, 4095, 4096, 4097, 65535, 65536, 65537, 1 * MiB, 16 * MiB - 1, 64 * MiB,
+		256 * MiB,
 	};
 	struct llmp_provider *p;
 
@@ -798,7 +799,7 @@ static const struct test tests[] = {
 	T(t_attach_from_second_process),
 	T(t_second_process_sizes),
 	T(t_child_sees_wrong_checksum),
-	T(t_sizes_1B_to_64MiB),
+	T(t_sizes_1B_to_256MiB),
 	T(t_above_4GiB),
 	T(t_bad_sizes),
 	T(t_1000_segments),
