@@ -66,7 +66,7 @@ static int win32_errno(DWORD e)
 static void win32_make_id(char id[LLMP_SHMEM_ID_LEN])
 {
 	unsigned long pid = (unsigned long)GetCurrentProcessId();
-	/* relaxed: only uniqueness within this process matters, no data is published */
+	/* relaxed, pairs with no other access: only the value's uniqueness matters */
 	unsigned int c = atomic_fetch_add_explicit(&win32_counter, 1, memory_order_relaxed);
 	int n = snprintf(id, LLMP_SHMEM_ID_LEN, WIN32_ID_PREFIX "%lu_", pid);
 	unsigned long long mod = 1;
