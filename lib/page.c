@@ -674,6 +674,9 @@ static void recv_use(struct llmp_receiver *r, struct llmp_shmem *shm)
 	r->at_anchor_eop = false;
 }
 
+static bool recv_on_anchor(const struct llmp_receiver *r);
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim);
+
 int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		       const struct llmp_shmem_desc *d, bool has_last, uint64_t last_off,
 		       bool join, const struct llmp_shmem_desc *anchor)
@@ -719,6 +722,14 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 	if (anchor) {
 		r->anchor = *anchor;
 		r->has_anchor = true;
+		if (recv_on_anchor(r)) {
+			/* redirects made before we joined are no loss for us */
+			struct llmp_msg *e = find_eop(r->pg, r->map_size);
+
+			if (e)
+				/* pairs with the release store of the seq in sender_redirect_anchor */
+				r->anchor_seq = (__atomic_load_n(&e->broker, __ATOMIC_ACQUIRE) + 1) & ~1u;
+		}
 	}
 	r->pages_seen = 1;
 	return 0;
@@ -744,6 +755,29 @@ static bool recv_on_anchor(const struct llmp_receiver *r)
 	return r->has_anchor && !strncmp(d->id, r->anchor.id, LLMP_SHMEM_ID_LEN);
 }
 
+/* The committed END_OF_PAGE record of a page, or NULL (page not full yet). */
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim)
+{
+	size_t off = LLMP_PAGE_HEADER_LEN;
+	/* pairs with the release store that committed the records we walk over */
+	uint64_t cur = __atomic_load_n(&pg->current_msg_id, __ATOMIC_ACQUIRE);
+
+	for (uint64_t id = 1; id <= cur; id++) {
+		struct llmp_msg *m;
+
+		if ((off & 7) || off > lim - LLMP_MSG_HEADER_LEN)
+			return NULL;
+		m = MSG_AT(pg, off);
+		if (m->message_id != id || m->buf_len > m->buf_len_padded ||
+		    m->buf_len_padded > lim - off - LLMP_MSG_HEADER_LEN)
+			return NULL;
+		if (m->tag == LLMP_TAG_END_OF_PAGE)
+			return m;
+		off += LLMP_MSG_HEADER_LEN + m->buf_len_padded;
+	}
+	return NULL;
+}
+
 /*
  * This reader fell behind the kept history: continue at the EOP record of
  * the anchor page, which names the oldest page still kept.
@@ -752,8 +786,8 @@ static int recv_stale(struct llmp_receiver *r)
 {
 	struct llmp_shmem *shm;
 	const struct llmp_page *pg;
-	size_t off = LLMP_PAGE_HEADER_LEN, lim;
-	uint64_t cur;
+	struct llmp_msg *e;
+	size_t off, lim;
 	int ret;
 
 	ret = recv_map(r, &r->anchor, &shm);
@@ -763,28 +797,20 @@ static int recv_stale(struct llmp_receiver *r)
 	}
 	pg = llmp_shmem_addr(shm);
 	lim = llmp_shmem_size(shm);
-	/* pairs with the broker's release store when it committed the anchor's EOP */
-	cur = __atomic_load_n(&pg->current_msg_id, __ATOMIC_ACQUIRE);
-	for (uint64_t id = 1; id <= cur; id++) {
-		const struct llmp_msg *m;
-
-		if ((off & 7) || off > lim - LLMP_MSG_HEADER_LEN)
-			break;
-		m = MSG_AT(pg, off);
-		if (m->message_id != id || m->buf_len > m->buf_len_padded ||
-		    m->buf_len_padded > lim - off - LLMP_MSG_HEADER_LEN)
-			break;
-		if (m->tag == LLMP_TAG_END_OF_PAGE) {
-			llmp_shmem_put(r->shm);
-			recv_use(r, shm);
-			r->last_id = id - 1;
-			r->cached_cur = cur;
-			r->next_off = off;
-			r->stale_count++;
-			return llmp_err(-ESTALE, "receiver fell behind the broker's kept history; "
-					"continuing at the oldest kept page");
-		}
-		off += LLMP_MSG_HEADER_LEN + m->buf_len_padded;
+	e = find_eop(pg, lim);
+	if (e) {
+		llmp_shmem_put(r->shm);
+		recv_use(r, shm);
+		off = (size_t)((char *)e - r->base);
+		r->last_id = e->message_id - 1;
+		/* pairs with the release store of current_msg_id that committed e */
+		r->cached_cur = __atomic_load_n(&r->pg->current_msg_id, __ATOMIC_ACQUIRE);
+		r->next_off = off;
+		/* the loss is reported now: later redirects only count from here */
+		r->anchor_seq = (__atomic_load_n(&e->broker, __ATOMIC_ACQUIRE) + 1) & ~1u;
+		r->stale_count++;
+		return llmp_err(-ESTALE, "receiver fell behind the broker's kept history; "
+				"continuing at the oldest kept page");
 	}
 	llmp_shmem_put(shm);
 	r->sticky = llmp_err(-EBADMSG, "stale receiver: the anchor page has no EOP record");
@@ -799,6 +825,7 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	struct llmp_shmem *shm;
 	struct llmp_page *npg;
 	uint32_t s1;
+	bool skipped;
 	int ret;
 
 	if (len < LLMP_EOP_PAYLOAD_LEN)
@@ -858,9 +885,17 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	__atomic_fetch_add(&r->pg->receivers_left, 1, __ATOMIC_RELEASE);
 	/* pairs with the sender's acquire load in llmp_sender_safe_to_unmap */
 	__atomic_fetch_add(&npg->receivers_joined, 1, __ATOMIC_RELEASE);
+	skipped = recv_on_anchor(r) && s1 != r->anchor_seq;
 	llmp_shmem_put(r->shm);
 	recv_use(r, shm);
 	r->pages_seen++;
+	if (skipped) {
+		/* pages were dropped after we joined: we missed them */
+		r->anchor_seq = s1;
+		r->stale_count++;
+		return llmp_err(-ESTALE, "receiver fell behind the broker's kept history; "
+				"continuing at the oldest kept page");
+	}
 	return 1;
 }
 

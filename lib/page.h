@@ -170,6 +170,7 @@ struct llmp_receiver {
 	bool has_anchor;         /* stale receivers resume through the anchor's EOP */
 	bool at_anchor_eop;      /* positioned on the anchor's EOP after a resync */
 	struct llmp_shmem_desc anchor;
+	uint32_t anchor_seq;     /* redirect count of the anchor's EOP we have accounted for */
 	uint64_t pages_seen;
 	uint64_t stale_count;
 };
