@@ -12,6 +12,7 @@
 #   MINGW_CC        cross compiler       (default x86_64-w64-mingw32-gcc)
 #   MINGW_AR        its archiver         (default x86_64-w64-mingw32-ar)
 #   WINE            wine binary          (default wine)
+#   WINESERVER      its wineserver       (default wineserver)
 #   LLMP_WIN_BUILD  output directory     (default build/win)
 #   LLMP_WIN_EXCLUDE  lib/*.c files left out of the Windows build, by base
 #                   name (for files that have no meaning on Windows)
@@ -22,6 +23,7 @@ cd "$(dirname "$0")/../.." || exit 1
 cc=${MINGW_CC:-x86_64-w64-mingw32-gcc}
 ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
 wine=${WINE:-wine}
+wineserver=${WINESERVER:-wineserver}
 out=${LLMP_WIN_BUILD:-build/win}
 exclude=${LLMP_WIN_EXCLUDE:-}
 timeout_s=${LLMP_TEST_TIMEOUT:-600}
@@ -137,7 +139,7 @@ for t in $tests; do
 	fi
 done
 # Leave no wine processes of this prefix behind.
-wineserver -k >/dev/null 2>&1 || true
+"$wineserver" -k >/dev/null 2>&1 || true
 
 if [ $skip -gt 0 ]; then
 	echo "$pass passed, $fail failed, $skip skipped"
