@@ -472,19 +472,30 @@ TEST_F(served, refcount_per_connection)
 	close(c2);
 }
 
-TEST_F(served, provider_free_drops_references)
+/* The creator's release does not free a segment someone else still holds. */
+TEST_F(served, owner_release_keeps_attached_copy)
 {
-	struct llmp_provider *p2;
-	struct llmp_shmem *m, *b;
+	struct llmp_provider *p2, *p3;
+	struct llmp_shmem *m, *b, *c;
+	struct llmp_shmem_desc d;
 
 	ASSERT_EQ(0, llmp_provider_new_served(self->path, &p2));
 	ASSERT_EQ(0, llmp_shmem_new(p2, 8192, &m));
-	ASSERT_EQ(0, llmp_shmem_attach(self->p, llmp_shmem_desc(m), &b));
+	d = *llmp_shmem_desc(m);
+	fill(llmp_shmem_addr(m), 8192, 11);
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &d, &b));
 	llmp_shmem_put(m);
 	llmp_provider_free(p2);
 	ASSERT_EQ(1, wait_segments(self->path, 1));
+	/* Still findable by id from a third connection, with the same bytes. */
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &p3));
+	ASSERT_EQ(0, llmp_shmem_attach(p3, &d, &c));
+	ASSERT_EQ(0, memcmp(llmp_shmem_addr(b), llmp_shmem_addr(c), 8192));
+	llmp_shmem_put(c);
+	llmp_provider_free(p3);
 	llmp_shmem_put(b);
 	ASSERT_EQ(0, server_segments(self->path, NULL));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
 }
 
 TEST_F(served, sigkill_client_leaves_nothing)
