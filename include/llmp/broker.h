@@ -102,6 +102,112 @@ void llmp_wire_desc_from_shmem(const struct llmp_shmem_desc *d, struct llmp_wire
 int llmp_wire_desc_to_shmem(const struct llmp_wire_desc *w, enum llmp_shmem_kind kind,
 			    struct llmp_shmem_desc *d);
 
+/* ---- TCP registration: the broker side ---------------------------------- */
+
+struct llmp_tcp_listener; /* opaque */
+
+struct llmp_tcp_listener_opts {
+	uint32_t struct_size;  /* sizeof(struct llmp_tcp_listener_opts) */
+	int peer_timeout_ms;   /* a peer must finish its request within this; 0: 3000 */
+	unsigned max_peers;    /* handshakes in progress at once; 0: 256 */
+	const char *hostname;  /* sent in the hello; NULL: gethostname() */
+};
+
+struct llmp_tcp_stats {
+	uint64_t accepted;     /* connections accepted */
+	uint64_t registered;   /* LocalClientHello served */
+	uint64_t quits;        /* ClientQuit served */
+	uint64_t dropped;      /* peers dropped (timeout, bad frame, errors) */
+	uint64_t refused;      /* well-formed requests refused (Error sent) */
+};
+
+/*
+ * Listen on addr:port (addr NULL: 127.0.0.1, LibAFL's default; port 0: any
+ * free port, see llmp_tcp_listener_port()).  Every accepted peer first gets
+ * the BrokerConnectHello naming the broker's broadcast page, then may send
+ * one request.  Nothing blocks: llmp_tcp_listener_service() does the work
+ * and must run on the thread that runs the broker (it registers clients
+ * with it).  A peer that stays silent, stops mid-frame or sends more than
+ * it may is dropped after peer_timeout_ms; a malformed frame at once.
+ */
+int llmp_tcp_listen(struct llmp_broker *b, const char *addr, uint16_t port,
+		    const struct llmp_tcp_listener_opts *opts, struct llmp_tcp_listener **out);
+uint16_t llmp_tcp_listener_port(const struct llmp_tcp_listener *l);
+/* Accept and serve whatever is ready without blocking: requests served (>=0) or <0. */
+int llmp_tcp_listener_service(struct llmp_tcp_listener *l);
+void llmp_tcp_listener_stats(const struct llmp_tcp_listener *l, struct llmp_tcp_stats *st);
+/* Close the socket and every peer still in its handshake. */
+void llmp_tcp_listener_free(struct llmp_tcp_listener *l);
+
+/* ---- TCP registration: the client side ---------------------------------- */
+
+/* How long a client keeps retrying a refused connection, and waits for each answer. */
+#define LLMP_TCP_CONNECT_TIMEOUT_MS 10000
+
+/*
+ * Connect to a broker (ours or LibAFL's) at addr:port (addr NULL:
+ * 127.0.0.1): read its hello, map its broadcast page with p (both sides
+ * must use the same provider kind), create this client's out page, send
+ * LocalClientHello and take the id the broker assigns.
+ */
+int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			    const struct llmp_client_opts *opts, struct llmp_client **out);
+/* Tell the broker at addr:port that client_id quits (LibAFL's ClientQuit request). */
+int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id);
+
+/* ---- the event loop ------------------------------------------------------- */
+
+struct llmp_loop; /* opaque */
+
+enum llmp_loop_backend {
+	LLMP_LOOP_AUTO = 0,  /* io_uring if it works here, else poll */
+	LLMP_LOOP_URING = 1, /* io_uring (fails with -ENOSYS/-EPERM where unavailable) */
+	LLMP_LOOP_POLL = 2,  /* poll(2) */
+};
+
+struct llmp_loop_stats {
+	uint64_t forwarded;   /* messages forwarded since the loop started */
+	uint64_t rounds;      /* llmp_broker_once() calls */
+	uint64_t sleeps;      /* times the broker announced sleep and waited */
+	uint64_t wakeups;     /* sleeps ended by a client's wake (not a timer or fd) */
+	unsigned clients;     /* clients registered now */
+	struct llmp_tcp_stats tcp; /* summed over the listeners */
+	int64_t uptime_ms;
+};
+
+typedef void (*llmp_loop_stats_fn)(void *ctx, const struct llmp_loop_stats *st);
+
+struct llmp_loop_opts {
+	uint32_t struct_size;      /* sizeof(struct llmp_loop_opts) */
+	enum llmp_loop_backend backend;
+	bool handle_signals;       /* SIGINT/SIGTERM stop the loop (signalfd; blocks them in this thread) */
+	int stats_interval_ms;     /* call on_stats this often (0: never) */
+	llmp_loop_stats_fn on_stats;
+	void *ctx;
+	unsigned idle_rounds;      /* empty broker passes before sleeping; 0: 64 */
+	int max_sleep_us;          /* longest single sleep when idle; 0: 1000 (see broker.rst) */
+	unsigned exit_after;       /* return once this many clients came and all left; 0: never */
+};
+
+/* A loop for b (which it does not own).  Runs on the calling thread. */
+int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *opts, struct llmp_loop **out);
+/* Serve l from the loop (the loop does not own it; free it after the loop). */
+int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
+/* "io_uring" or "poll": what the loop actually uses. */
+const char *llmp_loop_backend_name(const struct llmp_loop *lp);
+/*
+ * Forward messages and serve TCP peers until llmp_loop_stop(), a handled
+ * signal, or the broker's exit_after condition.  Forwarding spins while
+ * messages flow; when idle the broker announces sleep in shared memory and
+ * waits (no CPU) for a client's wake, a TCP peer, a timer or a signal.
+ * 0 when stopped, <0 on error.
+ */
+int llmp_loop_run(struct llmp_loop *lp);
+/* Ask run() to return; async-signal-safe, any thread. */
+void llmp_loop_stop(struct llmp_loop *lp);
+void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st);
+void llmp_loop_free(struct llmp_loop *lp);
+
 #ifdef __cplusplus
 }
 #endif

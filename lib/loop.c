@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * The broker's event loop.
+ *
+ * Busy: llmp_broker_once() back to back, TCP peers served every 64 rounds.
+ * After idle_rounds empty passes: serve TCP, then sleep with the
+ * announce-then-recheck protocol on the broker's sleep word
+ * (llmp_broker_sleep_word()):
+ *
+ *   broker                                waker (after a commit)
+ *   store word = SLEEPING (seq_cst)       store current_msg_id (release)
+ *   recheck every client page             fence(seq_cst)
+ *   wait(word == SLEEPING, fds, nap)      if load(word) == SLEEPING and
+ *   store word = AWAKE                       CAS(word, SLEEPING -> AWAKE):
+ *                                                 futex_wake(word)
+ *
+ * The seq_cst store and fence make it impossible for both sides to miss
+ * each other: either the recheck sees the message or the waker sees
+ * SLEEPING.  The waker flips the word before waking, so a wake that lands
+ * before the broker is inside the futex wait makes that wait return at
+ * once (the word no longer holds SLEEPING) instead of being lost.
+ *
+ * The wait: with io_uring, one io_uring_wait covers every TCP socket, the
+ * signalfd, the stop eventfd, the nap timeout and (kernels with
+ * IORING_OP_FUTEX_WAIT, 6.7+) the futex word.  With poll(2), the same fds
+ * and timeout, but not the word.  A sleep lasts at most the nap, which
+ * doubles from 50 us up to max_sleep_us while nothing happens: today's
+ * clients do not wake the word (it lives in the broker's process), so the
+ * nap bounds the latency of the first message after idle.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef LLMP_HAVE_LIBURING
+#include <liburing.h>
+#endif
+
+#include "llmp/broker.h"
+#include "tcp.h"
+#include "broker_internal.h"
+
+#define MAX_LISTENERS 8
+#define MIN_NAP_US 50
+#define DEFAULT_MAX_SLEEP_US 1000
+#define BUSY_TCP_EVERY 64
+#define SLEEP_AWAKE 0u
+#define SLEEP_SLEEPING 1u
+/* IORING_OP_FUTEX_WAIT (Linux 6.7); liburing 2.3's headers predate it. */
+#define OP_FUTEX_WAIT 51
+#define FUTEX2_U32 0x02
+/* user_data of the ring's requests */
+#define UD_FUTEX 1
+#define UD_FD 2
+#define UD_CANCEL 3
+
+struct llmp_loop {
+	struct llmp_broker *b;
+	struct llmp_tcp_listener *tcp[MAX_LISTENERS];
+	unsigned ntcp;
+	int sigfd;
+	int evfd;
+	sigset_t oldmask;
+	bool masked;
+	atomic_int stop;
+	enum llmp_loop_backend backend;
+#ifdef LLMP_HAVE_LIBURING
+	struct io_uring ring;
+	bool futex_op;
+#endif
+	struct pollfd *pfd;
+	unsigned pfd_cap;
+	int stats_interval_ms;
+	llmp_loop_stats_fn on_stats;
+	void *ctx;
+	unsigned idle_rounds;
+	unsigned exit_after;
+	int64_t nap_us, max_sleep_us;
+	int64_t start_ms, next_stats;
+	struct llmp_loop_stats st;
+};
+
+int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct llmp_loop **out)
+{
+	struct llmp_loop *lp;
+	int ret;
+
+	if (!out)
+		return llmp_err(-EINVAL, "loop_new: NULL out pointer");
+	*out = NULL;
+	if (!b)
+		return llmp_err(-EINVAL, "loop_new: NULL broker");
+	if (o && o->struct_size < sizeof(uint32_t))
+		return llmp_err(-EINVAL, "loop_new: opts.struct_size not set");
+	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < 0))
+		return llmp_err(-EINVAL, "loop_new: bad options");
+	lp = calloc(1, sizeof(*lp));
+	if (!lp)
+		return llmp_err(-ENOMEM, "loop_new: out of memory");
+	lp->b = b;
+	lp->sigfd = -1;
+	lp->idle_rounds = o && o->idle_rounds ? o->idle_rounds : 64;
+	lp->max_sleep_us = o && o->max_sleep_us > 0 ? o->max_sleep_us : DEFAULT_MAX_SLEEP_US;
+	lp->nap_us = MIN_NAP_US;
+	lp->exit_after = o ? o->exit_after : 0;
+	if (o) {
+		lp->stats_interval_ms = o->stats_interval_ms;
+		lp->on_stats = o->on_stats;
+		lp->ctx = o->ctx;
+	}
+	lp->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (lp->evfd < 0) {
+		ret = llmp_err(-errno, "loop_new: eventfd");
+		free(lp);
+		return ret;
+	}
+	if (o && o->handle_signals) {
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGTERM);
+		pthread_sigmask(SIG_BLOCK, &set, &lp->oldmask);
+		lp->masked = true;
+		lp->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+		if (lp->sigfd < 0) {
+			ret = llmp_err(-errno, "loop_new: signalfd");
+			llmp_loop_free(lp);
+			return ret;
+		}
+	}
+	lp->backend = LLMP_LOOP_POLL;
+#ifdef LLMP_HAVE_LIBURING
+	if (!o || o->backend != LLMP_LOOP_POLL) {
+		ret = io_uring_queue_init(64, &lp->ring, 0);
+		if (ret == 0) {
+			struct io_uring_probe *pr = io_uring_get_probe_ring(&lp->ring);
+
+			lp->backend = LLMP_LOOP_URING;
+			lp->futex_op = pr && io_uring_opcode_supported(pr, OP_FUTEX_WAIT);
+			if (pr)
+				io_uring_free_probe(pr);
+		} else if (o && o->backend == LLMP_LOOP_URING) {
+			llmp_loop_free(lp);
+			return llmp_err(ret, "loop_new: io_uring_queue_init");
+		} else {
+			llmp_log(LLMP_LOG_INFO, "loop: io_uring unavailable (%s), using poll",
+				 strerror(-ret));
+		}
+	}
+#else
+	if (o && o->backend == LLMP_LOOP_URING) {
+		llmp_loop_free(lp);
+		return llmp_err(-ENOSYS, "loop_new: built without liburing");
+	}
+#endif
+	*out = lp;
+	return 0;
+}
+
+int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
+{
+	if (!lp || !l)
+		return llmp_err(-EINVAL, "loop_add_listener: NULL argument");
+	if (lp->ntcp == MAX_LISTENERS)
+		return llmp_err(-ENOSPC, "loop_add_listener: at most %d listeners", MAX_LISTENERS);
+	lp->tcp[lp->ntcp++] = l;
+	return 0;
+}
+
+const char *llmp_loop_backend_name(const struct llmp_loop *lp)
+{
+	return lp && lp->backend == LLMP_LOOP_URING ? "io_uring" : "poll";
+}
+
+void llmp_loop_stop(struct llmp_loop *lp)
+{
+	uint64_t one = 1;
+
+	if (!lp)
+		return;
+	/* Pairs with the load at the top of each round in llmp_loop_run(). */
+	atomic_store_explicit(&lp->stop, 1, memory_order_release);
+	/* Wakes a sleeping loop (the eventfd is in its wait set). */
+	if (write(lp->evfd, &one, sizeof(one)) < 0) {
+		/* counter full: the loop is awake anyway */
+	}
+}
+
+void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
+{
+	if (!lp || !st)
+		return;
+	*st = lp->st;
+	st->clients = llmp_broker_nclients(lp->b);
+	memset(&st->tcp, 0, sizeof(st->tcp));
+	for (unsigned i = 0; i < lp->ntcp; i++) {
+		struct llmp_tcp_stats t;
+
+		llmp_tcp_listener_stats(lp->tcp[i], &t);
+		st->tcp.accepted += t.accepted;
+		st->tcp.registered += t.registered;
+		st->tcp.quits += t.quits;
+		st->tcp.dropped += t.dropped;
+		st->tcp.refused += t.refused;
+	}
+	st->uptime_ms = llmp_now_ms() - lp->start_ms;
+}
+
+void llmp_loop_free(struct llmp_loop *lp)
+{
+	if (!lp)
+		return;
+#ifdef LLMP_HAVE_LIBURING
+	if (lp->backend == LLMP_LOOP_URING)
+		io_uring_queue_exit(&lp->ring);
+#endif
+	if (lp->sigfd >= 0)
+		close(lp->sigfd);
+	if (lp->masked)
+		pthread_sigmask(SIG_SETMASK, &lp->oldmask, NULL);
+	close(lp->evfd);
+	free(lp->pfd);
+	free(lp);
+}
+
+/* ---- fds and timers -------------------------------------------------------- */
+
+/* Collect every fd the loop waits on into lp->pfd; returns the count or <0. */
+static int collect_fds(struct llmp_loop *lp)
+{
+	unsigned n = 2;
+
+	for (unsigned i = 0; i < lp->ntcp; i++)
+		n += llmp_tcp_nfds(lp->tcp[i]);
+	if (n > lp->pfd_cap) {
+		struct pollfd *p = realloc(lp->pfd, n * sizeof(*p));
+
+		if (!p)
+			return llmp_err(-ENOMEM, "loop: out of memory");
+		lp->pfd = p;
+		lp->pfd_cap = n;
+	}
+	n = 0;
+	lp->pfd[n++] = (struct pollfd){ .fd = lp->evfd, .events = POLLIN };
+	if (lp->sigfd >= 0)
+		lp->pfd[n++] = (struct pollfd){ .fd = lp->sigfd, .events = POLLIN };
+	for (unsigned i = 0; i < lp->ntcp; i++)
+		n += llmp_tcp_fill_pollfds(lp->tcp[i], lp->pfd + n, lp->pfd_cap - n);
+	return (int)n;
+}
+
+/* Milliseconds until the next timer (stats, TCP deadlines); -1 for none. */
+static int next_timeout(struct llmp_loop *lp, int64_t now)
+{
+	int t = -1;
+
+	if (lp->stats_interval_ms > 0) {
+		int64_t left = lp->next_stats - now;
+
+		t = left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
+	}
+	for (unsigned i = 0; i < lp->ntcp; i++) {
+		int d = llmp_tcp_timeout_ms(lp->tcp[i], now);
+
+		if (d >= 0 && (t < 0 || d < t))
+			t = d;
+	}
+	return t;
+}
+
+static void check_signals(struct llmp_loop *lp)
+{
+	struct signalfd_siginfo si;
+	uint64_t v;
+
+	if (read(lp->evfd, &v, sizeof(v)) < 0) {
+		/* nothing pending */
+	}
+	if (lp->sigfd < 0)
+		return;
+	while (read(lp->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		llmp_log(LLMP_LOG_INFO, "loop: signal %u, shutting down", si.ssi_signo);
+		/* Pairs with the load at the top of each round in llmp_loop_run(). */
+		atomic_store_explicit(&lp->stop, 1, memory_order_release);
+	}
+}
+
+/* Non-blocking work besides forwarding: signals, TCP, stats. */
+static int service(struct llmp_loop *lp)
+{
+	int64_t now;
+
+	check_signals(lp);
+	for (unsigned i = 0; i < lp->ntcp; i++) {
+		int ret = llmp_tcp_listener_service(lp->tcp[i]);
+
+		if (ret < 0)
+			return ret;
+	}
+	now = llmp_now_ms();
+	if (lp->stats_interval_ms > 0 && now >= lp->next_stats) {
+		lp->next_stats = now + lp->stats_interval_ms;
+		if (lp->on_stats) {
+			struct llmp_loop_stats st;
+
+			llmp_loop_stats(lp, &st);
+			lp->on_stats(lp->ctx, &st);
+		}
+	}
+	return 0;
+}
+
+/* ---- waiting ---------------------------------------------------------------- */
+
+/* Wait up to wait_us for an fd (poll backend; the futex word is not watched). */
+static int wait_poll(struct llmp_loop *lp, int64_t wait_us)
+{
+	struct timespec ts = { (time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000 };
+	int n = collect_fds(lp);
+
+	if (n < 0)
+		return n;
+	if (ppoll(lp->pfd, (nfds_t)n, &ts, NULL) < 0 && errno != EINTR)
+		return llmp_err(-errno, "loop: poll");
+	return 0;
+}
+
+#ifdef LLMP_HAVE_LIBURING
+static struct io_uring_sqe *get_sqe(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+
+	if (!sqe) {
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
+	}
+	return sqe;
+}
+
+/*
+ * One io_uring wait covering every fd, the futex word (kernels with
+ * IORING_OP_FUTEX_WAIT) and wait_us; then cancel what is still armed and
+ * reap every completion, so no request outlives this call.
+ */
+static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
+{
+	struct __kernel_timespec ts = { wait_us / 1000000, (wait_us % 1000000) * 1000 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	unsigned inflight = 0;
+	int n, ret, err = 0;
+
+	n = collect_fds(lp);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		sqe = get_sqe(&lp->ring);
+		if (!sqe)
+			break;
+		io_uring_prep_poll_add(sqe, lp->pfd[i].fd, (unsigned)lp->pfd[i].events);
+		io_uring_sqe_set_data64(sqe, UD_FD);
+		inflight++;
+	}
+	if (word && lp->futex_op && (sqe = get_sqe(&lp->ring))) {
+		/* Completes when a waker flips the word and calls FUTEX_WAKE on it. */
+		io_uring_prep_rw(OP_FUTEX_WAIT, sqe, FUTEX2_U32, word, 0, SLEEP_SLEEPING);
+		sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
+		io_uring_sqe_set_data64(sqe, UD_FUTEX);
+		inflight++;
+	}
+	ret = io_uring_submit(&lp->ring);
+	if (ret < 0)
+		err = llmp_err(ret, "loop: io_uring_submit");
+	else {
+		ret = io_uring_wait_cqe_timeout(&lp->ring, &cqe, &ts);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR)
+			err = llmp_err(ret, "loop: io_uring_wait_cqe");
+	}
+	sqe = get_sqe(&lp->ring);
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, UD_CANCEL);
+		inflight++;
+		io_uring_submit(&lp->ring);
+	}
+	while (inflight) {
+		ret = io_uring_wait_cqe(&lp->ring, &cqe);
+		if (ret == -EINTR)
+			continue;
+		if (ret < 0)
+			return llmp_err(ret, "loop: io_uring_wait_cqe (reap)");
+		if (io_uring_cqe_get_data64(cqe) == UD_FUTEX && cqe->res == 0)
+			lp->st.wakeups++;
+		io_uring_cqe_seen(&lp->ring, cqe);
+		inflight--;
+	}
+	return err;
+}
+#endif
+
+/*
+ * Announce sleep, look once more, wait.  Returns what the second look
+ * forwarded (>0), 0 after a wait, <0 on error.
+ */
+static int sleep_once(struct llmp_loop *lp)
+{
+	uint32_t *word = llmp_broker_sleep_word(lp->b);
+	int timeout = next_timeout(lp, llmp_now_ms());
+	int64_t wait_us = lp->nap_us;
+	int ret;
+
+	if (timeout >= 0 && (int64_t)timeout * 1000 < wait_us)
+		wait_us = (int64_t)timeout * 1000;
+	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
+	atomic_store_explicit((_Atomic uint32_t *)word, SLEEP_SLEEPING, memory_order_seq_cst);
+	ret = llmp_broker_once(lp->b);
+	lp->st.rounds++;
+	if (ret == 0 && !atomic_load_explicit(&lp->stop, memory_order_acquire)) {
+		lp->st.sleeps++;
+#ifdef LLMP_HAVE_LIBURING
+		if (lp->backend == LLMP_LOOP_URING)
+			ret = wait_uring(lp, word, wait_us);
+		else
+#endif
+			ret = wait_poll(lp, wait_us);
+		/* Nap longer next time, up to max_sleep_us, while nothing happens. */
+		lp->nap_us = lp->nap_us * 2 > lp->max_sleep_us ? lp->max_sleep_us : lp->nap_us * 2;
+	} else {
+		lp->nap_us = MIN_NAP_US;
+	}
+	/* Same word: wakers see the broker awake and do not wake it. */
+	atomic_store_explicit((_Atomic uint32_t *)word, SLEEP_AWAKE, memory_order_seq_cst);
+	return ret;
+}
+
+/* LibAFL's exit rule: exit_after clients came and left, and none is left. */
+static bool broker_done(struct llmp_loop *lp)
+{
+	unsigned now = llmp_broker_nclients(lp->b);
+	uint32_t seen = llmp_broker_next_id(lp->b) - 1; /* ids start at 1 */
+
+	if (llmp_broker_stop_requested(lp->b))
+		return true;
+	return lp->exit_after && now == 0 && seen >= lp->exit_after;
+}
+
+int llmp_loop_run(struct llmp_loop *lp)
+{
+	unsigned idle = 0, busy = 0;
+	int ret = 0;
+
+	if (!lp)
+		return llmp_err(-EINVAL, "loop_run: NULL loop");
+	lp->start_ms = llmp_now_ms();
+	lp->next_stats = lp->start_ms + lp->stats_interval_ms;
+	/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
+	while (!atomic_load_explicit(&lp->stop, memory_order_acquire)) {
+		ret = llmp_broker_once(lp->b);
+		lp->st.rounds++;
+		if (ret < 0)
+			break;
+		if (ret > 0) {
+			lp->st.forwarded += (unsigned)ret;
+			idle = 0;
+			if (++busy % BUSY_TCP_EVERY == 0 && (ret = service(lp)) < 0)
+				break;
+			continue;
+		}
+		if (broker_done(lp))
+			break;
+		if (++idle < lp->idle_rounds)
+			continue;
+		idle = 0;
+		ret = service(lp);
+		if (ret < 0)
+			break;
+		if (atomic_load_explicit(&lp->stop, memory_order_acquire) || broker_done(lp))
+			break;
+		ret = sleep_once(lp);
+		if (ret < 0)
+			break;
+		if (ret > 0)
+			lp->st.forwarded += (unsigned)ret;
+		ret = service(lp);
+		if (ret < 0)
+			break;
+	}
+	return ret < 0 ? ret : 0;
+}

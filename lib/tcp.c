@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * LibAFL-compatible TCP registration.
+ *
+ * Broker side: a non-blocking listener with one small state machine per
+ * peer (send hello → read one framed request → answer → close), each with
+ * a deadline, so no peer can stall another.  Client side: the blocking
+ * connect sequence LibAFL's create_attach_to_tcp follows.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "llmp/broker.h"
+#include "tcp.h"
+#include "postcard.h"
+#include "broker_internal.h"
+
+#define HOSTNAME_MAX 256
+/* A hello: variant + varint size + 20-byte id + varint length + hostname. */
+#define HELLO_MAX (1 + 10 + LLMP_SHMEM_ID_LEN + 2 + HOSTNAME_MAX)
+#define REPLY_MAX (4 + 8 + 256)
+
+enum peer_state { PEER_HELLO, PEER_READ, PEER_REPLY };
+
+struct peer {
+	int fd;
+	enum peer_state state;
+	int64_t deadline;
+	char name[64];               /* address:port, for the log */
+	uint8_t out[4 + HELLO_MAX];  /* hello, later the reply */
+	size_t out_len, out_off;
+	uint8_t hdr[4];
+	size_t hdr_got;
+	uint32_t body_len;
+	size_t body_got;
+	uint8_t body[LLMP_TCP_MAX_REQUEST];
+};
+
+struct llmp_tcp_listener {
+	struct llmp_broker *b;
+	int fd;
+	uint16_t port;
+	int timeout_ms;
+	unsigned max_peers;
+	char hostname[HOSTNAME_MAX];
+	size_t hostname_len;
+	struct peer **peers;
+	unsigned npeers;
+	struct llmp_tcp_stats st;
+};
+
+int64_t llmp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- address helpers ------------------------------------------------------ */
+
+static int resolve(const char *addr, uint16_t port, bool passive, struct addrinfo **res)
+{
+	struct addrinfo hints;
+	char ps[8];
+	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = passive ? AI_PASSIVE : 0;
+	snprintf(ps, sizeof(ps), "%u", port);
+	r = getaddrinfo(addr ? addr : "127.0.0.1", ps, &hints, res);
+	if (r)
+		return llmp_err(-EHOSTUNREACH, "tcp: cannot resolve %s: %s", addr ? addr : "127.0.0.1",
+				gai_strerror(r));
+	return 0;
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char h[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const void *)ss;
+
+		inet_ntop(AF_INET, &s->sin_addr, h, sizeof(h));
+		port = ntohs(s->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s = (const void *)ss;
+
+		inet_ntop(AF_INET6, &s->sin6_addr, h, sizeof(h));
+		port = ntohs(s->sin6_port);
+	}
+	snprintf(out, cap, "%s:%u", h, port);
+}
+
+/* ---- broker side ---------------------------------------------------------- */
+
+int llmp_tcp_listen(struct llmp_broker *b, const char *addr, uint16_t port,
+		    const struct llmp_tcp_listener_opts *opts, struct llmp_tcp_listener **out)
+{
+	struct llmp_tcp_listener *l;
+	struct addrinfo *res, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int ret, fd = -1, one = 1;
+
+	if (!out)
+		return llmp_err(-EINVAL, "tcp_listen: NULL out pointer");
+	*out = NULL;
+	if (!b)
+		return llmp_err(-EINVAL, "tcp_listen: NULL broker");
+	if (opts && opts->struct_size < sizeof(uint32_t))
+		return llmp_err(-EINVAL, "tcp_listen: opts.struct_size not set");
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return llmp_err(-ENOMEM, "tcp_listen: out of memory");
+	l->b = b;
+	l->fd = -1;
+	l->timeout_ms = 3000;
+	l->max_peers = 256;
+	if (opts && opts->peer_timeout_ms > 0)
+		l->timeout_ms = opts->peer_timeout_ms;
+	if (opts && opts->max_peers)
+		l->max_peers = opts->max_peers;
+	if (opts && opts->hostname)
+		snprintf(l->hostname, sizeof(l->hostname), "%s", opts->hostname);
+	else if (gethostname(l->hostname, sizeof(l->hostname) - 1))
+		strcpy(l->hostname, "<unknown>");
+	l->hostname_len = strnlen(l->hostname, sizeof(l->hostname) - 1);
+	if (!llmp_pc_utf8_ok((const uint8_t *)l->hostname, l->hostname_len)) {
+		free(l);
+		return llmp_err(-EINVAL, "tcp_listen: hostname is not valid UTF-8");
+	}
+	l->peers = calloc(l->max_peers, sizeof(*l->peers));
+	if (!l->peers) {
+		free(l);
+		return llmp_err(-ENOMEM, "tcp_listen: out of memory");
+	}
+
+	ret = resolve(addr, port, true, &res);
+	if (ret < 0)
+		goto fail;
+	ret = -EADDRNOTAVAIL;
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    ai->ai_protocol);
+		if (fd < 0) {
+			ret = -errno;
+			continue;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+			ret = 0;
+			break;
+		}
+		ret = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (ret < 0) {
+		llmp_err(ret, "tcp_listen: cannot listen on %s:%u", addr ? addr : "127.0.0.1", port);
+		goto fail;
+	}
+	l->fd = fd;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		l->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							 : ((struct sockaddr_in *)&ss)->sin_port);
+	llmp_log(LLMP_LOG_INFO, "tcp: listening on %s:%u", addr ? addr : "127.0.0.1", l->port);
+	*out = l;
+	return 0;
+fail:
+	free(l->peers);
+	free(l);
+	return ret;
+}
+
+uint16_t llmp_tcp_listener_port(const struct llmp_tcp_listener *l)
+{
+	return l ? l->port : 0;
+}
+
+void llmp_tcp_listener_stats(const struct llmp_tcp_listener *l, struct llmp_tcp_stats *st)
+{
+	if (l && st)
+		*st = l->st;
+}
+
+static void peer_close(struct llmp_tcp_listener *l, unsigned i)
+{
+	struct peer *p = l->peers[i];
+
+	close(p->fd);
+	free(p);
+	l->peers[i] = l->peers[--l->npeers];
+	l->peers[l->npeers] = NULL;
+}
+
+static void peer_drop(struct llmp_tcp_listener *l, unsigned i, const char *why)
+{
+	llmp_log(LLMP_LOG_WARN, "tcp: dropped peer %s: %s", l->peers[i]->name, why);
+	l->st.dropped++;
+	peer_close(l, i);
+}
+
+/* Frame a body already written at p->out + 4. */
+static void peer_frame(struct peer *p, int n)
+{
+	llmp_wire_put_len(p->out, (uint32_t)n);
+	p->out_len = 4 + (size_t)n;
+	p->out_off = 0;
+}
+
+static int peer_hello(struct llmp_tcp_listener *l, struct peer *p)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_wire_msg m = { .type = LLMP_TCP_RESP_BROKER_CONNECT_HELLO,
+				   .text = l->hostname, .text_len = l->hostname_len };
+	int n = llmp_broker_broadcast_desc(l->b, &d);
+
+	if (n < 0)
+		return n;
+	llmp_wire_desc_from_shmem(&d, &m.desc);
+	n = llmp_wire_encode_resp(&m, p->out + 4, sizeof(p->out) - 4);
+	if (n < 0)
+		return n;
+	peer_frame(p, n);
+	return 0;
+}
+
+static void accept_all(struct llmp_tcp_listener *l)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct peer *p;
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int one = 1;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
+				llmp_log(LLMP_LOG_WARN, "tcp: accept: %s", strerror(errno));
+			if (errno == ECONNABORTED || errno == EINTR)
+				continue;
+			return;
+		}
+		l->st.accepted++;
+		p = l->npeers < l->max_peers ? calloc(1, sizeof(*p)) : NULL;
+		if (!p) {
+			char name[64];
+
+			peer_name(&ss, name, sizeof(name));
+			llmp_log(LLMP_LOG_WARN, "tcp: dropped peer %s: %s", name,
+				 l->npeers < l->max_peers ? "out of memory" : "too many peers in handshake");
+			l->st.dropped++;
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		p->fd = fd;
+		p->state = PEER_HELLO;
+		p->deadline = llmp_now_ms() + l->timeout_ms;
+		peer_name(&ss, p->name, sizeof(p->name));
+		l->peers[l->npeers++] = p;
+		if (peer_hello(l, p) < 0)
+			peer_drop(l, l->npeers - 1, "cannot build the hello");
+	}
+}
+
+/* Answer with an Error response (LibAFL defines it; its peers fail cleanly on it). */
+static void peer_refuse(struct llmp_tcp_listener *l, struct peer *p, const char *why)
+{
+	struct llmp_wire_msg m = { .type = LLMP_TCP_RESP_ERROR, .text = why, .text_len = strlen(why) };
+	int n = llmp_wire_encode_resp(&m, p->out + 4, sizeof(p->out) - 4);
+
+	llmp_log(LLMP_LOG_WARN, "tcp: refused peer %s: %s", p->name, why);
+	l->st.refused++;
+	if (n > 0)
+		peer_frame(p, n);
+	else
+		p->out_len = p->out_off = 0;
+	p->state = PEER_REPLY;
+}
+
+/* A whole request is in p->body: act on it.  Returns 1 served, 0 dropped. */
+static int peer_request(struct llmp_tcp_listener *l, unsigned i)
+{
+	struct peer *p = l->peers[i];
+	struct llmp_wire_msg m, r = { 0 };
+	struct llmp_shmem_desc bd, d;
+	int ret, n;
+
+	if (llmp_wire_decode_req(p->body, p->body_len, &m) < 0) {
+		peer_drop(l, i, "malformed request");
+		return 0;
+	}
+	switch (m.type) {
+	case LLMP_TCP_REQ_LOCAL_CLIENT_HELLO:
+		ret = llmp_broker_broadcast_desc(l->b, &bd);
+		if (ret == 0)
+			ret = llmp_wire_desc_to_shmem(&m.desc, bd.kind, &d);
+		if (ret < 0) {
+			peer_refuse(l, p, "invalid page description");
+			return 1;
+		}
+		ret = llmp_broker_add_client(l->b, &d);
+		if (ret < 0) {
+			peer_refuse(l, p, "cannot map the client's page");
+			return 1;
+		}
+		l->st.registered++;
+		llmp_log(LLMP_LOG_INFO, "tcp: client %d registered from %s (page %s)", ret, p->name,
+			 d.id);
+		r.type = LLMP_TCP_RESP_LOCAL_CLIENT_ACCEPTED;
+		r.id = (uint32_t)ret;
+		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
+		if (n < 0) {
+			peer_drop(l, i, "cannot encode the reply");
+			return 0;
+		}
+		peer_frame(p, n);
+		p->state = PEER_REPLY;
+		return 1;
+	case LLMP_TCP_REQ_CLIENT_QUIT:
+		ret = llmp_broker_remove_client(l->b, m.id);
+		if (ret < 0)
+			llmp_log(LLMP_LOG_WARN, "tcp: peer %s: quit of client %u: %s", p->name, m.id,
+				 llmp_strerror_last());
+		else
+			llmp_log(LLMP_LOG_INFO, "tcp: client %u quit (told by %s)", m.id, p->name);
+		l->st.quits++;
+		/* LibAFL sends no answer to a quit. */
+		peer_close(l, i);
+		return 1;
+	case LLMP_TCP_REQ_REMOTE_BROKER_HELLO:
+	default:
+		peer_refuse(l, p, "broker-to-broker links are not supported by this broker");
+		return 1;
+	}
+}
+
+/* Move one peer forward.  Returns 1 if it finished a request, 0 otherwise. */
+static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
+{
+	struct peer *p = l->peers[i];
+	ssize_t n;
+
+	if (p->state == PEER_HELLO || p->state == PEER_REPLY) {
+		while (p->out_off < p->out_len) {
+			n = send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+				goto pending;
+			if (n <= 0) {
+				peer_drop(l, i, "send failed");
+				return 0;
+			}
+			p->out_off += (size_t)n;
+		}
+		if (p->state == PEER_REPLY) {
+			peer_close(l, i);
+			return 0;
+		}
+		p->state = PEER_READ;
+	}
+	/* PEER_READ: the 4-byte length, then the body. */
+	while (p->hdr_got < 4) {
+		n = recv(p->fd, p->hdr + p->hdr_got, 4 - p->hdr_got, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			goto pending;
+		if (n == 0) {
+			peer_drop(l, i, p->hdr_got ? "closed inside the frame length" : "closed without a request");
+			return 0;
+		}
+		if (n < 0) {
+			peer_drop(l, i, "recv failed");
+			return 0;
+		}
+		p->hdr_got += (size_t)n;
+		if (p->hdr_got == 4) {
+			uint32_t len = (uint32_t)p->hdr[0] << 24 | (uint32_t)p->hdr[1] << 16 |
+				       (uint32_t)p->hdr[2] << 8 | p->hdr[3];
+
+			if (len > LLMP_TCP_MAX_REQUEST) {
+				char why[80];
+
+				snprintf(why, sizeof(why), "request length %u over the %u-byte cap", len,
+					 LLMP_TCP_MAX_REQUEST);
+				peer_drop(l, i, why);
+				return 0;
+			}
+			if (len == 0) {
+				peer_drop(l, i, "empty request");
+				return 0;
+			}
+			p->body_len = len;
+		}
+	}
+	while (p->body_got < p->body_len) {
+		n = recv(p->fd, p->body + p->body_got, p->body_len - p->body_got, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			goto pending;
+		if (n <= 0) {
+			peer_drop(l, i, n == 0 ? "closed inside the request" : "recv failed");
+			return 0;
+		}
+		/* The first body byte is the variant: refuse garbage at once. */
+		if (p->body_got == 0 && p->body[0] > LLMP_TCP_REQ_CLIENT_QUIT) {
+			peer_drop(l, i, "unknown request variant");
+			return 0;
+		}
+		p->body_got += (size_t)n;
+	}
+	if (peer_request(l, i) == 0)
+		return 0;
+	/* The reply goes out on the next step (or now, if the socket takes it). */
+	if (i < l->npeers && l->peers[i] == p)
+		peer_step(l, i, now);
+	return 1;
+pending:
+	if (now >= p->deadline) {
+		peer_drop(l, i, p->state == PEER_READ && (p->hdr_got || p->body_got)
+				? "timed out inside a frame" : "timed out");
+	}
+	return 0;
+}
+
+int llmp_tcp_listener_service(struct llmp_tcp_listener *l)
+{
+	int64_t now;
+	int served = 0;
+
+	if (!l)
+		return llmp_err(-EINVAL, "tcp_listener_service: NULL listener");
+	accept_all(l);
+	now = llmp_now_ms();
+	/* Backwards: peer_close() moves the last peer into the freed slot. */
+	for (unsigned i = l->npeers; i-- > 0;) {
+		if (i < l->npeers)
+			served += peer_step(l, i, now);
+	}
+	return served;
+}
+
+unsigned llmp_tcp_nfds(const struct llmp_tcp_listener *l)
+{
+	return l ? 1 + l->npeers : 0;
+}
+
+unsigned llmp_tcp_fill_pollfds(const struct llmp_tcp_listener *l, struct pollfd *fds, unsigned max)
+{
+	unsigned n = 0;
+
+	if (!l || !max)
+		return 0;
+	fds[n++] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+	for (unsigned i = 0; i < l->npeers && n < max; i++) {
+		const struct peer *p = l->peers[i];
+
+		fds[n++] = (struct pollfd){ .fd = p->fd,
+					    .events = p->state == PEER_READ ? POLLIN : POLLOUT };
+	}
+	return n;
+}
+
+int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now)
+{
+	int64_t best = -1;
+
+	if (!l)
+		return -1;
+	for (unsigned i = 0; i < l->npeers; i++) {
+		int64_t left = l->peers[i]->deadline - now;
+
+		if (left < 0)
+			left = 0;
+		if (best < 0 || left < best)
+			best = left;
+	}
+	return best > 1000000 ? 1000000 : (int)best;
+}
+
+void llmp_tcp_listener_free(struct llmp_tcp_listener *l)
+{
+	if (!l)
+		return;
+	while (l->npeers)
+		peer_close(l, l->npeers - 1);
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l->peers);
+	free(l);
+}
+
+/* ---- client side ---------------------------------------------------------- */
+
+static int dial(const char *addr, uint16_t port, int timeout_ms)
+{
+	int64_t end = llmp_now_ms() + timeout_ms;
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
+	struct addrinfo *res, *ai;
+	int ret, fd, one = 1;
+
+	ret = resolve(addr, port, false, &res);
+	if (ret < 0)
+		return ret;
+	for (;;) {
+		ret = -ECONNREFUSED;
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd < 0) {
+				ret = -errno;
+				continue;
+			}
+			if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+				freeaddrinfo(res);
+				setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+				setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+				return fd;
+			}
+			ret = -errno;
+			close(fd);
+		}
+		/* Like LibAFL: a refused connection is retried every 50 ms (the broker may be starting). */
+		if (ret != -ECONNREFUSED || llmp_now_ms() >= end)
+			break;
+		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000000 }, NULL);
+	}
+	freeaddrinfo(res);
+	return llmp_err(ret, "tcp: cannot connect to %s:%u", addr ? addr : "127.0.0.1", port);
+}
+
+static int io_full(int fd, void *buf, size_t len, bool wr)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = wr ? send(fd, (char *)buf + off, len - off, MSG_NOSIGNAL)
+			       : recv(fd, (char *)buf + off, len - off, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int send_frame(int fd, const uint8_t *body, int n)
+{
+	uint8_t f[4 + 64];
+
+	if (n < 0 || (size_t)n > sizeof(f) - 4)
+		return -EINVAL;
+	llmp_wire_put_len(f, (uint32_t)n);
+	memcpy(f + 4, body, (size_t)n);
+	return io_full(fd, f, 4 + (size_t)n, true);
+}
+
+/* Read one response frame into buf (cap bytes) and decode it. */
+static int recv_resp(int fd, uint8_t *buf, size_t cap, struct llmp_wire_msg *m)
+{
+	uint8_t h[4];
+	uint32_t len;
+	int ret = io_full(fd, h, 4, false);
+
+	if (ret < 0)
+		return llmp_err(ret, "tcp: no answer from the broker");
+	ret = llmp_wire_get_len(h, (uint32_t)cap, &len);
+	if (ret < 0)
+		return ret;
+	ret = io_full(fd, buf, len, false);
+	if (ret < 0)
+		return llmp_err(ret, "tcp: the broker's answer was cut short");
+	return llmp_wire_decode_resp(buf, len, m);
+}
+
+int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			    const struct llmp_client_opts *opts, struct llmp_client **out)
+{
+	uint8_t buf[4096], req[64];
+	struct llmp_wire_msg m, hello = { .type = LLMP_TCP_REQ_LOCAL_CLIENT_HELLO };
+	struct llmp_shmem_desc bd, od;
+	struct llmp_client *c = NULL;
+	int fd, ret, n;
+
+	if (!out)
+		return llmp_err(-EINVAL, "client_connect_tcp: NULL out pointer");
+	*out = NULL;
+	if (!p)
+		return llmp_err(-EINVAL, "client_connect_tcp: NULL provider");
+	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	if (fd < 0)
+		return fd;
+	ret = recv_resp(fd, buf, sizeof(buf), &m);
+	if (ret < 0)
+		goto out;
+	if (m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO) {
+		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
+		goto out;
+	}
+	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &bd);
+	if (ret < 0)
+		goto out;
+	ret = llmp_client_new(p, &bd, opts, &c);
+	if (ret < 0)
+		goto out;
+	ret = llmp_client_out_desc(c, &od);
+	if (ret < 0)
+		goto out;
+	llmp_wire_desc_from_shmem(&od, &hello.desc);
+	n = llmp_wire_encode_req(&hello, req, sizeof(req));
+	ret = send_frame(fd, req, n);
+	if (ret < 0) {
+		llmp_err(ret, "tcp: cannot send the client hello");
+		goto out;
+	}
+	ret = recv_resp(fd, buf, sizeof(buf), &m);
+	if (ret < 0)
+		goto out;
+	if (m.type == LLMP_TCP_RESP_ERROR) {
+		ret = llmp_err(-ECONNREFUSED, "tcp: the broker refused: %.*s", (int)m.text_len, m.text);
+		goto out;
+	}
+	if (m.type != LLMP_TCP_RESP_LOCAL_CLIENT_ACCEPTED || m.id == 0) {
+		ret = llmp_err(-EPROTO, "tcp: expected LocalClientAccepted, got response %u", m.type);
+		goto out;
+	}
+	llmp_client_set_id(c, m.id);
+	*out = c;
+	c = NULL;
+	ret = 0;
+out:
+	if (c)
+		llmp_client_free(c);
+	close(fd);
+	return ret;
+}
+
+int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id)
+{
+	uint8_t buf[4096], req[16];
+	struct llmp_wire_msg m, q = { .type = LLMP_TCP_REQ_CLIENT_QUIT, .id = client_id };
+	int fd, ret;
+
+	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	if (fd < 0)
+		return fd;
+	ret = recv_resp(fd, buf, sizeof(buf), &m);
+	if (ret == 0 && m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
+		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
+	if (ret == 0) {
+		ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
+		if (ret < 0)
+			llmp_err(ret, "tcp: cannot send the quit request");
+	}
+	/* Wait for the broker to close: it has acted on the request by then. */
+	if (ret == 0)
+		(void)recv(fd, buf, 1, 0);
+	close(fd);
+	return ret;
+}

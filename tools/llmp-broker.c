@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * llmp-broker: run an LLMP broker that LibAFL clients and llmp clients
+ * register with over TCP.  See Documentation/man/llmp-broker.1.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llmp/broker.h"
+#include "llmp/llmp.h"
+#include "llmp/shmem.h"
+
+struct stats_ctx {
+	uint64_t last_fwd;
+	int64_t last_ms;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: llmp-broker [options]\n"
+		"  -p, --port N            TCP port (default %d; 0 picks a free one)\n"
+		"  -b, --bind ADDR         address to listen on (default 127.0.0.1)\n"
+		"  -P, --provider KIND     shared memory: default, kmod, memfd, posix, sysv, served\n"
+		"  -s, --stats-interval S  print a stats line every S seconds (default 10; 0: never)\n"
+		"  -x, --exit-after N      exit once N clients have come and gone\n"
+		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
+		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
+		"  -v, --verbose           log registrations and dropped peers\n"
+		"  -h, --help\n",
+		LLMP_TCP_DEFAULT_PORT);
+}
+
+static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+
+	(void)ctx;
+	fprintf(stderr, "llmp-broker: %s: %s\n", names[level & 3], msg);
+}
+
+static void on_stats(void *vctx, const struct llmp_loop_stats *st)
+{
+	struct stats_ctx *c = vctx;
+	double secs = (double)(st->uptime_ms - c->last_ms) / 1000.0;
+	double rate = secs > 0 ? (double)(st->forwarded - c->last_fwd) / secs : 0.0;
+
+	printf("stats: up %" PRId64 " s, clients %u, msgs/s %.0f, forwarded %" PRIu64
+	       ", sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
+	       " quits %" PRIu64 " dropped %" PRIu64 "\n",
+	       st->uptime_ms / 1000, st->clients, rate, st->forwarded, st->sleeps, st->wakeups,
+	       st->tcp.registered, st->tcp.quits, st->tcp.dropped);
+	fflush(stdout);
+	c->last_fwd = st->forwarded;
+	c->last_ms = st->uptime_ms;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max || s[0] == '-')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "port", required_argument, 0, 'p' },
+		{ "bind", required_argument, 0, 'b' },
+		{ "provider", required_argument, 0, 'P' },
+		{ "stats-interval", required_argument, 0, 's' },
+		{ "exit-after", required_argument, 0, 'x' },
+		{ "loop", required_argument, 0, 'l' },
+		{ "peer-timeout", required_argument, 0, 't' },
+		{ "verbose", no_argument, 0, 'v' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
+	const char *bind_addr = "127.0.0.1";
+	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
+	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
+	struct llmp_provider *p = NULL;
+	struct llmp_broker *b = NULL;
+	struct llmp_tcp_listener *l = NULL;
+	struct llmp_loop *lp = NULL;
+	struct stats_ctx sc = { 0, 0 };
+	struct llmp_loop_stats st;
+	int c, ret, verbose = 0;
+
+	while ((c = getopt_long(argc, argv, "p:b:P:s:x:l:t:vh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_uint(optarg, 65535, &port) < 0)
+				goto bad;
+			break;
+		case 'b':
+			bind_addr = optarg;
+			break;
+		case 'P':
+			if (llmp_shmem_kind_from_name(optarg, &kind) < 0)
+				goto bad;
+			break;
+		case 's':
+			if (parse_uint(optarg, 86400, &stats_s) < 0)
+				goto bad;
+			break;
+		case 'x':
+			if (parse_uint(optarg, 1u << 30, &exit_after) < 0)
+				goto bad;
+			break;
+		case 'l':
+			if (!strcmp(optarg, "auto"))
+				backend = LLMP_LOOP_AUTO;
+			else if (!strcmp(optarg, "uring") || !strcmp(optarg, "io_uring"))
+				backend = LLMP_LOOP_URING;
+			else if (!strcmp(optarg, "poll"))
+				backend = LLMP_LOOP_POLL;
+			else
+				goto bad;
+			break;
+		case 't':
+			if (parse_uint(optarg, 3600000, &peer_ms) < 0 || peer_ms == 0)
+				goto bad;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc)
+		goto bad;
+	llmp_set_log(log_cb, NULL, verbose ? LLMP_LOG_INFO : LLMP_LOG_WARN);
+
+	ret = llmp_provider_new(kind, &p);
+	if (ret < 0)
+		goto fail;
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .exit_after = (unsigned)exit_after };
+	ret = llmp_broker_new(p, &bo, &b);
+	if (ret < 0)
+		goto fail;
+	struct llmp_tcp_listener_opts to = { .struct_size = sizeof(to), .peer_timeout_ms = (int)peer_ms };
+	ret = llmp_tcp_listen(b, bind_addr, (uint16_t)port, &to, &l);
+	if (ret < 0)
+		goto fail;
+	struct llmp_loop_opts oo = { .struct_size = sizeof(oo), .backend = backend,
+				     .handle_signals = true,
+				     .stats_interval_ms = (int)(stats_s * 1000),
+				     .on_stats = on_stats, .ctx = &sc };
+	ret = llmp_loop_new(b, &oo, &lp);
+	if (ret < 0)
+		goto fail;
+	ret = llmp_loop_add_listener(lp, l);
+	if (ret < 0)
+		goto fail;
+	printf("llmp-broker: listening on %s:%u (provider %s, loop %s)\n", bind_addr,
+	       llmp_tcp_listener_port(l), llmp_shmem_kind_name(llmp_provider_kind(p)),
+	       llmp_loop_backend_name(lp));
+	fflush(stdout);
+	ret = llmp_loop_run(lp);
+	if (ret < 0)
+		goto fail;
+	llmp_loop_stats(lp, &st);
+	printf("llmp-broker: stopped after %" PRId64 " ms: %" PRIu64 " messages forwarded, %" PRIu64
+	       " clients registered over TCP, %" PRIu64 " peers dropped\n",
+	       st.uptime_ms, st.forwarded, st.tcp.registered, st.tcp.dropped);
+	llmp_loop_free(lp);
+	llmp_tcp_listener_free(l);
+	llmp_broker_free(b);
+	llmp_provider_free(p);
+	return 0;
+bad:
+	fprintf(stderr, "llmp-broker: bad arguments\n");
+	usage(stderr);
+	return 2;
+fail:
+	fprintf(stderr, "llmp-broker: %s\n", llmp_strerror_last());
+	llmp_loop_free(lp);
+	llmp_tcp_listener_free(l);
+	llmp_broker_free(b);
+	llmp_provider_free(p);
+	return 1;
+}
