@@ -28,6 +28,11 @@
  * sampled (every 64th message below 1 KiB) and is queueing delay under
  * saturation; with --rate the senders are paced and stamp every message.
  *
+ * LLMP has no end-to-end back-pressure (a reader that falls out of the
+ * broker's bounded history loses messages), so each sender stays at most a
+ * window of messages ahead of the slowest receiver: a quarter of the
+ * history (--history, default 64 MiB) shared among the senders.
+ *
  * --wake: one sender, one receiver.  First the broker's CPU time over
  * --idle seconds with no traffic (utime+stime from /proc/<pid>/stat), then
  * --count single messages at random gaps of 5..15 ms, each stamped: the
@@ -94,7 +99,7 @@ struct end_msg {
 };
 
 struct rx_result {
-	uint64_t got, lost, dup, reorder, bad, other;
+	uint64_t got, lost, dup, reorder, bad, other, stale;
 	uint64_t first_ns, last_ns;
 	uint64_t hist[HIST_BUCKETS];
 	int err;
@@ -115,6 +120,10 @@ struct shared {
 	_Atomic int abort_run; /* anyone → all: give up */
 	struct tx_result tx[MAX_SENDERS];
 	struct rx_result rx[MAX_RECEIVERS];
+	/* flow control: messages of each sender each receiver has taken (atomic) */
+	struct {
+		_Alignas(64) uint64_t n[MAX_SENDERS];
+	} seen[MAX_RECEIVERS];
 };
 
 static struct bench_opts o = {
@@ -122,6 +131,15 @@ static struct bench_opts o = {
 	.duration = 2.0, .broker = BROKER_RUN, .idle = 2.0, .count = 200,
 };
 static struct shared *sh;
+/*
+ * How far (in messages) a sender may run ahead of the slowest receiver.
+ * LLMP has no end-to-end back-pressure: the broker keeps a bounded
+ * broadcast history and a reader that falls out of it loses messages.  A
+ * lossless benchmark therefore paces each sender by what the receivers took,
+ * keeping everything in flight well inside the broker's history.
+ */
+static uint64_t window_msgs;
+#define DEFAULT_HISTORY (64u << 20)
 
 static uint64_t now_ns(void)
 {
@@ -219,11 +237,20 @@ static double hist_pct(const uint64_t *h, double pct)
 
 /* ---- errors from a child: kept in the shared result, reported by the parent -- */
 
+static int fail_as(char *why, size_t n, int err, const char *what, bool lib)
+{
+	if (lib)
+		snprintf(why, n, "%s: %s (%s)", what, strerror(-err), llmp_strerror_last());
+	else
+		snprintf(why, n, "%s: %s", what, strerror(-err));
+	atomic_store(&sh->abort_run, 1); /* seq_cst: read by every spinning loop below */
+	return err;
+}
+
+/* A library call failed with err (negative errno). */
 static int fail(char *why, size_t n, int err, const char *what)
 {
-	snprintf(why, n, "%s: %s (%s)", what, strerror(err < 0 ? -err : err), llmp_strerror_last());
-	atomic_store(&sh->abort_run, 1); /* seq_cst: read by every spinning loop below */
-	return err < 0 ? err : -err;
+	return fail_as(why, n, err, what, true);
 }
 
 /* ---- registration --------------------------------------------------------- */
@@ -341,6 +368,27 @@ again:
 	}
 }
 
+/* Wait until seq is inside the window; returns the new limit, 0 if the run is over. */
+static uint64_t wait_window(uint32_t idx, uint64_t seq, uint64_t give_up)
+{
+	for (unsigned spins = 0;; spins++) {
+		uint64_t low = UINT64_MAX;
+
+		for (unsigned r = 0; r < o.receivers; r++) {
+			/* pairs with the receiver's relaxed store: a count, no data attached */
+			uint64_t n = __atomic_load_n(&sh->seen[r].n[idx], __ATOMIC_RELAXED);
+
+			if (n < low)
+				low = n;
+		}
+		if (seq < low + window_msgs)
+			return low + window_msgs;
+		if ((spins & 63) == 63 && (now_ns() > give_up || atomic_load(&sh->abort_run)))
+			return 0;
+		sched_yield();
+	}
+}
+
 static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_t give_up)
 {
 	struct end_msg e = { .sender = idx, .count = count };
@@ -387,7 +435,7 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	pat = calloc(1, pattern_len() + 1);
 	priv = calloc(1, o.size + 1);
 	if (!pat || !priv) {
-		r = fail(res->why, sizeof(res->why), -ENOMEM, "sender");
+		r = fail_as(res->why, sizeof(res->why), -ENOMEM, "sender", false);
 		goto out;
 	}
 	fill_pattern(pat, pattern_len(), idx);
@@ -423,12 +471,19 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		const uint64_t sample = o.rate > 0 || o.size >= 1024 ? 1 : 64;
 		const double period = o.rate > 0 ? 1e9 / o.rate : 0;
 
+		uint64_t limit = window_msgs;
+
 		give_up = stop + 30000000000ull;
 		for (;; seq++) {
 			uint64_t stamp = 0;
 
 			if (seq % check == 0 && now_ns() >= stop)
 				break;
+			if (seq >= limit && !(limit = wait_window(idx, seq, give_up))) {
+				r = fail_as(res->why, sizeof(res->why), -ETIMEDOUT,
+					    "sender: receivers stopped taking messages", false);
+				goto out;
+			}
 			if (period > 0) {
 				uint64_t due = t0 + (uint64_t)(period * (double)seq), t = now_ns();
 
@@ -513,7 +568,7 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 	if (!s || !pat) {
 		free(s);
 		free(pat);
-		return fail(res->why, sizeof(res->why), -ENOMEM, "receiver");
+		return fail_as(res->why, sizeof(res->why), -ENOMEM, "receiver", false);
 	}
 	for (uint32_t i = 0; i < o.senders; i++) {
 		fill_pattern(pat, pattern_len(), i);
@@ -550,12 +605,17 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 					goto out;
 				}
 				if (now_ns() - last_msg > quiet_limit) {
-					r = fail(res->why, sizeof(res->why), -ETIMEDOUT,
-						 "receiver: waiting for END");
+					r = fail_as(res->why, sizeof(res->why), -ETIMEDOUT,
+						    "receiver: waiting for END", false);
 					goto out;
 				}
 				continue;
 			}
+		}
+		if (r == -ESTALE) {
+			/* Fell out of the broker's history: the gap shows as lost. */
+			res->stale++;
+			continue;
 		}
 		if (r < 0) {
 			r = fail(res->why, sizeof(res->why), r, "receiver: recv");
@@ -620,6 +680,8 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 		if (h.seq >= x->next)
 			x->next = h.seq + 1;
 		x->got++;
+		/* read by the sender's wait_window(): a count, relaxed */
+		__atomic_store_n(&sh->seen[idx].n[h.sender], x->got, __ATOMIC_RELAXED);
 		if (!res->got)
 			res->first_ns = now_ns();
 		res->got++;
@@ -798,6 +860,8 @@ static void parse(int argc, char **argv)
 	}
 	if (!o.wake)
 		o.idle = 0;
+	if (!o.history)
+		o.history = DEFAULT_HISTORY;
 }
 
 int main(int argc, char **argv)
@@ -838,6 +902,10 @@ int main(int argc, char **argv)
 		.page_size = o.page_size,
 		.history_bytes = o.history,
 	};
+	size_t footprint = ((LLMP_MSG_HEADER_LEN + o.size + LLMP_ALIGN - 1) & ~(size_t)(LLMP_ALIGN - 1)) + LLMP_ALIGN;
+	window_msgs = o.history / 4 / o.senders / footprint;
+	if (window_msgs < 2)
+		window_msgs = 2;
 	r = llmp_broker_new(p, &bo, &b);
 	if (!r)
 		r = llmp_broker_broadcast_desc(b, &bcast);
@@ -926,6 +994,9 @@ int main(int argc, char **argv)
 
 		if (x->why[0])
 			fprintf(stderr, "llmp-bench: receiver %u: %s\n", i, x->why);
+		if (x->stale)
+			fprintf(stderr, "llmp-bench: receiver %u fell out of the broker's history %" PRIu64
+				" times\n", i, x->stale);
 		lost += x->lost + (sent > x->got + x->lost ? sent - x->got - x->lost : 0);
 		dup += x->dup;
 		reorder += x->reorder;
