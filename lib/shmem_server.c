@@ -165,9 +165,14 @@ static void seg_unref(struct srv_state *st, uint64_t num, uint32_t count)
 		seg_free(st, s);
 }
 
-/* Give client c one more reference on segment s; -ENOMEM if the list cannot grow. */
+/*
+ * Give client c one more reference on segment s: -EOVERFLOW at the count's
+ * limit, -ENOMEM if the list cannot grow.
+ */
 static int client_ref(struct srv_client *c, struct srv_seg *s)
 {
+	if (s->refs == UINT32_MAX)
+		return -EOVERFLOW;
 	for (size_t i = 0; i < c->nrefs; i++) {
 		if (c->refs[i].num == s->num) {
 			c->refs[i].count++;
@@ -366,8 +371,10 @@ static int do_attach(struct srv_state *st, struct srv_client *c, const unsigned 
 	if (!s)
 		return reply_err(rep, -ENOENT, "ATTACH: no segment '%s' on this server (released, "
 				 "its holders exited, or another server's id)", req.id);
-	if (client_ref(c, s) < 0)
-		return reply_err(rep, -ENOMEM, "ATTACH: server out of memory");
+	ret = client_ref(c, s);
+	if (ret < 0)
+		return reply_err(rep, ret, "ATTACH: %s", ret == -ENOMEM ? "server out of memory" :
+				 "too many references on this segment");
 	memcpy(rep->r.id, s->id, sizeof(s->id));
 	rep->r.size = s->size;
 	rep->fd = s->fd;
