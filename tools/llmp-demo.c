@@ -36,6 +36,13 @@
 #define TAG_DONE 0xDE000003u
 #define MAX_CLIENTS 8
 #define BLOB_MAX 4096
+/*
+ * A client sends at most this many messages more than the slowest other
+ * client has read from it.  LLMP has no end-to-end back-pressure: a reader
+ * that falls out of the broker's bounded history (64 MiB by default) loses
+ * messages, so the demo keeps what is in flight far below that.
+ */
+#define WINDOW 2048
 
 struct blob_hdr {
 	uint32_t client; /* 1-based demo index */
@@ -121,11 +128,21 @@ static int full_io(int fd, void *buf, size_t n, bool wr)
 	return 0;
 }
 
-static int failed(struct client_report *r, int err, const char *what)
+/* Record why this client failed; err is a negative errno, lib: from a library call. */
+static int failed_as(struct client_report *r, int err, const char *what, bool lib)
 {
-	snprintf(r->why, sizeof(r->why), "%s: %s (%s)", what, strerror(-err), llmp_strerror_last());
+	if (lib)
+		snprintf(r->why, sizeof(r->why), "%s: %s (%s)", what, strerror(-err),
+			 llmp_strerror_last());
+	else
+		snprintf(r->why, sizeof(r->why), "%s: %s", what, strerror(-err));
 	atomic_store(&sh->abort_run, 1); /* seq_cst: read by every waiting loop */
 	return err;
+}
+
+static int failed(struct client_report *r, int err, const char *what)
+{
+	return failed_as(r, err, what, true);
 }
 
 /* Check and count one received message (DONE, a text line or a payload). */
@@ -203,7 +220,8 @@ static void take(struct client_report *me, uint64_t *next, const struct llmp_msg
 	if (seq > next[from])
 		me->lost += seq - next[from];
 	next[from] = seq + 1;
-	me->got[from]++;
+	/* read by the sender's window check: a count, no data attached */
+	__atomic_store_n(&me->got[from], me->got[from] + 1, __ATOMIC_RELAXED);
 	me->got_bytes += v->len;
 	if (!me->first_ns)
 		me->first_ns = now_ns();
@@ -256,6 +274,31 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 
 		if (now_ns() >= stop)
 			break;
+		/* Window: wait (reading meanwhile) until the others caught up. */
+		for (unsigned spins = 0;; spins++) {
+			uint64_t low = UINT64_MAX;
+
+			for (unsigned j = 1; j <= nclients; j++) {
+				/* pairs with the reader's relaxed store in take() */
+				uint64_t n = __atomic_load_n(&sh->c[j].got[idx], __ATOMIC_RELAXED);
+
+				if (j != idx && n < low)
+					low = n;
+			}
+			if (k < low + WINDOW)
+				break;
+			while ((r = llmp_client_recv(c, &v)) == 1)
+				take(me, next, &v, &done, ids);
+			if (r < 0) {
+				r = failed(me, r, "recv");
+				goto out;
+			}
+			if ((spins & 63) == 63 && (now_ns() > give_up || atomic_load(&sh->abort_run))) {
+				r = failed_as(me, -ETIMEDOUT, "waiting for the other clients to read", false);
+				goto out;
+			}
+			sched_yield();
+		}
 		if (k % 2 == 0) {
 			char line[64];
 			int n = snprintf(line, sizeof(line), "client %u: message %" PRIu64, idx, k);
@@ -316,7 +359,7 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		if (r == 1)
 			take(me, next, &v, &done, ids);
 		else if (now_ns() > give_up || atomic_load(&sh->abort_run)) {
-			r = failed(me, -ETIMEDOUT, "waiting for the other clients");
+			r = failed_as(me, -ETIMEDOUT, "waiting for the other clients", false);
 			goto out;
 		}
 	}
