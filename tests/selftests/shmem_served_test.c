@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -760,6 +761,140 @@ TEST_F(served, malformed_requests_get_error_replies)
 	memset(llmp_shmem_addr(m), 1, 4096);
 	llmp_shmem_put(m);
 	ASSERT_EQ(0, wait_segments(self->path, 0));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+}
+
+/* Random requests (some with a valid id, some with bad magic): one reply each, no crash. */
+TEST_F(served, random_requests_one_reply_each)
+{
+	uint64_t seed = 0x5eed;
+	struct llmp_shmem *keep;
+	struct raw_reply r;
+	char id[LLMP_SHMEM_ID_LEN];
+	int fd = raw_client(self->path), created = 0;
+
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &keep));
+	memcpy(id, llmp_shmem_desc(keep)->id, sizeof(id));
+	for (int i = 0; i < 2000; i++) {
+		unsigned char body[SERVED_MAX_REQ_BODY];
+		uint64_t x = llmp_test_rand(&seed);
+		uint16_t op = (uint16_t)(x % 8);
+		uint32_t len = (uint32_t)((x >> 8) % (SERVED_MAX_REQ_BODY + 1));
+		uint32_t magic = (x >> 20) % 100 == 0 ? (uint32_t)(x >> 32) : SERVED_MAGIC;
+		int ret;
+
+		fill(body, sizeof(body), x);
+		if (op == SERVED_OP_CREATE && (x >> 16) % 4 == 0) {
+			uint64_t sz = 1 + (x >> 40) % 65536;
+
+			len = 8;
+			memcpy(body, &sz, 8);
+		} else if ((op == SERVED_OP_ATTACH || op == SERVED_OP_RELEASE) &&
+			   (x >> 16) % 2 == 0) {
+			len = sizeof(struct served_id);
+			memset(body, 0, len);
+			memcpy(body, id, strlen(id));
+		}
+		ASSERT_EQ(0, raw_send(fd, magic, SERVED_VERSION, op, len, body, len));
+		ret = raw_recv(fd, &r);
+		ASSERT_EQ(0, ret);
+		ASSERT_GE(0, r.r.status);
+		ASSERT_LT(-4096, r.r.status);
+		if (magic != SERVED_MAGIC) {
+			ASSERT_EQ(SERVED_OP_ERROR, r.h.op);
+			ASSERT_EQ(-EBADMSG, r.r.status);
+			close(fd);
+			fd = raw_client(self->path);
+			ASSERT_LE(0, fd);
+			continue;
+		}
+		ASSERT_EQ(op | SERVED_OP_REPLY, r.h.op);
+		if (r.fd >= 0) {
+			ASSERT_EQ(0, r.r.status);
+			ASSERT_TRUE(op == SERVED_OP_CREATE || op == SERVED_OP_ATTACH);
+			created += op == SERVED_OP_CREATE;
+			close(r.fd);
+		}
+	}
+	ASSERT_LT(0, created);
+	close(fd);
+	/* Everything the random clients held is gone; our segment is intact. */
+	ASSERT_EQ(1, wait_segments(self->path, 1));
+	llmp_shmem_put(keep);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
+/* A client that sends requests and never reads the replies is dropped. */
+TEST_F(served, client_not_reading_replies_is_dropped)
+{
+	unsigned char batch[64 * sizeof(struct served_hdr)];
+	struct served_hdr h = { SERVED_MAGIC, SERVED_VERSION, SERVED_OP_STAT, 0, 0 };
+	struct llmp_shmem *m;
+	int fd = raw_client(self->path), dropped = 0;
+
+	ASSERT_LE(0, fd);
+	for (size_t i = 0; i < sizeof(batch); i += sizeof(h))
+		memcpy(batch + i, &h, sizeof(h));
+	for (int i = 0; i < 20000 && !dropped; i++) {
+		ssize_t n = send(fd, batch, sizeof(batch), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			dropped = 1;
+		else if (n < 0)
+			usleep(1000);
+	}
+	ASSERT_TRUE(dropped);
+	close(fd);
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	llmp_shmem_put(m);
+}
+
+struct thread_arg {
+	struct llmp_provider *p;
+	int id, errors;
+};
+
+static void *thread_worker(void *arg)
+{
+	struct thread_arg *t = arg;
+
+	for (int i = 0; i < 200; i++) {
+		struct llmp_shmem *a, *b;
+		size_t len = 4096 * (1 + (size_t)((t->id + i) % 4));
+
+		if (llmp_shmem_new(t->p, len, &a) < 0) {
+			t->errors++;
+			continue;
+		}
+		memset(llmp_shmem_addr(a), t->id + i, len);
+		if (llmp_shmem_attach(t->p, llmp_shmem_desc(a), &b) < 0) {
+			t->errors++;
+		} else {
+			if (memcmp(llmp_shmem_addr(a), llmp_shmem_addr(b), len))
+				t->errors++;
+			llmp_shmem_put(b);
+		}
+		llmp_shmem_put(a);
+	}
+	return NULL;
+}
+
+/* One provider used from four threads at once. */
+TEST_F(served, provider_shared_by_threads)
+{
+	pthread_t th[4];
+	struct thread_arg args[4];
+
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct thread_arg){ .p = self->p, .id = i };
+		ASSERT_EQ(0, pthread_create(&th[i], NULL, thread_worker, &args[i]));
+	}
+	for (int i = 0; i < 4; i++) {
+		ASSERT_EQ(0, pthread_join(th[i], NULL));
+		ASSERT_EQ(0, args[i].errors);
+	}
+	ASSERT_EQ(0, server_segments(self->path, NULL));
 	ASSERT_EQ(0, server_memfds(self->server_pid));
 }
 
