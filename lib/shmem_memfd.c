@@ -266,10 +266,10 @@ static int memfd_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d
 				"says %llu", d->id, (long long)st.st_size,
 				(unsigned long long)d->size);
 	}
-	/* The fd we opened has O_NONBLOCK; it does not matter for mmap. */
+	/* The mapping keeps the memfd alive; only the creator's fd is named by the id. */
 	ret = memfd_map(m, fd, (size_t)d->size);
-	if (ret < 0)
-		close(fd);
+	close(fd);
+	m->fd = -1;
 	return ret;
 }
 
