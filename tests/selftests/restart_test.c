@@ -1,0 +1,450 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * Restart and reattach mid-stream: a client process saves where it stands
+ * with llmp_client_to_env(), replaces itself with a new program image
+ * (exec of this binary in another role) and the new image continues with
+ * llmp_client_from_env().  Sending: the broker sees one continuous stream,
+ * none lost, none twice.  Receiving: the new image reads exactly the
+ * messages after the last one the old image read.
+ *
+ * memfd is not a variant: a memfd segment is reached through the creator's
+ * /proc/<pid>/fd entry and the library opens it close-on-exec, so it does
+ * not survive an exec (restarting with memfd needs fork, as the stress and
+ * bench tools do).  With SYSV and POSIX the segments outlive the old
+ * image; the segments it created are no longer anyone's to destroy (a
+ * reattached mapping does not own its segment), so the test removes them
+ * itself by creator pid / name and logs how many there were.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "llmp_test.h"
+
+#define SEQ_TAG(s) (0x40000000u | ((uint32_t)(s) & 0xffffffu))
+#define NMSG 3000
+#define SEND_FIRST 1234   /* messages the sender's first image sends */
+#define RECV_FIRST 777    /* messages the receiver's first image reads */
+#define PAGE 4096
+#define ENV_PREFIX "LLMP_RT"
+
+static size_t msg_len(int seq)
+{
+	return (size_t)(seq * 37) % 701;
+}
+
+static uint8_t pat(int seq, size_t i)
+{
+	return (uint8_t)(seq * 131 + i * 7 + (i >> 8));
+}
+
+static void fill(uint8_t *b, int seq)
+{
+	for (size_t i = 0; i < msg_len(seq); i++)
+		b[i] = pat(seq, i);
+}
+
+/* 0 if v is message seq. */
+static int check_msg(const struct llmp_msg_view *v, int seq)
+{
+	const uint8_t *b = v->buf;
+
+	if (v->tag != SEQ_TAG(seq) || v->len != msg_len(seq))
+		return -1;
+	for (size_t i = 0; i < v->len; i++)
+		if (b[i] != pat(seq, i))
+			return -1;
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the child roles (run after exec) ------------------------------------ */
+
+static int env_int(const char *name)
+{
+	const char *s = getenv(name);
+
+	return s ? atoi(s) : -1;
+}
+
+static void reexec(const char *role)
+{
+	char *argv[] = { (char *)"restart_test", NULL };
+
+	setenv("LLMP_RT_ROLE", role, 1);
+	execv("/proc/self/exe", argv);
+	_exit(90);
+}
+
+static int role_main(const char *role)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
+				      .send_timeout_ms = -1 };
+	enum llmp_shmem_kind kind;
+	struct llmp_provider *p;
+	struct llmp_client *c;
+	struct llmp_shmem_desc bd, od;
+	struct llmp_msg_view v;
+	int wfd = env_int("LLMP_RT_WFD"), rfd = env_int("LLMP_RT_RFD");
+	uint8_t buf[701];
+	char byte;
+
+	if (llmp_shmem_kind_from_name(getenv("LLMP_RT_KIND"), &kind) < 0 ||
+	    llmp_provider_new(kind, &p) < 0)
+		return 70;
+	if (!strcmp(role, "send1")) {
+		int32_t id;
+
+		if (llmp_shmem_desc_from_env("LLMP_RT_BCAST", &bd) < 0 ||
+		    llmp_client_new(p, &bd, &o, &c) < 0 || llmp_client_out_desc(c, &od) < 0)
+			return 71;
+		if (write(wfd, &od, sizeof(od)) != sizeof(od) ||
+		    read(rfd, &id, sizeof(id)) != sizeof(id) || id <= 0)
+			return 72;
+		llmp_client_set_id(c, (uint32_t)id);
+		for (int i = 0; i < SEND_FIRST; i++) {
+			fill(buf, i);
+			if (llmp_client_send(c, SEQ_TAG(i), 0, buf, msg_len(i)) < 0)
+				return 73;
+		}
+		/* An allocation in flight at the restart is rolled back, not sent. */
+		{
+			void *zb;
+
+			if (llmp_client_alloc(c, 100, &zb) < 0)
+				return 74;
+			memset(zb, 0xEE, 100);
+		}
+		/* The broker has mapped the current page: it survives us. */
+		if (llmp_client_wait_safe(c, 20000) < 0 || llmp_client_to_env(c, ENV_PREFIX) < 0)
+			return 75;
+		reexec("send2"); /* no free: the old image just disappears */
+	}
+	if (!strcmp(role, "send2")) {
+		if (llmp_client_from_env(p, ENV_PREFIX, &o, &c) < 0) {
+			fprintf(stderr, "send2: from_env: %s\n", llmp_strerror_last());
+			return 76;
+		}
+		for (int i = SEND_FIRST; i < NMSG; i++) {
+			fill(buf, i);
+			if (llmp_client_send(c, SEQ_TAG(i), 0, buf, msg_len(i)) < 0)
+				return 77;
+		}
+		/* done; stay until the parent has everything */
+		if (write(wfd, "d", 1) != 1 || read(rfd, &byte, 1) != 1)
+			return 78;
+		llmp_client_free(c);
+		llmp_provider_free(p);
+		return 0;
+	}
+	if (!strcmp(role, "recv1")) {
+		if (llmp_shmem_desc_from_env("LLMP_RT_BCAST", &bd) < 0 ||
+		    llmp_client_new(p, &bd, &o, &c) < 0)
+			return 81;
+		for (int i = 0; i < RECV_FIRST; i++) {
+			if (llmp_client_recv_wait(c, &v, 20000) != 1)
+				return 82;
+			if (check_msg(&v, i) < 0)
+				return 83;
+		}
+		if (llmp_client_to_env(c, ENV_PREFIX) < 0)
+			return 84;
+		reexec("recv2");
+	}
+	if (!strcmp(role, "recv2")) {
+		if (llmp_client_from_env(p, ENV_PREFIX, &o, &c) < 0) {
+			fprintf(stderr, "recv2: from_env: %s\n", llmp_strerror_last());
+			return 85;
+		}
+		for (int i = RECV_FIRST; i < NMSG; i++) {
+			int r = llmp_client_recv_wait(c, &v, 20000);
+
+			if (r != 1) {
+				fprintf(stderr, "recv2: message %d: %d %s\n", i, r, llmp_strerror_last());
+				return 86;
+			}
+			if (check_msg(&v, i) < 0) {
+				fprintf(stderr, "recv2: expected message %d, got tag %#x len %zu\n", i,
+					v.tag, v.len);
+				return 87;
+			}
+		}
+		/* nothing more: no message seen twice at the end either */
+		if (llmp_client_recv_wait(c, &v, 100) != 0)
+			return 88;
+		if (write(wfd, "d", 1) != 1 || read(rfd, &byte, 1) != 1)
+			return 89;
+		llmp_client_free(c);
+		llmp_provider_free(p);
+		return 0;
+	}
+	return 79;
+}
+
+/* ---- the test side ---------------------------------------------------------- */
+
+FIXTURE(restart)
+{
+	struct llmp_provider *p;
+	struct llmp_broker *b;
+	struct llmp_client *c;
+	pid_t child;
+	int wfd, rfd; /* parent ends */
+};
+
+FIXTURE_VARIANT(restart)
+{
+	enum llmp_shmem_kind kind;
+};
+
+FIXTURE_VARIANT_ADD(restart, sysv) { .kind = LLMP_SHMEM_SYSV };
+FIXTURE_VARIANT_ADD(restart, posix) { .kind = LLMP_SHMEM_POSIX };
+
+FIXTURE_SETUP(restart)
+{
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE };
+	int r = llmp_provider_new(variant->kind, &self->p);
+
+	self->wfd = self->rfd = -1;
+	if (r == -ENODEV) {
+		self->p = NULL;
+		SKIP(return, "%s provider not available here: %s",
+		     llmp_shmem_kind_name(variant->kind), llmp_strerror_last());
+	}
+	ASSERT_EQ(0, r) TH_LOG("llmp_provider_new: %s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
+}
+
+/* Remove what the child's first image left behind; returns the count. */
+static int remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
+{
+	int n = 0;
+
+	if (kind == LLMP_SHMEM_SYSV) {
+		struct shm_info info;
+		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+
+		for (int i = 0; i <= max; i++) {
+			struct shmid_ds ds;
+			int id = shmctl(i, SHM_STAT, &ds);
+
+			if (id >= 0 && ds.shm_cpid == pid && shmctl(id, IPC_RMID, NULL) == 0)
+				n++;
+		}
+	} else if (kind == LLMP_SHMEM_POSIX) {
+		char prefix[64];
+		DIR *d = opendir("/dev/shm");
+		struct dirent *e;
+
+		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
+		while (d && (e = readdir(d))) {
+			char name[300];
+
+			if (strncmp(e->d_name, prefix, strlen(prefix)))
+				continue;
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			if (shm_unlink(name) == 0)
+				n++;
+		}
+		if (d)
+			closedir(d);
+	}
+	return n;
+}
+
+FIXTURE_TEARDOWN(restart)
+{
+	if (self->child > 0) {
+		kill(self->child, SIGKILL);
+		waitpid(self->child, NULL, 0);
+		remove_orphans(variant->kind, self->child);
+	}
+	if (self->wfd >= 0)
+		close(self->wfd);
+	if (self->rfd >= 0)
+		close(self->rfd);
+	if (self->c)
+		llmp_client_free(self->c);
+	if (self->b)
+		llmp_broker_free(self->b);
+	if (self->p)
+		llmp_provider_free(self->p);
+}
+
+static pid_t spawn(FIXTURE_DATA(restart) *self, enum llmp_shmem_kind kind, const char *role)
+{
+	struct llmp_shmem_desc bd;
+	int to_child[2], from_child[2];
+	pid_t pid;
+
+	if (llmp_broker_broadcast_desc(self->b, &bd) < 0 || pipe(to_child) || pipe(from_child))
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		char num[16];
+
+		close(to_child[1]);
+		close(from_child[0]);
+		snprintf(num, sizeof(num), "%d", from_child[1]);
+		setenv("LLMP_RT_WFD", num, 1);
+		snprintf(num, sizeof(num), "%d", to_child[0]);
+		setenv("LLMP_RT_RFD", num, 1);
+		setenv("LLMP_RT_KIND", llmp_shmem_kind_name(kind), 1);
+		if (llmp_shmem_desc_to_env(&bd, "LLMP_RT_BCAST") < 0)
+			_exit(91);
+		reexec(role);
+	}
+	close(to_child[0]);
+	close(from_child[1]);
+	self->wfd = to_child[1];
+	self->rfd = from_child[0];
+	return pid;
+}
+
+static int read_byte_nb(int fd)
+{
+	fd_set s;
+	struct timeval tv = { 0, 0 };
+	char b;
+
+	FD_ZERO(&s);
+	FD_SET(fd, &s);
+	if (select(fd + 1, &s, NULL, NULL, &tv) != 1)
+		return 0;
+	return read(fd, &b, 1) == 1 ? 1 : -1;
+}
+
+TEST_F(restart, sender_restarts_mid_stream)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE };
+	struct llmp_shmem_desc bd, od;
+	struct llmp_msg_view v;
+	double until;
+	int32_t id;
+	int got = 0, done = 0, st, orphans;
+
+	if (!self->p)
+		return;
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &self->c));
+	self->child = spawn(self, variant->kind, "send1");
+	ASSERT_LT(0, self->child);
+	ASSERT_EQ((ssize_t)sizeof(od), read(self->rfd, &od, sizeof(od)));
+	id = llmp_broker_add_client(self->b, &od);
+	ASSERT_LT(0, id) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ((ssize_t)sizeof(id), write(self->wfd, &id, sizeof(id)));
+
+	until = now_s() + 25;
+	while (got < NMSG || !done) {
+		int r = llmp_broker_once(self->b);
+
+		ASSERT_LE(0, r) TH_LOG("%s", llmp_strerror_last());
+		while ((r = llmp_client_recv(self->c, &v)) == 1) {
+			ASSERT_EQ((uint32_t)id, v.sender);
+			ASSERT_LT(got, NMSG) TH_LOG("message beyond the stream: tag %#x", v.tag);
+			ASSERT_EQ(0, check_msg(&v, got))
+				TH_LOG("expected message %d, got tag %#x len %zu", got, v.tag, v.len);
+			got++;
+		}
+		ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
+		r = read_byte_nb(self->rfd);
+		ASSERT_LE(0, r) TH_LOG("the child died (sent %d)", got);
+		done |= r;
+		ASSERT_LT(now_s(), until) TH_LOG("got %d of %d, child done %d", got, NMSG, done);
+	}
+	ASSERT_EQ(1, write(self->wfd, "k", 1));
+	/* Its EXITING: the broker forgets the client; nothing else arrives. */
+	until = now_s() + 10;
+	while (llmp_broker_nclients(self->b)) {
+		ASSERT_LE(0, llmp_broker_once(self->b));
+		ASSERT_LT(now_s(), until);
+	}
+	ASSERT_EQ(0, llmp_client_recv(self->c, &v));
+	ASSERT_EQ(self->child, waitpid(self->child, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	orphans = remove_orphans(variant->kind, self->child);
+	self->child = 0;
+	TH_LOG("%d segment(s) of the first image removed by the test", orphans);
+}
+
+TEST_F(restart, receiver_restarts_mid_stream)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
+				      .send_timeout_ms = 0 };
+	struct llmp_shmem_desc bd, od;
+	uint8_t buf[701];
+	double until;
+	int st, orphans, r;
+
+	if (!self->p)
+		return;
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &self->c));
+	ASSERT_EQ(0, llmp_client_out_desc(self->c, &od));
+	ASSERT_LT(0, llmp_broker_add_client(self->b, &od));
+	/* Half the stream before the receiver starts, the rest while it runs. */
+	for (int i = 0; i < NMSG; i++) {
+		fill(buf, i);
+		while ((r = llmp_client_send(self->c, SEQ_TAG(i), 0, buf, msg_len(i))) == -EAGAIN)
+			ASSERT_LE(0, llmp_broker_once(self->b));
+		ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
+		ASSERT_LE(0, llmp_broker_once(self->b));
+		if (i == NMSG / 2) {
+			self->child = spawn(self, variant->kind, "recv1");
+			ASSERT_LT(0, self->child);
+		}
+		if (i > NMSG / 2 && i % 100 == 0)
+			usleep(1000);
+	}
+	while ((r = llmp_broker_once(self->b)) > 0)
+		;
+	ASSERT_EQ(0, r);
+	until = now_s() + 25;
+	while ((r = read_byte_nb(self->rfd)) == 0) {
+		ASSERT_LT(now_s(), until);
+		usleep(1000);
+	}
+	ASSERT_EQ(1, r) TH_LOG("the receiver failed (see its exit code)");
+	ASSERT_EQ(1, write(self->wfd, "k", 1));
+	ASSERT_EQ(self->child, waitpid(self->child, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st)) TH_LOG("receiver exit %d", WEXITSTATUS(st));
+	orphans = remove_orphans(variant->kind, self->child);
+	self->child = 0;
+	TH_LOG("%d segment(s) of the first image removed by the test", orphans);
+}
+
+/* The harness's main, renamed: this binary also runs the child roles. */
+#define main harness_main
+TEST_HARNESS_MAIN
+#undef main
+
+int main(int argc, char **argv)
+{
+	const char *role = getenv("LLMP_RT_ROLE");
+
+	if (role) {
+		int code = role_main(role);
+
+		/* a failing role may have no pipe partner left: report by exit code */
+		_exit(code);
+	}
+	return harness_main(argc, argv);
+}
