@@ -596,4 +596,22 @@ TEST_F(prov, errors_reach_the_log_callback)
 	ASSERT_NE(NULL, strstr(got, d.id));
 }
 
+/* DEFAULT: KMOD when /dev/llmp is usable, else MEMFD on Linux. */
+TEST(default_kind_is_kmod_or_memfd)
+{
+	struct llmp_provider *p, *k;
+	enum llmp_shmem_kind want;
+
+	if (llmp_provider_new(LLMP_SHMEM_KMOD, &k) == 0) {
+		want = LLMP_SHMEM_KMOD;
+		llmp_provider_free(k);
+	} else {
+		want = LLMP_SHMEM_MEMFD;
+	}
+	ASSERT_EQ(want, llmp_shmem_default_kind());
+	ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_DEFAULT, &p));
+	ASSERT_EQ(want, llmp_provider_kind(p));
+	llmp_provider_free(p);
+}
+
 TEST_HARNESS_MAIN
