@@ -27,6 +27,10 @@
  * (the slowest receiver is printed).  In throughput mode the latency is
  * sampled (every 64th message below 1 KiB) and is queueing delay under
  * saturation; with --rate the senders are paced and stamp every message.
+ * cpu_ns_per_msg: CPU time per message of the senders (together), the
+ * broker thread and receiver 0, waiting included (a process that waits
+ * polls); the busiest of the three is the bottleneck, and these figures
+ * stay meaningful on a machine where other work competes for the cores.
  *
  * LLMP has no end-to-end back-pressure (a reader that falls out of the
  * broker's bounded history loses messages), so each sender stays at most a
@@ -101,6 +105,7 @@ struct end_msg {
 struct rx_result {
 	uint64_t got, lost, dup, reorder, bad, other, stale;
 	uint64_t first_ns, last_ns;
+	uint64_t cpu_ns; /* CPU time from go to the last END (includes polling an empty page) */
 	uint64_t hist[HIST_BUCKETS];
 	int err;
 	char why[160];
@@ -108,6 +113,7 @@ struct rx_result {
 
 struct tx_result {
 	uint64_t sent;
+	uint64_t cpu_ns;     /* CPU time from go to END (includes waiting for the window) */
 	uint64_t idle_ticks; /* --wake: broker CPU ticks over the idle phase */
 	double idle_secs;
 	int err;
@@ -147,6 +153,19 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static uint64_t cpu_ns(clockid_t id)
+{
+	struct timespec t;
+
+	clock_gettime(id, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static double per_msg(uint64_t ns, uint64_t msgs)
+{
+	return msgs ? (double)ns / (double)msgs : 0;
 }
 
 static void sleep_ns(uint64_t ns)
@@ -445,6 +464,7 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		r = -ECANCELED;
 		goto out;
 	}
+	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 
 	if (o.wake) {
 		/* Idle phase: nobody sends; how much CPU does the broker burn? */
@@ -506,6 +526,7 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		goto out;
 	}
 	res->sent = seq;
+	res->cpu_ns = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	/* Keep the pages alive until every receiver is through (seq_cst, pairs with the parent). */
 	while (!atomic_load(&sh->finish) && !atomic_load(&sh->abort_run))
 		sleep_ns(1000000);
@@ -584,6 +605,7 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 		r = -ECANCELED;
 		goto out;
 	}
+	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 	last_msg = now_ns();
 	while (ended < o.senders) {
 		struct llmp_msg_view v;
@@ -692,6 +714,7 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 			last_msg = t;
 		}
 	}
+	res->cpu_ns = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	for (uint32_t i = 0; i < o.senders; i++)
 		res->lost += s[i].end_count > s[i].got ? s[i].end_count - s[i].got : 0;
 	r = 0;
@@ -966,7 +989,9 @@ int main(int argc, char **argv)
 		r = -EAGAIN;
 		goto out;
 	}
+	const uint64_t bcpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
 	int lr = r ? 0 : broker_loop(b, &w);
+	const uint64_t broker_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - bcpu0;
 	if (lr) {
 		fprintf(stderr, "llmp-bench: broker loop: %s (%s)\n", strerror(-lr),
 			llmp_strerror_last());
@@ -983,10 +1008,12 @@ int main(int argc, char **argv)
 	uint64_t sent = 0, lost = 0, dup = 0, reorder = 0, bad = 0, msgs = 0;
 	double rate = -1;
 	static uint64_t hist[HIST_BUCKETS];
+	uint64_t tx_cpu = 0;
 	for (unsigned i = 0; i < o.senders; i++) {
 		if (sh->tx[i].why[0])
 			fprintf(stderr, "llmp-bench: sender %u: %s\n", i, sh->tx[i].why);
 		sent += sh->tx[i].sent;
+		tx_cpu += sh->tx[i].cpu_ns;
 	}
 	for (unsigned i = 0; i < o.receivers; i++) {
 		struct rx_result *x = &sh->rx[i];
@@ -1027,10 +1054,12 @@ int main(int argc, char **argv)
 		printf("provider=%s size=%zu senders=%u receivers=%u msgs=%" PRIu64
 		       " msgs_per_s=%.0f MBps=%.1f lost=%" PRIu64 " dup=%" PRIu64
 		       " p50_us=%.1f p99_us=%.1f reorder=%" PRIu64 " bad=%" PRIu64
-		       " broker=%s%s%s\n",
+		       " cpu_ns_per_msg=send:%.0f,broker:%.0f,recv:%.0f broker=%s%s%s\n",
 		       kname, o.size, o.senders, o.receivers, msgs, rate,
 		       rate * (double)o.size / 1e6, lost, dup, hist_pct(hist, 50),
-		       hist_pct(hist, 99), reorder, bad, broker_mode_names[o.broker],
+		       hist_pct(hist, 99), reorder, bad, per_msg(tx_cpu, sent),
+		       per_msg(broker_cpu, sent), per_msg(sh->rx[0].cpu_ns, sh->rx[0].got),
+		       broker_mode_names[o.broker],
 		       o.copy ? " copy=1" : "", o.rate > 0 ? " paced=1" : "");
 	}
 	fflush(stdout);
