@@ -8,7 +8,10 @@
  * attacher's IPC_STAT check (real size >= described size) is final.
  *
  * Lifetime: the creating process marks the segment IPC_RMID when it
- * releases it; Linux keeps the memory until the last attachment is gone.
+ * releases it; Linux keeps the memory until the last attachment is gone,
+ * and we refuse new attaches to a segment so marked (Linux alone would
+ * allow them), as POSIX and MEMFD segments cannot be attached after their
+ * creator released them either.
  * A release in a forked child of the creator does not destroy it.  If the
  * creator dies without releasing (SIGKILL, crash), nobody removes the
  * segment: it stays in `ipcs -m` until ipcrm or reboot.  Use MEMFD, SERVED
@@ -96,6 +99,9 @@ static int sysv_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d,
 			return llmp_err(-ENOENT, "sysv: no segment %s", d->id);
 		return llmp_err(ret, "sysv: IPC_STAT of segment %s: %s", d->id, strerror(-ret));
 	}
+	/* Linux would still attach a removed segment; behave as the other kinds do. */
+	if (ds.shm_perm.mode & SHM_DEST)
+		return llmp_err(-ENOENT, "sysv: segment %s was released by its creator", d->id);
 	if ((unsigned long long)ds.shm_segsz < d->size)
 		return llmp_err(-EBADMSG, "sysv: segment %s has %llu bytes, the description "
 				"says %llu", d->id, (unsigned long long)ds.shm_segsz,

@@ -522,6 +522,31 @@ TEST_F(prov, unknown_and_garbage_ids)
 	ASSERT_EQ(NULL, m);
 }
 
+TEST_F(prov, no_new_attach_after_owner_release)
+{
+	struct llmp_shmem *m, *a, *x = NULL;
+	struct llmp_shmem_desc d;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 65536, &m));
+	d = *llmp_shmem_desc(m);
+	((unsigned char *)llmp_shmem_addr(m))[65535] = 0x3c;
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &d, &a));
+	llmp_shmem_put(m);
+	/* The existing mapping keeps working; the id no longer attaches. */
+	ASSERT_EQ(0x3c, ((unsigned char *)llmp_shmem_addr(a))[65535]);
+	((unsigned char *)llmp_shmem_addr(a))[0] = 1;
+	ASSERT_EQ(-ENOENT, llmp_shmem_attach(self->p, &d, &x)) {
+		TH_LOG("%s: %s", d.id, llmp_strerror_last());
+	}
+	ASSERT_EQ(NULL, x);
+	llmp_shmem_put(a);
+	if (variant->kind == LLMP_SHMEM_SYSV)
+		ASSERT_EQ(0, count_own_sysv()); /* gone with the last detach */
+	if (variant->kind == LLMP_SHMEM_POSIX)
+		ASSERT_EQ(0, count_own_posix());
+}
+
 TEST_F(prov, stale_id_does_not_map_a_newer_segment)
 {
 	struct llmp_shmem *a, *b, *x = NULL;
