@@ -896,4 +896,50 @@ TEST_F(seg, debugfs_lists_segments)
 	close(c.fd);
 }
 
+/*
+ * Module unload (VM harness only: it sets LLMP_KO and reloads a module a
+ * test left unloaded): refused while an fd is open; with only a mapping
+ * left it succeeds, and the memory stays valid (it is the kernel's shmem).
+ */
+TEST(unload_refused_with_fd_safe_with_mapping)
+{
+	const char *ko = getenv("LLMP_KO");
+	unsigned char want[4096];
+	struct llmp_seg_create c;
+	unsigned char *p;
+	int dev, kfd, i;
+
+	if (!ko || geteuid() != 0)
+		SKIP(return, "needs root and LLMP_KO (the VM harness)");
+	dev = dev_open();
+	if (dev < 0)
+		SKIP(return, "no %s: llmp.ko is not loaded", LLMP_DEVICE_PATH);
+	ASSERT_EQ(0, seg_create(dev, 64 * 1024, 0, &c));
+	close(dev);
+	p = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, c.fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	fill(p, c.size, 99);
+	/* The segment fd holds the module. */
+	ASSERT_NE(0, syscall(SYS_delete_module, "llmp", O_NONBLOCK));
+	ASSERT_TRUE(errno == EWOULDBLOCK || errno == EBUSY);
+	ASSERT_EQ(0, access("/sys/module/llmp", F_OK));
+	/* Only the mapping left: unload works, the memory stays. */
+	close(c.fd);
+	ASSERT_EQ(0, syscall(SYS_delete_module, "llmp", O_NONBLOCK));
+	ASSERT_NE(0, access("/sys/module/llmp", F_OK));
+	fill(want, sizeof(want), 99);
+	ASSERT_EQ(0, memcmp(p, want, sizeof(want)));
+	memset(p, 0x33, c.size);
+	ASSERT_EQ(0x33, p[c.size - 1]);
+	munmap(p, c.size);
+	/* Load it again for the tests that follow. */
+	kfd = open(ko, O_RDONLY | O_CLOEXEC);
+	ASSERT_GE(kfd, 0);
+	ASSERT_EQ(0, syscall(SYS_finit_module, kfd, "", 0));
+	close(kfd);
+	for (i = 0; i < 50 && access(LLMP_DEVICE_PATH, F_OK); i++)
+		usleep(100 * 1000);
+	ASSERT_EQ(0, access(LLMP_DEVICE_PATH, F_OK));
+}
+
 TEST_HARNESS_MAIN
