@@ -73,6 +73,7 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 	cfg.id = LLMP_BROKER_CLIENT_ID;
 	cfg.page_size = o.page_size;
 	cfg.history_bytes = o.history_bytes ? o.history_bytes : DEFAULT_HISTORY_BYTES;
+	cfg.history_pages = o.history_pages;
 	ret = llmp_sender_init(&b->out, p, &cfg);
 	if (ret < 0) {
 		free(b);

@@ -272,7 +272,8 @@ static void sender_redirect_anchor(struct llmp_sender *s)
 /* HISTORY: drop the oldest non-first pages while more than history_bytes are kept. */
 static void sender_trim_history(struct llmp_sender *s)
 {
-	while (s->npages > 2 && s->kept_bytes > s->history_bytes) {
+	while (s->npages > 2 &&
+	       (s->kept_bytes > s->history_bytes || s->npages - 1 > s->history_pages)) {
 		struct llmp_spage victim = s->pages[1];
 
 		memmove(s->pages + 1, s->pages + 2, (s->npages - 2) * sizeof(*s->pages));
@@ -356,6 +357,7 @@ static void sender_cfg_apply(struct llmp_sender *s, struct llmp_provider *p,
 		s->max_in_flight = 2;
 	s->timeout_ms = cfg->timeout_ms;
 	s->history_bytes = cfg->history_bytes;
+	s->history_pages = cfg->history_pages ? cfg->history_pages : 64;
 }
 
 int llmp_sender_init(struct llmp_sender *s, struct llmp_provider *p,

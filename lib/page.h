@@ -110,6 +110,7 @@ struct llmp_sender {
 	unsigned max_in_flight;  /* PRUNE: pages not yet left by the reader */
 	int timeout_ms;          /* PRUNE: wait for the reader; -1 forever, 0 never */
 	size_t history_bytes;    /* HISTORY: bytes kept besides the first page */
+	unsigned history_pages;  /* HISTORY: pages kept besides the first page */
 	size_t kept_bytes;       /* HISTORY: sum of pages[1..] sizes */
 	struct llmp_msg *anchor_eop; /* HISTORY: the EOP record of pages[0] */
 	uint64_t pages_dropped;
@@ -123,6 +124,7 @@ struct llmp_sender_cfg {
 	unsigned max_in_flight;  /* 0: 4; at least 2 */
 	int timeout_ms;
 	size_t history_bytes;
+	unsigned history_pages;
 };
 
 int llmp_sender_init(struct llmp_sender *s, struct llmp_provider *p,

@@ -128,9 +128,10 @@ typedef enum llmp_hook_verdict (*llmp_hook_fn)(void *ctx, struct llmp_broker *b,
 struct llmp_broker_opts {
 	uint32_t struct_size;     /* sizeof(struct llmp_broker_opts) */
 	size_t page_size;         /* broadcast page size; 0: LLMP_INITIAL_PAGE_SIZE */
-	size_t history_bytes;     /* broadcast bytes kept for late joiners; 0: default bound */
+	size_t history_bytes;     /* broadcast bytes kept besides the first page; 0: 64 MiB */
 	bool keep_all_history;    /* LibAFL behaviour: never free broadcast pages */
 	unsigned exit_after;      /* stop once this many clients came and left; 0: never */
+	unsigned history_pages;   /* broadcast pages kept besides the first; 0: 64 */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
