@@ -1,0 +1,530 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * Stress: 4 sender processes send LLMP_STRESS_MSGS messages in all
+ * (default 10^6) of random sizes from 0 B to twice the page size
+ * (LLMP_STRESS_PAGE, default 4 KiB) through a broker (this process) to 2
+ * receiver processes.  Every message carries its sender's sequence number
+ * (in the tag) and, from 16 bytes up, the sequence number and a checksum of
+ * the rest of the payload; the receivers check that nothing is lost,
+ * duplicated, reordered, truncated or corrupted.
+ *
+ * The memfd variant runs the full count; the sysv variant a tenth of it
+ * (LLMP_STRESS_SYSV_MSGS overrides), because every page switch costs a
+ * shmget/shmat pair per process and System V segments count against the
+ * machine-wide kernel.shmmni limit that concurrent runs share.
+ *
+ * The senders stay within a window of bytes ahead of the slower receiver
+ * (shared counters, set well below the broker's broadcast history), so a
+ * receiver descheduled for a while never falls out of the kept history:
+ * the test checks delivery, not the history policy (slow_receiver_test
+ * does that).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "llmp_test.h"
+
+#define NSEND 4
+#define NRECV 2
+#define SEQ_TAG(s) (0x40000000u | ((uint32_t)(s) & 0xffffffu))
+#define HISTORY (4u << 20)
+#define WINDOW (1u << 20)
+#define DEADLINE_S 500
+
+struct ctl {
+	_Alignas(64) _Atomic uint64_t sent_bytes[NSEND][8];
+	_Alignas(64) _Atomic uint64_t recv_bytes[NRECV][8];
+	_Atomic int recv_done[NRECV];
+	_Atomic int stop;
+	uint32_t sender_ids[NSEND];
+	uint64_t per_sender;
+	size_t page;
+	/* results of each receiver */
+	uint64_t got[NRECV], lost[NRECV], dup[NRECV], reorder[NRECV], bad[NRECV];
+	char err[NRECV + NSEND][200];
+};
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9E3779B97F4A7C15ULL;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+	return x ^ (x >> 31);
+}
+
+static size_t msg_len(unsigned s, uint64_t seq, size_t page)
+{
+	return (size_t)(mix(((uint64_t)s << 40) ^ seq) % (2 * page + 1));
+}
+
+/* Payload: [seq][checksum of the rest][rest] from 16 bytes up, else a byte pattern. */
+static void fill_rest(uint8_t *b, size_t n, uint64_t seed)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w = (seed + i) * 0x9E3779B97F4A7C15ULL;
+
+		memcpy(b + i, &w, 8);
+	}
+	for (; i < n; i++)
+		b[i] = (uint8_t)(seed + i * 13);
+}
+
+static uint64_t csum(const uint8_t *b, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ n;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x100000001b3ULL;
+		h ^= h >> 29;
+	}
+	for (; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+static void make_payload(uint8_t *b, size_t len, unsigned s, uint64_t seq)
+{
+	uint64_t seed = mix(seq * 8 + s);
+
+	if (len < 16) {
+		fill_rest(b, len, seed);
+		return;
+	}
+	fill_rest(b + 16, len - 16, seed);
+	uint64_t c = csum(b + 16, len - 16);
+	memcpy(b, &seq, 8);
+	memcpy(b + 8, &c, 8);
+}
+
+/* 0 if the payload is what sender s wrote as message seq. */
+static int check_payload(const uint8_t *b, size_t len, unsigned s, uint64_t seq)
+{
+	if (len < 16) {
+		uint8_t exp[16];
+
+		fill_rest(exp, len, mix(seq * 8 + s));
+		return memcmp(b, exp, len) ? -1 : 0;
+	}
+	uint64_t q, c;
+	memcpy(&q, b, 8);
+	memcpy(&c, b + 8, 8);
+	return (q == seq && c == csum(b + 16, len - 16)) ? 0 : -1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t min_recv(struct ctl *ctl)
+{
+	/* relaxed: a flow-control estimate, no data is passed through it */
+	uint64_t m = atomic_load_explicit(&ctl->recv_bytes[0][0], memory_order_relaxed);
+
+	for (int r = 1; r < NRECV; r++) {
+		uint64_t x = atomic_load_explicit(&ctl->recv_bytes[r][0], memory_order_relaxed);
+
+		if (x < m)
+			m = x;
+	}
+	return m;
+}
+
+static uint64_t sum_sent(struct ctl *ctl)
+{
+	uint64_t t = 0;
+
+	for (int s = 0; s < NSEND; s++)
+		/* relaxed: flow-control estimate only */
+		t += atomic_load_explicit(&ctl->sent_bytes[s][0], memory_order_relaxed);
+	return t;
+}
+
+/* Child side of registration: send our out page description, get our id. */
+static int child_register(struct llmp_client *c, int wfd, int rfd)
+{
+	struct llmp_shmem_desc od;
+	int32_t id;
+
+	if (llmp_client_out_desc(c, &od) < 0)
+		return -1;
+	if (write(wfd, &od, sizeof(od)) != sizeof(od))
+		return -1;
+	if (read(rfd, &id, sizeof(id)) != sizeof(id) || id <= 0)
+		return -1;
+	llmp_client_set_id(c, (uint32_t)id);
+	return 0;
+}
+
+static int run_sender(struct ctl *ctl, enum llmp_shmem_kind kind, const struct llmp_shmem_desc *bd,
+		      unsigned s, int wfd, int rfd)
+{
+	struct llmp_client_opts o = {
+		.struct_size = sizeof(o),
+		.page_size = ctl->page,
+		.send_timeout_ms = -1,
+	};
+	struct llmp_provider *p;
+	struct llmp_client *c;
+	uint8_t *buf = malloc(2 * ctl->page + 1);
+	char *err = ctl->err[NRECV + s];
+	int ret;
+
+	if (!buf || llmp_provider_new(kind, &p) < 0)
+		return 10;
+	if (llmp_client_new(p, bd, &o, &c) < 0) {
+		snprintf(err, 200, "sender %u: client_new: %s", s, llmp_strerror_last());
+		return 11;
+	}
+	if (child_register(c, wfd, rfd) < 0)
+		return 12;
+	for (uint64_t seq = 0; seq < ctl->per_sender; seq++) {
+		size_t len = msg_len(s, seq, ctl->page);
+
+		while (sum_sent(ctl) - min_recv(ctl) > WINDOW) {
+			if (atomic_load(&ctl->stop))
+				return 13;
+			usleep(100);
+		}
+		if (seq & 1) {
+			void *zb;
+
+			ret = llmp_client_alloc(c, len, &zb);
+			if (ret == 0) {
+				make_payload(zb, len, s, seq);
+				ret = llmp_client_commit(c, SEQ_TAG(seq), 0, len);
+			}
+		} else {
+			make_payload(buf, len, s, seq);
+			ret = llmp_client_send(c, SEQ_TAG(seq), 0, buf, len);
+		}
+		if (ret < 0) {
+			snprintf(err, 200, "sender %u: message %llu: %s", s,
+				 (unsigned long long)seq, llmp_strerror_last());
+			return 14;
+		}
+		/* relaxed: flow-control estimate only */
+		atomic_fetch_add_explicit(&ctl->sent_bytes[s][0], len + 128, memory_order_relaxed);
+	}
+	/* Keep our pages alive until the receivers have everything. */
+	while (!atomic_load(&ctl->stop))
+		usleep(1000);
+	llmp_client_free(c);
+	llmp_provider_free(p);
+	free(buf);
+	return 0;
+}
+
+static int run_receiver(struct ctl *ctl, enum llmp_shmem_kind kind,
+			const struct llmp_shmem_desc *bd, unsigned r, int wfd, int rfd)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = 4096 };
+	uint64_t next[NSEND] = { 0 }, bytes = 0, total = ctl->per_sender * NSEND;
+	struct llmp_provider *p;
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	char *err = ctl->err[r];
+	double t_end = now_s() + DEADLINE_S;
+	int ret, code = 0;
+
+	if (llmp_provider_new(kind, &p) < 0)
+		return 20;
+	if (llmp_client_new(p, bd, &o, &c) < 0) {
+		snprintf(err, 200, "receiver %u: client_new: %s", r, llmp_strerror_last());
+		return 21;
+	}
+	if (child_register(c, wfd, rfd) < 0)
+		return 22;
+	while (ctl->got[r] < total) {
+		unsigned s;
+		uint64_t seq;
+
+		ret = llmp_client_recv_wait(c, &v, 200);
+		if (ret == 0) {
+			if (now_s() > t_end || atomic_load(&ctl->stop)) {
+				snprintf(err, 200, "receiver %u: gave up after %llu of %llu messages", r,
+					 (unsigned long long)ctl->got[r], (unsigned long long)total);
+				code = 23;
+				break;
+			}
+			continue;
+		}
+		if (ret < 0) {
+			snprintf(err, 200, "receiver %u: recv after %llu messages: %d %s", r,
+				 (unsigned long long)ctl->got[r], ret, llmp_strerror_last());
+			code = 24;
+			break;
+		}
+		for (s = 0; s < NSEND; s++)
+			if (v.sender == ctl->sender_ids[s])
+				break;
+		if (s == NSEND || (v.tag & 0xff000000u) != 0x40000000u) {
+			/* not one of ours (the senders and the broker send nothing else) */
+			ctl->bad[r]++;
+			if (!err[0])
+				snprintf(err, 200, "receiver %u: unexpected message sender %u tag %#x",
+					 r, v.sender, v.tag);
+			continue;
+		}
+		seq = v.tag & 0xffffffu;
+		/* the tag holds 24 bits of the sequence number */
+		seq |= next[s] & ~(uint64_t)0xffffff;
+		if (seq < next[s] && next[s] - seq > 0x800000)
+			seq += 0x1000000;
+		ctl->got[r]++;
+		if (seq != next[s]) {
+			if (seq < next[s])
+				ctl->dup[r]++;
+			else
+				ctl->lost[r] += seq - next[s];
+			if (!err[0])
+				snprintf(err, 200, "receiver %u: sender %u: expected %llu, got %llu", r,
+					 s, (unsigned long long)next[s], (unsigned long long)seq);
+			if (seq < next[s])
+				continue;
+		}
+		if (v.len != msg_len(s, seq, ctl->page) ||
+		    check_payload(v.buf, v.len, s, seq) < 0) {
+			ctl->bad[r]++;
+			if (!err[0])
+				snprintf(err, 200, "receiver %u: sender %u message %llu: %zu bytes, "
+					 "expected %zu, or checksum wrong", r, s,
+					 (unsigned long long)seq, v.len, msg_len(s, seq, ctl->page));
+		}
+		next[s] = seq + 1;
+		bytes += v.len + 128;
+		if ((ctl->got[r] & 15) == 0)
+			/* relaxed: flow-control estimate only */
+			atomic_store_explicit(&ctl->recv_bytes[r][0], bytes, memory_order_relaxed);
+	}
+	atomic_store_explicit(&ctl->recv_bytes[r][0], UINT64_MAX / 4, memory_order_relaxed);
+	for (unsigned s = 0; s < NSEND; s++)
+		if (next[s] != ctl->per_sender && !code) {
+			ctl->lost[r] += ctl->per_sender - next[s];
+			code = 25;
+		}
+	/* pairs with the parent's load: our counters are written before */
+	atomic_store_explicit(&ctl->recv_done[r], 1, memory_order_release);
+	while (!atomic_load(&ctl->stop))
+		usleep(1000);
+	llmp_client_free(c);
+	llmp_provider_free(p);
+	return code ? code : (ctl->lost[r] || ctl->dup[r] || ctl->bad[r]) ? 26 : 0;
+}
+
+FIXTURE(stress)
+{
+	struct llmp_provider *p;
+	struct llmp_broker *b;
+	struct ctl *ctl;
+	pid_t pid[NSEND + NRECV];
+};
+
+FIXTURE_VARIANT(stress)
+{
+	enum llmp_shmem_kind kind;
+	unsigned divisor;
+	const char *count_env;
+};
+
+FIXTURE_VARIANT_ADD(stress, memfd) { .kind = LLMP_SHMEM_MEMFD, .divisor = 1,
+				     .count_env = "LLMP_STRESS_MSGS" };
+FIXTURE_VARIANT_ADD(stress, sysv) { .kind = LLMP_SHMEM_SYSV, .divisor = 10,
+				    .count_env = "LLMP_STRESS_SYSV_MSGS" };
+
+FIXTURE_SETUP(stress)
+{
+	int r = llmp_provider_new(variant->kind, &self->p);
+
+	if (r == -ENODEV) {
+		self->p = NULL;
+		SKIP(return, "%s provider not available here: %s",
+		     llmp_shmem_kind_name(variant->kind), llmp_strerror_last());
+	}
+	ASSERT_EQ(0, r) TH_LOG("llmp_provider_new: %s", llmp_strerror_last());
+	self->ctl = mmap(NULL, sizeof(struct ctl), PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->ctl);
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+	for (int i = 0; i < NSEND + NRECV; i++) {
+		if (self->pid[i] > 0) {
+			kill(self->pid[i], SIGKILL);
+			waitpid(self->pid[i], NULL, 0);
+		}
+	}
+	if (self->b)
+		llmp_broker_free(self->b);
+	if (self->p)
+		llmp_provider_free(self->p);
+	if (self->ctl && self->ctl != MAP_FAILED)
+		munmap(self->ctl, sizeof(struct ctl));
+}
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return def;
+	v = strtoull(s, &end, 0);
+	return *end ? def : v;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LLMP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LLMP_ASAN 1
+#endif
+#endif
+
+TEST_F_TIMEOUT(stress, four_senders_two_receivers, 600)
+{
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .history_bytes = HISTORY };
+	struct ctl *ctl = self->ctl;
+	struct llmp_shmem_desc bd;
+	int wp[NSEND + NRECV][2], rp[NSEND + NRECV][2];
+	uint64_t total = env_u64(variant->count_env,
+				 env_u64("LLMP_STRESS_MSGS", 1000000) / variant->divisor);
+	uint64_t forwarded = 0;
+	double t0, t_end, dt;
+	int alive, ret;
+
+	if (!self->p)
+		return;
+	ctl->page = env_u64("LLMP_STRESS_PAGE", 4096);
+	ctl->per_sender = (total + NSEND - 1) / NSEND;
+	ASSERT_LT(ctl->per_sender, 1u << 24);
+	bo.page_size = ctl->page;
+	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+
+	for (int i = 0; i < NSEND + NRECV; i++) {
+		ASSERT_EQ(0, pipe(wp[i]));
+		ASSERT_EQ(0, pipe(rp[i]));
+		self->pid[i] = fork();
+		ASSERT_LE(0, self->pid[i]);
+		if (self->pid[i] == 0) {
+			close(wp[i][0]);
+			close(rp[i][1]);
+			if (i < NSEND)
+				_exit(run_sender(ctl, variant->kind, &bd, (unsigned)i, wp[i][1], rp[i][0]));
+			_exit(run_receiver(ctl, variant->kind, &bd, (unsigned)(i - NSEND), wp[i][1],
+					   rp[i][0]));
+		}
+		close(wp[i][1]);
+		close(rp[i][0]);
+	}
+	/* Register every client: ids before anyone sends. */
+	for (int i = 0; i < NSEND + NRECV; i++) {
+		struct llmp_shmem_desc od;
+		int32_t id;
+
+		ASSERT_EQ((ssize_t)sizeof(od), read(wp[i][0], &od, sizeof(od)))
+			TH_LOG("child %d failed before registering: %s", i, ctl->err[i < NSEND ? NRECV + i : i - NSEND]);
+		id = llmp_broker_add_client(self->b, &od);
+		ASSERT_LT(0, id) TH_LOG("%s", llmp_strerror_last());
+		if (i < NSEND)
+			ctl->sender_ids[i] = (uint32_t)id;
+		/* the child reads sender_ids only after this (receivers register last) */
+		ASSERT_EQ((ssize_t)sizeof(id), write(rp[i][1], &id, sizeof(id)));
+		close(rp[i][1]);
+		close(wp[i][0]);
+	}
+	t0 = now_s();
+	t_end = t0 + DEADLINE_S;
+	TH_LOG("%s: %llu messages of 0..%zu B, 4 senders, 2 receivers", llmp_shmem_kind_name(variant->kind),
+	       (unsigned long long)(ctl->per_sender * NSEND), 2 * ctl->page);
+	ret = 0;
+	while (!(atomic_load_explicit(&ctl->recv_done[0], memory_order_acquire) &&
+		 atomic_load_explicit(&ctl->recv_done[1], memory_order_acquire))) {
+		ret = llmp_broker_once(self->b);
+		if (ret < 0)
+			break;
+		forwarded += (uint64_t)ret;
+		if (ret == 0) {
+			int st;
+			pid_t w = waitpid(-1, &st, WNOHANG);
+
+			if (w > 0) {
+				for (int i = 0; i < NSEND + NRECV; i++)
+					if (self->pid[i] == w)
+						self->pid[i] = 0;
+				if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+					ret = -ECHILD;
+					break;
+				}
+			}
+			if (now_s() > t_end) {
+				ret = -ETIMEDOUT;
+				break;
+			}
+			sched_yield();
+		}
+	}
+	dt = now_s() - t0;
+	atomic_store(&ctl->stop, 1);
+	for (int i = 0; i < NSEND + NRECV; i++)
+		if (ctl->err[i][0])
+			TH_LOG("%s", ctl->err[i]);
+	ASSERT_LE(0, ret) TH_LOG("broker loop: %d %s", ret, llmp_strerror_last());
+	/* Drain the exits while the children free their clients. */
+	alive = NSEND + NRECV;
+	while (alive) {
+		int st;
+		pid_t w;
+
+		ASSERT_LE(0, llmp_broker_once(self->b));
+		w = waitpid(-1, &st, WNOHANG);
+		if (w <= 0) {
+			ASSERT_LT(now_s(), t_end + 30);
+			usleep(200);
+			continue;
+		}
+		for (int i = 0; i < NSEND + NRECV; i++) {
+			if (self->pid[i] != w)
+				continue;
+			self->pid[i] = 0;
+			alive--;
+			ASSERT_TRUE(WIFEXITED(st)) TH_LOG("child %d killed by signal %d", i, WTERMSIG(st));
+			ASSERT_EQ(0, WEXITSTATUS(st)) TH_LOG("child %d exit %d", i, WEXITSTATUS(st));
+		}
+	}
+	for (int r = 0; r < NRECV; r++) {
+		TH_LOG("receiver %d: %llu messages, lost %llu, dup %llu, bad %llu", r,
+		       (unsigned long long)ctl->got[r], (unsigned long long)ctl->lost[r],
+		       (unsigned long long)ctl->dup[r], (unsigned long long)ctl->bad[r]);
+		ASSERT_EQ(ctl->per_sender * NSEND, ctl->got[r]);
+		ASSERT_EQ(0u, ctl->lost[r]);
+		ASSERT_EQ(0u, ctl->dup[r]);
+		ASSERT_EQ(0u, ctl->bad[r]);
+	}
+	ASSERT_EQ(ctl->per_sender * NSEND, forwarded);
+	TH_LOG("%.1f s, %.0f msgs/s through the broker", dt, (double)forwarded / dt);
+}
+
+TEST_HARNESS_MAIN
