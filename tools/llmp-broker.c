@@ -30,6 +30,7 @@ static void usage(FILE *f)
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
 		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
+		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients (default 1000)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -82,11 +83,13 @@ int main(int argc, char **argv)
 		{ "exit-after", required_argument, 0, 'x' },
 		{ "loop", required_argument, 0, 'l' },
 		{ "peer-timeout", required_argument, 0, 't' },
+		{ "max-sleep-us", required_argument, 0, 'm' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
+	unsigned long max_sleep = 0;
 	const char *bind_addr = "127.0.0.1";
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
@@ -98,7 +101,7 @@ int main(int argc, char **argv)
 	struct llmp_loop_stats st;
 	int c, ret, verbose = 0;
 
-	while ((c = getopt_long(argc, argv, "p:b:P:s:x:l:t:vh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:b:P:s:x:l:t:m:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 65535, &port) < 0)
@@ -133,6 +136,10 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 3600000, &peer_ms) < 0 || peer_ms == 0)
 				goto bad;
 			break;
+		case 'm':
+			if (parse_uint(optarg, 10000000, &max_sleep) < 0)
+				goto bad;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -151,7 +158,7 @@ int main(int argc, char **argv)
 	ret = llmp_provider_new(kind, &p);
 	if (ret < 0)
 		goto fail;
-	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .exit_after = (unsigned)exit_after };
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
 	ret = llmp_broker_new(p, &bo, &b);
 	if (ret < 0)
 		goto fail;
@@ -162,7 +169,8 @@ int main(int argc, char **argv)
 	struct llmp_loop_opts oo = { .struct_size = sizeof(oo), .backend = backend,
 				     .handle_signals = true,
 				     .stats_interval_ms = (int)(stats_s * 1000),
-				     .on_stats = on_stats, .ctx = &sc };
+				     .on_stats = on_stats, .ctx = &sc,
+				     .max_sleep_us = (int)max_sleep, .exit_after = (unsigned)exit_after };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;
