@@ -147,6 +147,21 @@ static struct shared *sh;
 static uint64_t window_msgs;
 #define DEFAULT_HISTORY (64u << 20)
 
+/*
+ * Run-control flags shared between the processes (and the waiter thread):
+ * set once, polled.  A seq_cst store in flag_set() pairs with the seq_cst
+ * load in flag_get(); what a flag announces was written before it is set.
+ */
+static void flag_set(_Atomic int *f)
+{
+	atomic_store(f, 1); /* pairs with flag_get() */
+}
+
+static bool flag_get(_Atomic int *f)
+{
+	return atomic_load(f); /* pairs with flag_set() */
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -262,7 +277,7 @@ static int fail_as(char *why, size_t n, int err, const char *what, bool lib)
 		snprintf(why, n, "%s: %s (%s)", what, strerror(-err), llmp_strerror_last());
 	else
 		snprintf(why, n, "%s: %s", what, strerror(-err));
-	atomic_store(&sh->abort_run, 1); /* seq_cst: read by every spinning loop below */
+	flag_set(&sh->abort_run); /* seq_cst: read by every spinning loop below */
 	return err;
 }
 
@@ -340,8 +355,8 @@ static int broker_register(struct llmp_broker *b, int sock)
 static bool wait_go(void)
 {
 	/* seq_cst load, pairs with the parent's store of go after registration */
-	while (!atomic_load(&sh->go)) {
-		if (atomic_load(&sh->abort_run))
+	while (!flag_get(&sh->go)) {
+		if (flag_get(&sh->abort_run))
 			return false;
 		sleep_ns(100000);
 	}
@@ -382,7 +397,7 @@ static int send_one(struct llmp_client *c, const unsigned char *pat, unsigned ch
 		if (r != -EAGAIN)
 			return r;
 again:
-		if (now_ns() > give_up || atomic_load(&sh->abort_run))
+		if (now_ns() > give_up || flag_get(&sh->abort_run))
 			return -ETIMEDOUT;
 	}
 }
@@ -402,7 +417,7 @@ static uint64_t wait_window(uint32_t idx, uint64_t seq, uint64_t give_up)
 		}
 		if (seq < low + window_msgs)
 			return low + window_msgs;
-		if ((spins & 63) == 63 && (now_ns() > give_up || atomic_load(&sh->abort_run)))
+		if ((spins & 63) == 63 && (now_ns() > give_up || flag_get(&sh->abort_run)))
 			return 0;
 		sched_yield();
 	}
@@ -414,7 +429,7 @@ static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_
 	int r;
 
 	while ((r = llmp_client_send(c, TAG_END, 0, &e, sizeof(e))) == -EAGAIN)
-		if (now_ns() > give_up || atomic_load(&sh->abort_run))
+		if (now_ns() > give_up || flag_get(&sh->abort_run))
 			return -ETIMEDOUT;
 	return r;
 }
@@ -528,7 +543,7 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	res->sent = seq;
 	res->cpu_ns = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
 	/* Keep the pages alive until every receiver is through (seq_cst, pairs with the parent). */
-	while (!atomic_load(&sh->finish) && !atomic_load(&sh->abort_run))
+	while (!flag_get(&sh->finish) && !flag_get(&sh->abort_run))
 		sleep_ns(1000000);
 out:
 	free(pat);
@@ -622,7 +637,7 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 			empty = 0;
 			r = o.wake ? 0 : llmp_client_recv_wait(c, &v, 50);
 			if (r == 0) {
-				if (atomic_load(&sh->abort_run)) {
+				if (flag_get(&sh->abort_run)) {
 					r = -ECANCELED;
 					goto out;
 				}
@@ -749,9 +764,9 @@ static void *waiter_main(void *arg)
 		pid_t pid = waitpid(-1, &st, WNOHANG);
 
 		if (pid <= 0) {
-			if (!killed && (now_ns() > deadline || atomic_load(&sh->abort_run))) {
+			if (!killed && (now_ns() > deadline || flag_get(&sh->abort_run))) {
 				/* A broken run: wait a moment for the others to notice, then end it. */
-				atomic_store(&sh->abort_run, 1);
+				flag_set(&sh->abort_run);
 				sleep_ns(2000000000ull);
 				for (unsigned i = 0; i < w->n; i++)
 					if (w->pids[i] > 0)
@@ -767,13 +782,13 @@ static void *waiter_main(void *arg)
 			w->pids[i] = -1;
 			left--;
 			if (i < w->nrx && --rx_left == 0)
-				atomic_store(&sh->finish, 1); /* seq_cst, read by the senders */
+				flag_set(&sh->finish); /* seq_cst, read by the senders */
 			if (!WIFEXITED(st) || WEXITSTATUS(st))
 				w->bad_exits++;
 		}
 	}
-	atomic_store(&w->done, 1); /* seq_cst, read by the broker loop */
-	while (!atomic_load(&w->run_over)) {
+	flag_set(&w->done); /* seq_cst, read by the broker loop */
+	while (!flag_get(&w->run_over)) {
 		llmp_broker_stop(w->b);
 		sleep_ns(10000000);
 	}
@@ -790,7 +805,7 @@ static int broker_loop(struct llmp_broker *b, struct waiter *w)
 			r = 0;
 	} else {
 		/* seq_cst load, pairs with the waiter's store of done */
-		while (!atomic_load(&w->done)) {
+		while (!flag_get(&w->done)) {
 			r = llmp_broker_once(b);
 			if (r < 0)
 				break;
@@ -803,7 +818,7 @@ static int broker_loop(struct llmp_broker *b, struct waiter *w)
 		}
 		r = r < 0 ? r : 0;
 	}
-	atomic_store(&w->run_over, 1); /* seq_cst, read by the waiter */
+	flag_set(&w->run_over); /* seq_cst, read by the waiter */
 	return r;
 }
 
@@ -977,11 +992,11 @@ int main(int argc, char **argv)
 	w.b = b;
 	w.timeout = o.duration + o.idle + (o.wake ? o.count * 0.016 : 0) + 60.0;
 	if (r)
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 	else
-		atomic_store(&sh->go, 1); /* seq_cst, read by the children's wait_go() */
+		flag_set(&sh->go); /* seq_cst, read by the children's wait_go() */
 	if (pthread_create(&wt, NULL, waiter_main, &w)) {
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 		for (unsigned i = 0; i < nchild; i++)
 			kill(w.pids[i], SIGKILL);
 		while (wait(NULL) > 0)
@@ -995,7 +1010,7 @@ int main(int argc, char **argv)
 	if (lr) {
 		fprintf(stderr, "llmp-bench: broker loop: %s (%s)\n", strerror(-lr),
 			llmp_strerror_last());
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 		/* keep the waiter able to finish: run() is over */
 	}
 	pthread_join(wt, NULL);

@@ -83,6 +83,21 @@ static struct shared *sh;
 static unsigned nclients = 3;
 static double seconds = 3.0;
 
+/*
+ * Run-control flags shared between the processes (and the waiter thread):
+ * set once, polled.  A seq_cst store in flag_set() pairs with the seq_cst
+ * load in flag_get(); what a flag announces was written before it is set.
+ */
+static void flag_set(_Atomic int *f)
+{
+	atomic_store(f, 1); /* pairs with flag_get() */
+}
+
+static bool flag_get(_Atomic int *f)
+{
+	return atomic_load(f); /* pairs with flag_set() */
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -136,7 +151,7 @@ static int failed_as(struct client_report *r, int err, const char *what, bool li
 			 llmp_strerror_last());
 	else
 		snprintf(r->why, sizeof(r->why), "%s: %s", what, strerror(-err));
-	atomic_store(&sh->abort_run, 1); /* seq_cst: read by every waiting loop */
+	flag_set(&sh->abort_run); /* seq_cst: read by every waiting loop */
 	return err;
 }
 
@@ -264,7 +279,7 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	llmp_client_set_id(c, (uint32_t)id);
 	me->llmp_id = (uint32_t)id;
 	/* seq_cst loads, pair with the broker's stores after registration */
-	while (!atomic_load(&sh->go) && !atomic_load(&sh->abort_run))
+	while (!flag_get(&sh->go) && !flag_get(&sh->abort_run))
 		sleep_ms(1);
 
 	const uint64_t stop = now_ns() + (uint64_t)(seconds * 1e9);
@@ -293,7 +308,7 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 				r = failed(me, r, "recv");
 				goto out;
 			}
-			if ((spins & 63) == 63 && (now_ns() > give_up || atomic_load(&sh->abort_run))) {
+			if ((spins & 63) == 63 && (now_ns() > give_up || flag_get(&sh->abort_run))) {
 				r = failed_as(me, -ETIMEDOUT, "waiting for the other clients to read", false);
 				goto out;
 			}
@@ -358,7 +373,7 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		}
 		if (r == 1)
 			take(me, next, &v, &done, ids);
-		else if (now_ns() > give_up || atomic_load(&sh->abort_run)) {
+		else if (now_ns() > give_up || flag_get(&sh->abort_run)) {
 			r = failed_as(me, -ETIMEDOUT, "waiting for the other clients", false);
 			goto out;
 		}
@@ -381,7 +396,7 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		me->ok = 0;
 	atomic_fetch_add(&sh->checked, 1); /* seq_cst, read by the broker */
 	/* Keep the out page alive until everybody has read it. */
-	while (!atomic_load(&sh->finish) && !atomic_load(&sh->abort_run))
+	while (!flag_get(&sh->finish) && !flag_get(&sh->abort_run))
 		sleep_ms(5);
 out:
 	llmp_client_free(c);
@@ -412,17 +427,17 @@ static void *waiter_main(void *arg)
 			continue;
 		}
 		/* seq_cst, pairs with the clients' increments */
-		if (atomic_load(&sh->checked) == nclients)
-			atomic_store(&sh->finish, 1);
+		if (atomic_load(&sh->checked) == nclients) /* pairs with the clients' fetch_add */
+			flag_set(&sh->finish);
 		if (now_ns() > deadline) {
-			atomic_store(&sh->abort_run, 1);
+			flag_set(&sh->abort_run);
 			for (unsigned i = 1; i <= nclients; i++)
 				kill(w->pid[i], SIGKILL);
 		}
 		sleep_ms(2);
 	}
-	atomic_store(&w->done, 1); /* seq_cst */
-	while (!atomic_load(&w->run_over)) {
+	flag_set(&w->done); /* seq_cst */
+	while (!flag_get(&w->run_over)) {
 		llmp_broker_stop(w->b);
 		sleep_ms(10);
 	}
@@ -516,25 +531,25 @@ int main(int argc, char **argv)
 		}
 	}
 	if (forked < nclients) { /* the waiter expects nclients children */
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 		for (unsigned i = 1; i <= forked; i++)
 			waitpid(w.pid[i], NULL, 0);
 		goto out;
 	}
-	atomic_store(r ? &sh->abort_run : &sh->go, 1); /* seq_cst, read by the clients */
+	flag_set(r ? &sh->abort_run : &sh->go); /* seq_cst, read by the clients */
 	w.b = b;
 	if (pthread_create(&wt, NULL, waiter_main, &w)) {
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 		for (unsigned i = 1; i <= nclients; i++)
 			waitpid(w.pid[i], NULL, 0);
 		r = -EAGAIN;
 		goto out;
 	}
 	int lr = llmp_broker_run(b);
-	atomic_store(&w.run_over, 1); /* seq_cst, read by the waiter */
+	flag_set(&w.run_over); /* seq_cst, read by the waiter */
 	if (lr < 0) {
 		fprintf(stderr, "llmp-demo: broker: %s (%s)\n", strerror(-lr), llmp_strerror_last());
-		atomic_store(&sh->abort_run, 1);
+		flag_set(&sh->abort_run);
 		if (!r)
 			r = lr;
 	}
