@@ -37,8 +37,9 @@
  * window of messages ahead of the slowest receiver: a quarter of the
  * history (--history, default 64 MiB) shared among the senders.
  *
- * --wake: one sender, one receiver.  First the broker's CPU time over
- * --idle seconds with no traffic (utime+stime from /proc/<pid>/stat), then
+ * --wake: one sender, one receiver.  First the broker thread's CPU time
+ * over --idle seconds with no traffic (/proc/<pid>/task/<pid>/schedstat),
+ * then
  * --count single messages at random gaps of 5..15 ms, each stamped: the
  * one-way latency of a message that finds the broker idle.
  *
@@ -114,7 +115,7 @@ struct rx_result {
 struct tx_result {
 	uint64_t sent;
 	uint64_t cpu_ns;     /* CPU time from go to END (includes waiting for the window) */
-	uint64_t idle_ticks; /* --wake: broker CPU ticks over the idle phase */
+	uint64_t idle_cpu_ns; /* --wake: broker thread CPU time over the idle phase */
 	double idle_secs;
 	int err;
 	char why[160];
@@ -434,25 +435,39 @@ static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_
 	return r;
 }
 
-static uint64_t proc_cpu_ticks(pid_t pid)
+/*
+ * CPU time (ns) of the broker's thread (the main thread of process pid: the
+ * waiter thread is not counted), from schedstat, else from stat's
+ * utime+stime in clock ticks.
+ */
+static uint64_t broker_cpu_ns(pid_t pid)
 {
 	char path[64], buf[1024];
+	unsigned long long ns, ut = 0, st = 0;
 	FILE *f;
 	size_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)pid);
+	f = fopen(path, "r");
+	if (f) {
+		int ok = fscanf(f, "%llu", &ns) == 1;
+
+		fclose(f);
+		if (ok)
+			return ns;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		return 0;
 	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
-	/* fields after "(comm)": state is field 3, utime 14, stime 15 */
+	/* after "(comm)": state is field 3, utime 14, stime 15 */
 	char *p = strrchr(buf, ')');
-	unsigned long long ut = 0, st = 0;
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return 0;
-	return ut + st;
+	return (ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
 
 static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bcast, int sock,
@@ -484,10 +499,10 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	if (o.wake) {
 		/* Idle phase: nobody sends; how much CPU does the broker burn? */
 		pid_t broker = getppid();
-		uint64_t t0 = now_ns(), c0 = proc_cpu_ticks(broker);
+		uint64_t t0 = now_ns(), c0 = broker_cpu_ns(broker);
 
 		sleep_ns((uint64_t)(o.idle * 1e9));
-		res->idle_ticks = proc_cpu_ticks(broker) - c0;
+		res->idle_cpu_ns = broker_cpu_ns(broker) - c0;
 		res->idle_secs = (double)(now_ns() - t0) / 1e9;
 		unsigned rnd = 12345u + idx;
 		for (seq = 0; seq < o.count; seq++) {
@@ -1056,11 +1071,10 @@ int main(int argc, char **argv)
 		r = -ECHILD;
 	const char *kname = llmp_shmem_kind_name(llmp_provider_kind(p));
 	if (o.wake) {
-		long tck = sysconf(_SC_CLK_TCK);
-		double cpu = sh->tx[0].idle_secs > 0 && tck > 0
-				     ? (double)sh->tx[0].idle_ticks / (double)tck / sh->tx[0].idle_secs * 100.0
+		double cpu = sh->tx[0].idle_secs > 0
+				     ? (double)sh->tx[0].idle_cpu_ns / 1e9 / sh->tx[0].idle_secs * 100.0
 				     : -1;
-		printf("provider=%s mode=wake broker=%s idle_s=%.1f idle_cpu_pct=%.1f msgs=%" PRIu64
+		printf("provider=%s mode=wake broker=%s idle_s=%.1f idle_cpu_pct=%.2f msgs=%" PRIu64
 		       " lost=%" PRIu64 " dup=%" PRIu64 " p50_us=%.1f p99_us=%.1f reorder=%" PRIu64
 		       " bad=%" PRIu64 "\n",
 		       kname, broker_mode_names[o.broker], sh->tx[0].idle_secs, cpu, msgs, lost, dup,

@@ -426,7 +426,6 @@ static void *waiter_main(void *arg)
 				w->bad_exits++;
 			continue;
 		}
-		/* seq_cst, pairs with the clients' increments */
 		if (atomic_load(&sh->checked) == nclients) /* pairs with the clients' fetch_add */
 			flag_set(&sh->finish);
 		if (now_ns() > deadline) {
