@@ -34,6 +34,8 @@ enum served_op {
 	SERVED_OP_ATTACH = 3,  /* body: served_id; reply: id, size, fd */
 	SERVED_OP_RELEASE = 4, /* body: served_id; reply value = references left in total */
 	SERVED_OP_STAT = 5,    /* body: none; reply value = segments, size = bytes, clients */
+	SERVED_OP_HOLD = 6,    /* body: none; reply value = fork hold number (before fork) */
+	SERVED_OP_ADOPT = 7,   /* body: served_adopt; the hold's references move here */
 	SERVED_OP_REPLY = 0x8000,
 	SERVED_OP_ERROR = 0xffff, /* reply to a request whose header was unusable */
 };
@@ -54,6 +56,11 @@ struct served_hello {
 
 struct served_create {
 	uint64_t size; /* bytes, 1..SERVED_MAX_SEG_SIZE */
+};
+
+struct served_adopt {
+	uint32_t hold;	   /* number from a HOLD reply */
+	uint32_t reserved; /* 0 */
 };
 
 struct served_id {
@@ -81,6 +88,9 @@ struct served_reply {
 /* Server limits: live segments and connected clients. */
 #define SERVED_MAX_SEGMENTS 65536u
 #define SERVED_MAX_CLIENTS 1000u
+/* Fork holds not yet adopted, and how long one waits (ms; env LLMP_SHMEM_SERVER_HOLD_MS). */
+#define SERVED_MAX_HOLDS 4096u
+#define SERVED_HOLD_MS_DEFAULT 30000u
 
 #ifdef LLMP_INTERNAL_H
 #include <sys/socket.h>

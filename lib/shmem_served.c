@@ -45,6 +45,8 @@ struct served {
 	char *path;
 	struct llmp_shmem **held; /* mappings registered with the server */
 	size_t nheld, cap;
+	uint32_t hold;		/* fork hold taken by pre_fork, 0 if none */
+	bool fork_locked;	/* pre_fork took the lock */
 };
 
 /* One reply as the client sees it. */
@@ -320,22 +322,38 @@ static void held_del(struct served *s, struct llmp_shmem *m)
 }
 
 /*
- * In a child after fork: drop the parent's connection (our copy only),
- * open our own and register every segment we still map.  A segment the
- * server no longer knows stays mapped here but is dropped from the list.
+ * In a child after fork: drop the parent's connection (our copy only) and
+ * open our own.  Then take over the fork hold pre_fork made (the parent's
+ * references at the fork, which are exactly the mappings we inherited), or
+ * without one register every segment we still map.  A segment the server
+ * no longer knows stays mapped here but is dropped from the list.
  */
 static int served_reconnect_child(struct served *s)
 {
+	uint32_t hold = s->hold;
 	int ret;
 
 	if (s->sock >= 0)
 		close(s->sock); /* the parent's connection lives on in the parent */
 	s->sock = -1;
+	s->hold = 0;
 	ret = served_connect(s);
 	if (ret < 0) {
 		s->pid = getpid();
 		s->nheld = 0; /* nothing is registered for this process */
 		return ret;
+	}
+	if (hold) {
+		struct served_adopt req = { .hold = hold };
+		struct served_answer a;
+
+		ret = served_call(s, SERVED_OP_ADOPT, &req, sizeof(req), &a);
+		if (ret < 0)
+			return ret;
+		if (a.r.status == 0)
+			return 0;
+		llmp_log(LLMP_LOG_WARN, "served: after fork: %s; registering segments one by one",
+			 a.msg);
 	}
 	for (size_t i = 0; i < s->nheld;) {
 		struct llmp_shmem *m = s->held[i];
@@ -522,9 +540,23 @@ static void served_release(struct llmp_provider *p, struct llmp_shmem *m)
 static int served_pre_fork(struct llmp_provider *p)
 {
 	struct served *s = p->priv;
+	struct served_answer a;
 
 	/* Held until post_fork: the child must not inherit a half-done request. */
 	pthread_mutex_lock(&s->lock);
+	s->fork_locked = true;
+	s->hold = 0;
+	/*
+	 * A fork hold keeps our segments alive for the child until it has its
+	 * own connection.  Without one (old server, error) the child registers
+	 * them one by one, which the parent can race by releasing first.
+	 */
+	if (served_ready(s) == 0 && served_call(s, SERVED_OP_HOLD, NULL, 0, &a) == 0) {
+		if (a.r.status == 0)
+			s->hold = a.r.value;
+		else
+			llmp_log(LLMP_LOG_WARN, "served: pre_fork: %s", a.msg);
+	}
 	return 0;
 }
 
@@ -537,7 +569,11 @@ static int served_post_fork(struct llmp_provider *p, bool child)
 		/* Only this thread exists in the child, and it took the lock in pre_fork. */
 		ret = served_reconnect_child(s);
 	}
-	pthread_mutex_unlock(&s->lock);
+	s->hold = 0; /* the parent leaves it to the child (or to its expiry) */
+	if (s->fork_locked) {
+		s->fork_locked = false;
+		pthread_mutex_unlock(&s->lock);
+	}
 	return ret;
 }
 

@@ -72,6 +72,19 @@ struct srv_client {
 	size_t nrefs, cap;
 };
 
+/*
+ * A fork hold: a copy of one connection's references, taken just before
+ * the client forks, so the segments survive until the child has its own
+ * connection (ADOPT moves them there), even if the parent releases them or
+ * dies first.  Not adopted in time, a hold expires and drops them.
+ */
+struct srv_hold {
+	uint32_t num;
+	uint64_t deadline_ms; /* CLOCK_MONOTONIC */
+	struct srv_ref *refs;
+	size_t nrefs;
+};
+
 struct srv_state {
 	int lfd;
 	int wake;	 /* read end of the stop pipe (THREAD), -1 (PROCESS) */
@@ -82,6 +95,10 @@ struct srv_state {
 	uint64_t bytes;
 	struct srv_client **cls;
 	size_t ncls;
+	struct srv_hold *holds;
+	size_t nholds;
+	uint32_t next_hold;
+	uint32_t hold_ms;
 };
 
 struct llmp_shmem_server {
@@ -203,6 +220,46 @@ static void client_close(struct srv_state *st, struct srv_client *c)
 	close(c->fd);
 	free(c->refs);
 	free(c);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Drop hold i and the references it kept. */
+static void hold_drop(struct srv_state *st, size_t i)
+{
+	struct srv_hold *h = &st->holds[i];
+
+	for (size_t k = 0; k < h->nrefs; k++)
+		seg_unref(st, h->refs[k].num, h->refs[k].count);
+	free(h->refs);
+	st->holds[i] = st->holds[--st->nholds];
+}
+
+/* Expire old holds; returns the poll timeout (ms) until the next one, or -1. */
+static int holds_expire(struct srv_state *st)
+{
+	uint64_t now = now_ms(), next = UINT64_MAX;
+
+	for (size_t i = 0; i < st->nholds;) {
+		if (st->holds[i].deadline_ms <= now) {
+			llmp_log(LLMP_LOG_DEBUG, "shmem server: fork hold %u expired",
+				 st->holds[i].num);
+			hold_drop(st, i);
+			continue;
+		}
+		if (st->holds[i].deadline_ms < next)
+			next = st->holds[i].deadline_ms;
+		i++;
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return next - now > INT32_MAX ? INT32_MAX : (int)(next - now);
 }
 
 /* ---- replies --------------------------------------------------------------- */
@@ -406,6 +463,93 @@ static int do_release(struct srv_state *st, struct srv_client *c, const unsigned
 			 req.id);
 }
 
+static int do_hold(struct srv_state *st, struct srv_client *c, uint32_t len,
+		   struct srv_reply *rep)
+{
+	struct srv_hold *h, *nh;
+
+	if (len)
+		return reply_err(rep, -EINVAL, "HOLD: body of %u bytes, expected 0", len);
+	if (st->nholds >= SERVED_MAX_HOLDS)
+		return reply_err(rep, -ENOSPC, "HOLD: %u fork holds wait already", SERVED_MAX_HOLDS);
+	for (size_t i = 0; i < c->nrefs; i++) {
+		struct srv_seg *s = seg_by_num(st, c->refs[i].num);
+
+		if (s && s->refs > UINT32_MAX - c->refs[i].count)
+			return reply_err(rep, -EOVERFLOW, "HOLD: too many references on %s", s->id);
+	}
+	nh = realloc(st->holds, (st->nholds + 1) * sizeof(*nh));
+	if (!nh)
+		return reply_err(rep, -ENOMEM, "HOLD: server out of memory");
+	st->holds = nh;
+	h = &st->holds[st->nholds];
+	memset(h, 0, sizeof(*h));
+	if (c->nrefs) {
+		h->refs = malloc(c->nrefs * sizeof(*h->refs));
+		if (!h->refs)
+			return reply_err(rep, -ENOMEM, "HOLD: server out of memory");
+		memcpy(h->refs, c->refs, c->nrefs * sizeof(*h->refs));
+		h->nrefs = c->nrefs;
+	}
+	for (size_t i = 0; i < h->nrefs; i++)
+		seg_by_num(st, h->refs[i].num)->refs += h->refs[i].count;
+	if (++st->next_hold == 0)
+		st->next_hold = 1;
+	h->num = st->next_hold;
+	h->deadline_ms = now_ms() + st->hold_ms;
+	st->nholds++;
+	rep->r.value = h->num;
+	return 0;
+}
+
+static int do_adopt(struct srv_state *st, struct srv_client *c, const unsigned char *body,
+		    uint32_t len, struct srv_reply *rep)
+{
+	struct served_adopt req;
+	struct srv_hold *h = NULL;
+	size_t i;
+
+	if (len != sizeof(req))
+		return reply_err(rep, -EINVAL, "ADOPT: body of %u bytes, expected %zu", len,
+				 sizeof(req));
+	memcpy(&req, body, sizeof(req));
+	if (req.reserved)
+		return reply_err(rep, -EINVAL, "ADOPT: reserved field not zero");
+	for (i = 0; i < st->nholds; i++) {
+		if (st->holds[i].num == req.hold) {
+			h = &st->holds[i];
+			break;
+		}
+	}
+	if (!h || !req.hold)
+		return reply_err(rep, -ENOENT, "ADOPT: no fork hold %u (adopted already or "
+				 "expired)", req.hold);
+	if (c->cap < c->nrefs + h->nrefs) {
+		struct srv_ref *r = realloc(c->refs, (c->nrefs + h->nrefs) * sizeof(*r));
+
+		if (!r)
+			return reply_err(rep, -ENOMEM, "ADOPT: server out of memory");
+		c->refs = r;
+		c->cap = c->nrefs + h->nrefs;
+	}
+	/* The references move: segment counts stay as they are. */
+	for (size_t k = 0; k < h->nrefs; k++) {
+		size_t j;
+
+		for (j = 0; j < c->nrefs; j++) {
+			if (c->refs[j].num == h->refs[k].num)
+				break;
+		}
+		if (j == c->nrefs)
+			c->refs[c->nrefs++] = (struct srv_ref){ h->refs[k].num, 0 };
+		c->refs[j].count += h->refs[k].count;
+	}
+	h->nrefs = 0;
+	rep->r.value = req.hold;
+	hold_drop(st, i);
+	return 0;
+}
+
 static void handle(struct srv_state *st, struct srv_client *c, const struct served_hdr *h,
 		   const unsigned char *body)
 {
@@ -451,6 +595,10 @@ static void handle(struct srv_state *st, struct srv_client *c, const struct serv
 		do_attach(st, c, body, h->length, &rep);
 	} else if (op == SERVED_OP_RELEASE) {
 		do_release(st, c, body, h->length, &rep);
+	} else if (op == SERVED_OP_HOLD) {
+		do_hold(st, c, h->length, &rep);
+	} else if (op == SERVED_OP_ADOPT) {
+		do_adopt(st, c, body, h->length, &rep);
 	} else if (op == SERVED_OP_STAT) {
 		if (h->length) {
 			reply_err(&rep, -EINVAL, "STAT: body of %u bytes, expected 0", h->length);
@@ -590,7 +738,7 @@ static void srv_loop(struct srv_state *st)
 			pfd[1] = (struct pollfd){ .fd = st->wake, .events = POLLIN };
 		for (size_t i = 0; i < st->ncls; i++)
 			pfd[base + i] = (struct pollfd){ .fd = st->cls[i]->fd, .events = POLLIN };
-		if (poll(pfd, n, -1) < 0) {
+		if (poll(pfd, n, holds_expire(st)) < 0) {
 			if (errno == EINTR)
 				continue;
 			llmp_log(LLMP_LOG_ERROR, "shmem server: poll: %s", strerror(errno));
@@ -612,6 +760,7 @@ static void srv_loop(struct srv_state *st)
 		}
 		if (pfd[0].revents)
 			srv_accept(st);
+		holds_expire(st);
 	}
 	free(pfd);
 }
@@ -623,6 +772,10 @@ static void srv_state_fini(struct srv_state *st)
 	free(st->cls);
 	st->cls = NULL;
 	st->ncls = 0;
+	while (st->nholds)
+		hold_drop(st, st->nholds - 1);
+	free(st->holds);
+	st->holds = NULL;
 	while (st->nsegs)
 		seg_free(st, &st->segs[st->nsegs - 1]);
 	free(st->segs);
@@ -765,6 +918,22 @@ int llmp_shmem_server_start(const char *socket_path, enum llmp_shmem_server_mode
 	s->wake_w = -1;
 	s->st.wake = -1;
 	make_tag(s->st.tag);
+	s->st.hold_ms = SERVED_HOLD_MS_DEFAULT;
+	{
+		const char *e = getenv("LLMP_SHMEM_SERVER_HOLD_MS");
+		char *end;
+		unsigned long v;
+
+		if (e && *e) {
+			errno = 0;
+			v = strtoul(e, &end, 10);
+			if (errno || *end || v == 0 || v > 3600000UL)
+				llmp_log(LLMP_LOG_WARN, "shmem server: ignoring LLMP_SHMEM_SERVER_HOLD_MS"
+					 "='%.20s' (1..3600000)", e);
+			else
+				s->st.hold_ms = (uint32_t)v;
+		}
+	}
 	fd = srv_listen(path, &unlink_it);
 	if (fd < 0) {
 		free(s);

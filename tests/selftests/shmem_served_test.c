@@ -624,6 +624,92 @@ TEST_F(served, fork_child_reconnects)
 	close(down[1]);
 }
 
+/*
+ * The race of LibAFL issue #276: the parent releases a segment (and even
+ * closes its connection) before the child has connected.  pre_fork's hold
+ * keeps the segment for the child.
+ */
+TEST_F(served, fork_hold_survives_parent_release)
+{
+	struct llmp_provider *pp;
+	struct llmp_shmem *s;
+	int down[2], status;
+	pid_t pid;
+	char go = 1;
+
+	ASSERT_EQ(0, llmp_provider_new_served(self->path, &pp));
+	ASSERT_EQ(0, llmp_shmem_new(pp, 4096, &s));
+	memset(llmp_shmem_addr(s), 0x3c, 4096);
+	ASSERT_EQ(0, pipe(down));
+	ASSERT_EQ(0, llmp_provider_pre_fork(pp));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		unsigned char ok;
+
+		close(down[1]);
+		if (read(down[0], &ok, 1) != 1)
+			_exit(1);
+		if (llmp_provider_post_fork(pp, true) < 0)
+			_exit(2);
+		if (((unsigned char *)llmp_shmem_addr(s))[4095] != 0x3c)
+			_exit(3);
+		/* The adopted reference is ours: releasing it frees the segment. */
+		if (server_segments(self->path, NULL) != 1)
+			_exit(4);
+		llmp_shmem_put(s);
+		if (server_segments(self->path, NULL) != 0)
+			_exit(5);
+		llmp_provider_free(pp);
+		_exit(0);
+	}
+	close(down[0]);
+	ASSERT_EQ(0, llmp_provider_post_fork(pp, false));
+	llmp_shmem_put(s);
+	llmp_provider_free(pp);
+	ASSERT_EQ(1, wait_segments(self->path, 1)); /* kept by the hold */
+	ASSERT_EQ(1, write(down[1], &go, 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+	close(down[1]);
+}
+
+TEST_F(served, fork_hold_raw_errors)
+{
+	struct served_adopt ad = { 0, 0 };
+	struct raw_reply r;
+	int a = raw_client(self->path), b = raw_client(self->path);
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(-EINVAL, raw_call(a, SERVED_OP_HOLD, "x", 1, &r));
+	ASSERT_EQ(-ENOENT, raw_call(a, SERVED_OP_ADOPT, &ad, sizeof(ad), &r));
+	ad.hold = 12345;
+	ASSERT_EQ(-ENOENT, raw_call(a, SERVED_OP_ADOPT, &ad, sizeof(ad), &r));
+	ASSERT_NE(NULL, strstr(r.msg, "no fork hold 12345"));
+	ASSERT_EQ(-EINVAL, raw_call(a, SERVED_OP_ADOPT, "abc", 3, &r));
+	/* a holds one segment; its hold moves to b exactly once. */
+	struct served_create cr = { .size = 4096 };
+
+	ASSERT_EQ(0, raw_call(a, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+	close(r.fd);
+	ASSERT_EQ(0, raw_call(a, SERVED_OP_HOLD, NULL, 0, &r));
+	ad.hold = r.r.value;
+	ASSERT_NE(0, ad.hold);
+	ad.reserved = 1;
+	ASSERT_EQ(-EINVAL, raw_call(b, SERVED_OP_ADOPT, &ad, sizeof(ad), &r));
+	ad.reserved = 0;
+	ASSERT_EQ(0, raw_call(b, SERVED_OP_ADOPT, &ad, sizeof(ad), &r));
+	ASSERT_EQ(-ENOENT, raw_call(b, SERVED_OP_ADOPT, &ad, sizeof(ad), &r));
+	close(a);
+	usleep(20000);
+	ASSERT_EQ(1, server_segments(self->path, NULL)); /* b holds it now */
+	close(b);
+	ASSERT_EQ(0, wait_segments(self->path, 0));
+}
+
 TEST_F(served, fork_without_post_fork_gets_own_connection)
 {
 	struct llmp_shmem *s;
@@ -779,7 +865,9 @@ TEST_F(served, random_requests_one_reply_each)
 	for (int i = 0; i < 2000; i++) {
 		unsigned char body[SERVED_MAX_REQ_BODY];
 		uint64_t x = llmp_test_rand(&seed);
-		uint16_t op = (uint16_t)(x % 8);
+		/* Every op but HOLD (its holds outlive the connection for a while). */
+		static const uint16_t ops[] = { 0, 1, 2, 3, 4, 5, 7, 8, 0x8002, 0xffff };
+		uint16_t op = ops[x % (sizeof(ops) / sizeof(ops[0]))];
 		uint32_t len = (uint32_t)((x >> 8) % (SERVED_MAX_REQ_BODY + 1));
 		uint32_t magic = (x >> 20) % 100 == 0 ? (uint32_t)(x >> 32) : SERVED_MAGIC;
 		int ret;
@@ -809,7 +897,12 @@ TEST_F(served, random_requests_one_reply_each)
 			ASSERT_LE(0, fd);
 			continue;
 		}
-		ASSERT_EQ(op | SERVED_OP_REPLY, r.h.op);
+		if (op & SERVED_OP_REPLY) {
+			ASSERT_EQ(SERVED_OP_ERROR, r.h.op);
+			ASSERT_EQ(-EOPNOTSUPP, r.r.status);
+		} else {
+			ASSERT_EQ(op | SERVED_OP_REPLY, r.h.op);
+		}
 		if (r.fd >= 0) {
 			ASSERT_EQ(0, r.r.status);
 			ASSERT_TRUE(op == SERVED_OP_CREATE || op == SERVED_OP_ATTACH);
@@ -1045,6 +1138,36 @@ TEST(filesystem_socket_path)
 	llmp_shmem_server_stop(s);
 	ASSERT_EQ(-1, stat(path, &st));
 	ASSERT_EQ(ENOENT, errno);
+}
+
+/* A hold nobody adopts (the child died first) expires and frees its segments. */
+TEST(fork_hold_expires)
+{
+	struct llmp_shmem_server *srv;
+	struct llmp_provider *p;
+	struct llmp_shmem *s;
+	char path[64];
+	int status;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "@llmp-served-test-hold-%d", (int)getpid());
+	setenv("LLMP_SHMEM_SERVER_HOLD_MS", "200", 1);
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &srv));
+	unsetenv("LLMP_SHMEM_SERVER_HOLD_MS");
+	ASSERT_EQ(0, llmp_provider_new_served(path, &p));
+	ASSERT_EQ(0, llmp_shmem_new(p, 4096, &s));
+	ASSERT_EQ(0, llmp_provider_pre_fork(p));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(0); /* never calls post_fork */
+	ASSERT_EQ(0, llmp_provider_post_fork(p, false));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	llmp_shmem_put(s);
+	ASSERT_EQ(1, server_segments(path, NULL)); /* the hold */
+	ASSERT_EQ(0, wait_segments(path, 0));
+	llmp_provider_free(p);
+	llmp_shmem_server_stop(srv);
 }
 
 TEST(env_and_missing_server)
