@@ -547,6 +547,33 @@ TEST_F(prov, no_new_attach_after_owner_release)
 		ASSERT_EQ(0, count_own_posix());
 }
 
+TEST_F(prov, other_user_cannot_attach)
+{
+	struct llmp_shmem *m;
+	int status;
+	pid_t pid;
+
+	NEED_PROVIDER();
+	if (geteuid() != 0)
+		SKIP(return, "needs root to switch to another user");
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct llmp_shmem *a = NULL;
+		int ret;
+
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(100);
+		ret = llmp_shmem_attach(self->p, llmp_shmem_desc(m), &a);
+		_exit(ret == -EACCES || ret == -EPERM ? 0 : ret == 0 ? 101 : 102);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	llmp_shmem_put(m);
+}
+
 TEST_F(prov, stale_id_does_not_map_a_newer_segment)
 {
 	struct llmp_shmem *a, *b, *x = NULL;
