@@ -113,11 +113,13 @@ for p in $providers; do
 	done
 done
 
-echo "# broker idle CPU and wake-up latency (one message every 5-15 ms, one-way, receiver polling)"
+echo "# broker idle CPU (its thread, 2 s without traffic) and wake-up latency: one message"
+echo "# every 5-15 ms, sender to receiver (the receiver polls).  run: llmp_broker_run;"
+echo "# loop: the event loop (llmp_loop_run); poll1ms: llmp_broker_once + fixed 1 ms sleep"
 wake_providers="memfd"
 [ -c /dev/llmp ] && wake_providers="kmod memfd"
 for p in $wake_providers; do
-	for mode in run poll1ms; do
+	for mode in run loop poll1ms; do
 		line=$("$bench" --wake --provider "$p" --broker "$mode" --idle 2 --count 150)
 		rc=$?
 		[ $rc -eq 4 ] && { echo "# provider=$p: not available here, skipped"; continue; }

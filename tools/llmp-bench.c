@@ -63,6 +63,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "llmp/broker.h"
 #include "llmp/llmp.h"
 
 #define TAG_DATA 0xBE0C0001u
@@ -72,8 +73,13 @@
 #define MAX_RECEIVERS 16
 #define HIST_BUCKETS (64 + 58 * 32)
 
-enum broker_mode { BROKER_RUN, BROKER_SPIN, BROKER_POLL };
-static const char *const broker_mode_names[] = { "run", "spin", "poll1ms" };
+/*
+ * run: llmp_broker_run(); loop: the event loop of llmp/broker.h (sleeps
+ * when idle); spin: llmp_broker_once() with sched_yield() when idle;
+ * poll1ms: llmp_broker_once() with a fixed 1 ms sleep when idle.
+ */
+enum broker_mode { BROKER_RUN, BROKER_LOOP, BROKER_SPIN, BROKER_POLL };
+static const char *const broker_mode_names[] = { "run", "loop", "spin", "poll1ms" };
 
 struct bench_opts {
 	enum llmp_shmem_kind kind;
@@ -761,6 +767,7 @@ struct waiter {
 	pid_t pids[MAX_SENDERS + MAX_RECEIVERS];
 	unsigned n, nrx; /* receivers first */
 	struct llmp_broker *b;
+	struct llmp_loop *lp; /* BROKER_LOOP */
 	_Atomic int done;     /* waiter → broker loop: every child exited */
 	_Atomic int run_over; /* broker loop → waiter: run() returned, stop calling stop() */
 	int bad_exits;
@@ -805,6 +812,8 @@ static void *waiter_main(void *arg)
 	flag_set(&w->done); /* seq_cst, read by the broker loop */
 	while (!flag_get(&w->run_over)) {
 		llmp_broker_stop(w->b);
+		if (w->lp)
+			llmp_loop_stop(w->lp);
 		sleep_ns(10000000);
 	}
 	return NULL;
@@ -816,6 +825,10 @@ static int broker_loop(struct llmp_broker *b, struct waiter *w)
 
 	if (o.broker == BROKER_RUN) {
 		r = llmp_broker_run(b);
+		if (r > 0)
+			r = 0;
+	} else if (o.broker == BROKER_LOOP) {
+		r = llmp_loop_run(w->lp);
 		if (r > 0)
 			r = 0;
 	} else {
@@ -843,9 +856,9 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: llmp-bench [--provider KIND] [--size BYTES] [--senders N] [--receivers N]\n"
-		"                  [--duration SECS] [--rate MSGS_PER_S] [--broker run|spin|poll1ms]\n"
+		"                  [--duration SECS] [--rate MSGS_PER_S] [--broker run|loop|spin|poll1ms]\n"
 		"                  [--copy] [--page-size BYTES] [--history BYTES]\n"
-		"       llmp-bench --wake [--provider KIND] [--broker run|poll1ms] [--idle SECS] [--count N]\n"
+		"       llmp-bench --wake [--provider KIND] [--broker run|loop|poll1ms] [--idle SECS] [--count N]\n"
 		"KIND: default memfd sysv posix served kmod.  size: a multiple of 8, >= %u.\n",
 		HDR_LEN);
 	exit(2);
@@ -886,6 +899,8 @@ static void parse(int argc, char **argv)
 		case 'b':
 			if (!strcmp(optarg, "run"))
 				o.broker = BROKER_RUN;
+			else if (!strcmp(optarg, "loop"))
+				o.broker = BROKER_LOOP;
 			else if (!strcmp(optarg, "spin"))
 				o.broker = BROKER_SPIN;
 			else if (!strcmp(optarg, "poll1ms") || !strcmp(optarg, "poll"))
@@ -1005,6 +1020,14 @@ int main(int argc, char **argv)
 	w.n = nchild;
 	w.nrx = nchild < o.receivers ? nchild : o.receivers;
 	w.b = b;
+	if (!r && o.broker == BROKER_LOOP) {
+		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO };
+
+		r = llmp_loop_new(b, &lo, &w.lp);
+		if (r)
+			fprintf(stderr, "llmp-bench: event loop: %s (%s)\n", strerror(-r),
+				llmp_strerror_last());
+	}
 	w.timeout = o.duration + o.idle + (o.wake ? o.count * 0.016 : 0) + 60.0;
 	if (r)
 		flag_set(&sh->abort_run);
@@ -1070,6 +1093,11 @@ int main(int argc, char **argv)
 	if (w.bad_exits && !r)
 		r = -ECHILD;
 	const char *kname = llmp_shmem_kind_name(llmp_provider_kind(p));
+	char bname[32];
+	if (w.lp)
+		snprintf(bname, sizeof(bname), "loop-%s", llmp_loop_backend_name(w.lp));
+	else
+		snprintf(bname, sizeof(bname), "%s", broker_mode_names[o.broker]);
 	if (o.wake) {
 		double cpu = sh->tx[0].idle_secs > 0
 				     ? (double)sh->tx[0].idle_cpu_ns / 1e9 / sh->tx[0].idle_secs * 100.0
@@ -1077,7 +1105,7 @@ int main(int argc, char **argv)
 		printf("provider=%s mode=wake broker=%s idle_s=%.1f idle_cpu_pct=%.2f msgs=%" PRIu64
 		       " lost=%" PRIu64 " dup=%" PRIu64 " p50_us=%.1f p99_us=%.1f reorder=%" PRIu64
 		       " bad=%" PRIu64 "\n",
-		       kname, broker_mode_names[o.broker], sh->tx[0].idle_secs, cpu, msgs, lost, dup,
+		       kname, bname, sh->tx[0].idle_secs, cpu, msgs, lost, dup,
 		       hist_pct(hist, 50), hist_pct(hist, 99), reorder, bad);
 	} else {
 		printf("provider=%s size=%zu senders=%u receivers=%u msgs=%" PRIu64
@@ -1088,13 +1116,15 @@ int main(int argc, char **argv)
 		       rate * (double)o.size / 1e6, lost, dup, hist_pct(hist, 50),
 		       hist_pct(hist, 99), reorder, bad, per_msg(tx_cpu, sent),
 		       per_msg(broker_cpu, sent), per_msg(sh->rx[0].cpu_ns, sh->rx[0].got),
-		       broker_mode_names[o.broker],
+		       bname,
 		       o.copy ? " copy=1" : "", o.rate > 0 ? " paced=1" : "");
 	}
 	fflush(stdout);
 	if (!r && (lost || dup || reorder || bad || !sent))
 		r = -EBADMSG;
 out:
+	if (w.lp)
+		llmp_loop_free(w.lp);
 	if (b)
 		llmp_broker_free(b);
 	llmp_provider_free(p);
