@@ -166,6 +166,8 @@ static int sender_new_page(struct llmp_sender *s, size_t size, struct llmp_spage
 
 		if (c->size < size)
 			continue;
+		/* pairs with the readers' seq_cst joined increment before their magic check */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		/* pairs with the receiver's release increment of left in recv_follow */
 		if (__atomic_load_n(&c->pg->receivers_left, __ATOMIC_ACQUIRE) <
 		    __atomic_load_n(&c->pg->receivers_joined, __ATOMIC_ACQUIRE))
@@ -281,7 +283,15 @@ static void sender_trim_history(struct llmp_sender *s)
 		s->kept_bytes -= victim.size;
 		/* first re-point the anchor, then mark the victim (readers see one or the other) */
 		sender_redirect_anchor(s);
-		spage_release(&victim);
+		/* pairs with the acquire load of the magic in recv_follow */
+		__atomic_store_n(&victim.pg->magic, LLMP_PAGE_MAGIC_DEINIT, __ATOMIC_RELEASE);
+		/* keep it for reuse once every reader that counted itself on it has left */
+		if (s->ncache == 2) {
+			spage_release(&s->cache[0]);
+			s->cache[0] = s->cache[1];
+			s->ncache = 1;
+		}
+		s->cache[s->ncache++] = victim;
 		s->pages_dropped++;
 	}
 }
@@ -357,7 +367,7 @@ static void sender_cfg_apply(struct llmp_sender *s, struct llmp_provider *p,
 		s->max_in_flight = 2;
 	s->timeout_ms = cfg->timeout_ms;
 	s->history_bytes = cfg->history_bytes;
-	s->history_pages = cfg->history_pages ? cfg->history_pages : 64;
+	s->history_pages = cfg->history_pages ? cfg->history_pages : 1024;
 }
 
 int llmp_sender_init(struct llmp_sender *s, struct llmp_provider *p,
@@ -676,6 +686,34 @@ static void recv_use(struct llmp_receiver *r, struct llmp_shmem *shm)
 	r->at_anchor_eop = false;
 }
 
+/* Keep the mapping of a page we left: writers ping-pong between few segments. */
+static void recv_cache_put(struct llmp_receiver *r, struct llmp_shmem *shm)
+{
+	if (r->nrcache == 2) {
+		llmp_shmem_put(r->rcache[0]);
+		r->rcache[0] = r->rcache[1];
+		r->nrcache = 1;
+	}
+	r->rcache[r->nrcache++] = shm;
+}
+
+/* Map d, from the cache if we still hold a mapping of that very segment. */
+static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_desc *d,
+			      struct llmp_shmem **out)
+{
+	for (unsigned i = 0; i < r->nrcache; i++) {
+		const struct llmp_shmem_desc *c = llmp_shmem_desc(r->rcache[i]);
+
+		if (c->kind == d->kind && c->size == d->size &&
+		    !strncmp(c->id, d->id, LLMP_SHMEM_ID_LEN)) {
+			*out = r->rcache[i];
+			r->rcache[i] = r->rcache[--r->nrcache];
+			return 0;
+		}
+	}
+	return llmp_shmem_attach(r->p, d, out);
+}
+
 static bool recv_on_anchor(const struct llmp_receiver *r);
 static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim);
 
@@ -718,12 +756,16 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		r->last_off = off;
 		r->next_off = off + LLMP_MSG_HEADER_LEN + m->buf_len_padded;
 	}
-	if (join)
-		/* pairs with the sender's acquire load in llmp_sender_safe_to_unmap */
-		__atomic_fetch_add(&r->pg->receivers_joined, 1, __ATOMIC_RELEASE);
 	if (anchor) {
 		r->anchor = *anchor;
 		r->has_anchor = true;
+		/* a reattached reader counts on a page like one that followed an EOP there */
+		join = join || !recv_on_anchor(r);
+	}
+	if (join)
+		/* pairs with the sender's acquire loads of joined (safe-to-unmap, reuse) */
+		__atomic_fetch_add(&r->pg->receivers_joined, 1, __ATOMIC_SEQ_CST);
+	if (anchor) {
 		if (recv_on_anchor(r)) {
 			/* redirects made before we joined are no loss for us */
 			struct llmp_msg *e = find_eop(r->pg, r->map_size);
@@ -743,6 +785,9 @@ void llmp_receiver_fini(struct llmp_receiver *r)
 		return;
 	llmp_shmem_put(r->shm);
 	r->shm = NULL;
+	for (unsigned i = 0; i < r->nrcache; i++)
+		llmp_shmem_put(r->rcache[i]);
+	r->nrcache = 0;
 }
 
 const struct llmp_shmem_desc *llmp_receiver_desc(const struct llmp_receiver *r)
@@ -819,6 +864,16 @@ static int recv_stale(struct llmp_receiver *r)
 	return r->sticky;
 }
 
+/* Undo our count on a page we will not read after all, and unmap it. */
+static void recv_unjoin(struct llmp_page *npg, struct llmp_shmem *shm)
+{
+	if (npg)
+		/* balances our joined increment; pairs with the writer's reuse check */
+		__atomic_fetch_add(&npg->receivers_left, 1, __ATOMIC_RELEASE);
+	if (shm)
+		llmp_shmem_put(shm);
+}
+
 /* Follow the EOP record m: 1 moved to the next page, 0 retry later, <0 error. */
 static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len, size_t off)
 {
@@ -849,21 +904,30 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	d.size = info.map_size;
 	memcpy(d.id, info.id, LLMP_SHMEM_ID_LEN);
 
-	ret = llmp_shmem_attach(r->p, &d, &shm);
+	ret = recv_attach_cached(r, &d, &shm);
+	npg = NULL;
+	if (ret == 0 && llmp_shmem_size(shm) >= LLMP_PAGE_MIN_SIZE) {
+		npg = llmp_shmem_addr(shm);
+		/*
+		 * Count ourselves on the new page before checking that it is still
+		 * ours to read: pairs with the seq_cst fence before the writer's
+		 * joined/left loads in sender_new_page (a page is reused only when
+		 * nobody is counted on it).
+		 */
+		__atomic_fetch_add(&npg->receivers_joined, 1, __ATOMIC_SEQ_CST);
+	}
 	/* after the attach: is our page (and so its successor) still kept? */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	/* pairs with the release store of DEINIT in spage_release */
+	/* pairs with the release store of DEINIT in sender_trim_history / spage_release */
 	if (__atomic_load_n(&r->pg->magic, __ATOMIC_ACQUIRE) != LLMP_PAGE_MAGIC) {
-		if (ret == 0)
-			llmp_shmem_put(shm);
+		recv_unjoin(npg, ret == 0 ? shm : NULL);
 		if (!r->has_anchor)
 			return recv_bad(r, "page retired under the reader", off);
 		return recv_stale(r);
 	}
 	/* pairs with the release store of the even seq: a rewrite since s1 means retry */
 	if (__atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1) {
-		if (ret == 0)
-			llmp_shmem_put(shm);
+		recv_unjoin(npg, ret == 0 ? shm : NULL);
 		return 0;
 	}
 	if (ret < 0) {
@@ -872,10 +936,9 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 		r->sticky = ret;
 		return ret;
 	}
-	npg = llmp_shmem_addr(shm);
-	ret = llmp_page_check(npg, llmp_shmem_size(shm));
+	ret = llmp_page_check(llmp_shmem_addr(shm), llmp_shmem_size(shm));
 	if (ret < 0) {
-		llmp_shmem_put(shm);
+		recv_unjoin(npg, shm);
 		if (ret == -ESTALE && recv_on_anchor(r))
 			return 0;
 		if (ret == -ESTALE && r->has_anchor)
@@ -885,10 +948,8 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	}
 	/* we are done with the old page; pairs with the acquire loads in sender_retire */
 	__atomic_fetch_add(&r->pg->receivers_left, 1, __ATOMIC_RELEASE);
-	/* pairs with the sender's acquire load in llmp_sender_safe_to_unmap */
-	__atomic_fetch_add(&npg->receivers_joined, 1, __ATOMIC_RELEASE);
 	skipped = recv_on_anchor(r) && s1 != r->anchor_seq;
-	llmp_shmem_put(r->shm);
+	recv_cache_put(r, r->shm);
 	recv_use(r, shm);
 	r->pages_seen++;
 	if (skipped) {

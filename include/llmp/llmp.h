@@ -131,7 +131,7 @@ struct llmp_broker_opts {
 	size_t history_bytes;     /* broadcast bytes kept besides the first page; 0: 64 MiB */
 	bool keep_all_history;    /* LibAFL behaviour: never free broadcast pages */
 	unsigned exit_after;      /* stop once this many clients came and left; 0: never */
-	unsigned history_pages;   /* broadcast pages kept besides the first; 0: 64 */
+	unsigned history_pages;   /* broadcast pages kept besides the first; 0: 1024 */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
