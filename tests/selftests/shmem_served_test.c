@@ -1088,6 +1088,58 @@ TEST_F(served, sizes_1B_to_256MiB)
 	ASSERT_EQ(0, server_segments(self->path, NULL));
 }
 
+/* Several client processes at once, each its own connection, sharing segments. */
+TEST_F(served, concurrent_client_processes)
+{
+	enum { PROCS = 4, ROUNDS = 150 };
+	struct llmp_shmem *shared;
+	pid_t pids[PROCS];
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &shared));
+	memset(llmp_shmem_addr(shared), 0, 4096);
+	for (int k = 0; k < PROCS; k++) {
+		pids[k] = fork();
+		ASSERT_LE(0, pids[k]);
+		if (pids[k] == 0) {
+			struct llmp_provider *p;
+			struct llmp_shmem *a, *b, *sh;
+
+			if (llmp_provider_new_served(self->path, &p) < 0)
+				_exit(1);
+			if (llmp_shmem_attach(p, llmp_shmem_desc(shared), &sh) < 0)
+				_exit(2);
+			for (int i = 0; i < ROUNDS; i++) {
+				if (llmp_shmem_new(p, 8192, &a) < 0)
+					_exit(3);
+				memset(llmp_shmem_addr(a), k + 1, 8192);
+				if (llmp_shmem_attach(p, llmp_shmem_desc(a), &b) < 0)
+					_exit(4);
+				if (((unsigned char *)llmp_shmem_addr(b))[8191] != k + 1)
+					_exit(5);
+				llmp_shmem_put(a);
+				llmp_shmem_put(b);
+			}
+			/* Each process owns its own byte of the shared page. */
+			((unsigned char *)llmp_shmem_addr(sh))[k] = (unsigned char)(0xa0 + k);
+			llmp_shmem_put(sh);
+			llmp_provider_free(p);
+			_exit(0);
+		}
+	}
+	for (int k = 0; k < PROCS; k++) {
+		int status;
+
+		ASSERT_EQ(pids[k], waitpid(pids[k], &status, 0));
+		ASSERT_TRUE(WIFEXITED(status));
+		ASSERT_EQ(0, WEXITSTATUS(status));
+		ASSERT_EQ(0xa0 + k, ((unsigned char *)llmp_shmem_addr(shared))[k]);
+	}
+	ASSERT_EQ(1, wait_segments(self->path, 1));
+	llmp_shmem_put(shared);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+	ASSERT_EQ(0, server_memfds(self->server_pid));
+}
+
 /* ---- servers and paths ----------------------------------------------------- */
 
 TEST(second_server_on_a_path_is_refused)
@@ -1168,6 +1220,60 @@ TEST(fork_hold_expires)
 	ASSERT_EQ(0, wait_segments(path, 0));
 	llmp_provider_free(p);
 	llmp_shmem_server_stop(srv);
+}
+
+/* True while pid exists and is not a zombie. */
+static int process_alive(pid_t pid)
+{
+	char p[64], buf[256], *rp;
+	int fd, n;
+
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	fd = open(p, O_RDONLY);
+	if (fd < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	rp = strrchr(buf, ')');
+	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
+}
+
+/* A PROCESS server dies with the process that started it. */
+TEST(process_server_dies_with_its_starter)
+{
+	int pfd[2], status;
+	pid_t pid, server = 0;
+	char path[64];
+
+	snprintf(path, sizeof(path), "@llmp-served-test-orphan-%d", (int)getpid());
+	ASSERT_EQ(0, pipe(pfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_shmem_server *srv;
+		pid_t sp = 0;
+
+		if (llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &srv) < 0)
+			_exit(1);
+		if (server_segments(path, &sp) != 0 || write(pfd[1], &sp, sizeof(sp)) != sizeof(sp))
+			_exit(2);
+		_exit(0); /* no stop */
+	}
+	close(pfd[1]);
+	ASSERT_EQ(sizeof(server), read(pfd[0], &server, sizeof(server)));
+	close(pfd[0]);
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_LT(0, server);
+	/* Gone, or a zombie waiting for whoever reaps orphans here. */
+	for (int i = 0; i < 500 && process_alive(server); i++)
+		usleep(10000);
+	ASSERT_FALSE(process_alive(server));
+	ASSERT_GT(0, server_segments(path, NULL));
 }
 
 TEST(env_and_missing_server)
