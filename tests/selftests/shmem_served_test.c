@@ -1192,6 +1192,155 @@ TEST(filesystem_socket_path)
 	ASSERT_EQ(ENOENT, errno);
 }
 
+/* ---- a lying server: the provider checks what it is given ------------------ */
+
+enum fake_mode {
+	FAKE_UNSEALED,	 /* CREATE: a memfd that can shrink */
+	FAKE_SMALL,	 /* CREATE: sealed, but smaller than asked */
+	FAKE_NO_FD,	 /* CREATE: success without a descriptor */
+	FAKE_BAD_MAGIC,	 /* CREATE: reply header with a bad magic */
+	FAKE_HUGE_LEN,	 /* CREATE: reply claims a 1 MiB body */
+	FAKE_POS_STATUS, /* CREATE: status 5 */
+	FAKE_BAD_ID,	 /* CREATE: id not NUL-terminated */
+	FAKE_HANG_UP,	 /* CREATE: close without a reply */
+	FAKE_MODES
+};
+
+struct fake {
+	int lfd;
+	enum fake_mode mode;
+};
+
+static int fake_send(int fd, uint32_t magic, uint16_t op, uint32_t length,
+		     const struct served_reply *r, int pass_fd)
+{
+	unsigned char buf[sizeof(struct served_hdr) + sizeof(*r)];
+	struct served_hdr h = { magic, SERVED_VERSION, op, length, 0 };
+	union {
+		struct cmsghdr a;
+		char b[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), r, sizeof(*r));
+	if (pass_fd >= 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.b;
+		msg.msg_controllen = sizeof(ctl.b);
+		cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+	}
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(buf) ? 0 : -1;
+}
+
+/* Serves one connection: honest HELLO and RELEASE, a lie for CREATE. */
+static void *fake_server(void *arg)
+{
+	struct fake *f = arg;
+	int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	while (fd >= 0) {
+		unsigned char body[SERVED_MAX_REQ_BODY];
+		struct served_hdr h;
+		struct served_reply r;
+		uint32_t len = sizeof(r);
+		uint32_t magic = SERVED_MAGIC;
+		int mfd = -1;
+
+		if (recv(fd, &h, sizeof(h), MSG_WAITALL) != sizeof(h) || h.length > sizeof(body))
+			break;
+		if (h.length && recv(fd, body, h.length, MSG_WAITALL) != (ssize_t)h.length)
+			break;
+		memset(&r, 0, sizeof(r));
+		r.value = SERVED_VERSION;
+		if (h.op == SERVED_OP_CREATE) {
+			uint64_t size;
+
+			memcpy(&size, body, sizeof(size));
+			strcpy(r.id, "fake.1");
+			r.size = size;
+			mfd = memfd_create("fake", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+			if (mfd < 0 || ftruncate(mfd, (off_t)size) < 0)
+				break;
+			if (f->mode != FAKE_UNSEALED) {
+				if (f->mode == FAKE_SMALL && ftruncate(mfd, (off_t)size / 2) < 0)
+					break;
+				fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW);
+			}
+			if (f->mode == FAKE_NO_FD) {
+				close(mfd);
+				mfd = -1;
+			}
+			if (f->mode == FAKE_BAD_MAGIC)
+				magic = 0xdeadbeef;
+			if (f->mode == FAKE_HUGE_LEN)
+				len = 1 << 20;
+			if (f->mode == FAKE_POS_STATUS)
+				r.status = 5;
+			if (f->mode == FAKE_BAD_ID)
+				memset(r.id, 'x', sizeof(r.id));
+			if (f->mode == FAKE_HANG_UP) {
+				close(mfd);
+				break;
+			}
+		}
+		if (fake_send(fd, magic, h.op | SERVED_OP_REPLY, len, &r, mfd) < 0) {
+			if (mfd >= 0)
+				close(mfd);
+			break;
+		}
+		if (mfd >= 0)
+			close(mfd);
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+TEST(provider_checks_the_server)
+{
+	static const int want[FAKE_MODES] = {
+		[FAKE_UNSEALED] = -EBADMSG,  [FAKE_SMALL] = -EBADMSG,
+		[FAKE_NO_FD] = -EBADMSG,     [FAKE_BAD_MAGIC] = -EBADMSG,
+		[FAKE_HUGE_LEN] = -EBADMSG,  [FAKE_POS_STATUS] = -EBADMSG,
+		[FAKE_BAD_ID] = -EBADMSG,    [FAKE_HANG_UP] = -ECONNRESET,
+	};
+	struct sockaddr_un sa;
+	char path[64];
+	socklen_t len;
+
+	snprintf(path, sizeof(path), "@llmp-served-test-fake-%d", (int)getpid());
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path + 1, path + 1, strlen(path) - 1);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	for (int mode = 0; mode < FAKE_MODES; mode++) {
+		struct fake f = { .mode = mode };
+		struct llmp_provider *p;
+		struct llmp_shmem *m = (void *)1;
+		pthread_t th;
+
+		f.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_LE(0, f.lfd);
+		ASSERT_EQ(0, bind(f.lfd, (struct sockaddr *)&sa, len));
+		ASSERT_EQ(0, listen(f.lfd, 4));
+		ASSERT_EQ(0, pthread_create(&th, NULL, fake_server, &f));
+		ASSERT_EQ(0, llmp_provider_new_served(path, &p));
+		ASSERT_EQ(want[mode], llmp_shmem_new(p, 8192, &m));
+		ASSERT_EQ(NULL, m);
+		llmp_provider_free(p);
+		ASSERT_EQ(0, pthread_join(th, NULL));
+		close(f.lfd);
+	}
+}
+
 /* A hold nobody adopts (the child died first) expires and frees its segments. */
 TEST(fork_hold_expires)
 {
