@@ -48,7 +48,7 @@ struct blob_hdr {
 	uint32_t client; /* 1-based demo index */
 	uint32_t pad;
 	uint64_t seq;
-	uint64_t sum; /* FNV-1a 64 of the bytes after this header */
+	uint64_t sum; /* checksum() of the bytes after this header */
 };
 
 struct done_msg {
@@ -114,16 +114,22 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-static uint64_t fnv1a(const void *p, size_t n)
+/* Checksum of a payload: FNV-1a over 64-bit words, then the tail bytes. */
+static uint64_t checksum(const void *p, size_t n)
 {
 	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ull;
+	uint64_t h = 0xcbf29ce484222325ull ^ n;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x100000001b3ull;
 	}
-	return h;
+	for (; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h ^ (h >> 29);
 }
 
 static int full_io(int fd, void *buf, size_t n, bool wr)
@@ -213,7 +219,7 @@ static void take(struct client_report *me, uint64_t *next, const struct llmp_msg
 		}
 		memcpy(&h, v->buf, sizeof(h));
 		if (!h.client || h.client > nclients ||
-		    fnv1a((const unsigned char *)v->buf + sizeof(h), v->len - sizeof(h)) != h.sum) {
+		    checksum((const unsigned char *)v->buf + sizeof(h), v->len - sizeof(h)) != h.sum) {
 			me->bad++;
 			return;
 		}
@@ -256,10 +262,18 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	uint64_t next[MAX_CLIENTS + 1] = { 0 };
 	uint32_t ids[MAX_CLIENTS + 1] = { 0 };
 	unsigned char blob[sizeof(struct blob_hdr) + BLOB_MAX];
+	static unsigned char pool[2 * BLOB_MAX]; /* random bytes; payloads are slices of it */
 	unsigned done = 0;
 	uint64_t rnd = 0x2545F4914F6CDD1Dull * idx;
 	int32_t id;
 	int r;
+
+	for (size_t i = 0; i < sizeof(pool); i++) {
+		rnd ^= rnd << 13;
+		rnd ^= rnd >> 7;
+		rnd ^= rnd << 17;
+		pool[i] = (unsigned char)(rnd >> 24);
+	}
 
 	me->pid = getpid();
 	r = llmp_client_new(p, bcast, &co, &c);
@@ -331,9 +345,8 @@ static int client_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 			rnd ^= rnd >> 7;
 			rnd ^= rnd << 17;
 			len = (size_t)(rnd % BLOB_MAX);
-			for (size_t i = 0; i < len; i++)
-				blob[sizeof(h) + i] = (unsigned char)(rnd >> (8 * (i % 8))) ^ (unsigned char)i;
-			h.sum = fnv1a(blob + sizeof(h), len);
+			memcpy(blob + sizeof(h), pool + (rnd >> 32) % BLOB_MAX, len);
+			h.sum = checksum(blob + sizeof(h), len);
 			memcpy(blob, &h, sizeof(h));
 			while ((r = llmp_client_send(c, TAG_BLOB, 0, blob, sizeof(h) + len)) == -EAGAIN)
 				if (now_ns() > give_up)
