@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -47,8 +48,10 @@
 #include "llmp/broker.h"
 #include "tcp.h"
 #include "broker_internal.h"
+#include "b2b.h"
 
 #define MAX_LISTENERS 8
+#define MAX_LINKS 64
 #define MIN_NAP_US 50
 #define DEFAULT_MAX_SLEEP_US 1000
 #define BUSY_TCP_EVERY 64
@@ -66,6 +69,11 @@ struct llmp_loop {
 	struct llmp_broker *b;
 	struct llmp_tcp_listener *tcp[MAX_LISTENERS];
 	unsigned ntcp;
+	struct llmp_b2b_link *links[MAX_LINKS];
+	unsigned nlinks;
+	uint32_t next_link_id;
+	bool b2b_compress;
+	uint64_t b2b_sent_gone, b2b_received_gone; /* counters of closed links */
 	int sigfd;
 	int evfd;
 	sigset_t oldmask;
@@ -111,6 +119,7 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->max_sleep_us = o && o->max_sleep_us > 0 ? o->max_sleep_us : DEFAULT_MAX_SLEEP_US;
 	lp->nap_us = MIN_NAP_US;
 	lp->exit_after = o ? o->exit_after : 0;
+	lp->b2b_compress = o ? o->b2b_compress : false;
 	if (o) {
 		lp->stats_interval_ms = o->stats_interval_ms;
 		lp->on_stats = o->on_stats;
@@ -166,6 +175,26 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	return 0;
 }
 
+static int add_link(struct llmp_loop *lp, int fd, const char *peer)
+{
+	struct llmp_b2b_link *k;
+	int ret;
+
+	if (lp->nlinks == MAX_LINKS)
+		return llmp_err(-ENOSPC, "b2b: at most %d links", MAX_LINKS);
+	ret = llmp_b2b_link_new(lp->b, fd, ++lp->next_link_id, lp->b2b_compress, peer, &k);
+	if (ret < 0)
+		return ret;
+	lp->links[lp->nlinks++] = k;
+	return 0;
+}
+
+/* The listener hands over a peer that sent RemoteBrokerHello. */
+static int accept_link(void *ctx, int fd, const char *peer)
+{
+	return add_link(ctx, fd, peer);
+}
+
 int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
 {
 	if (!lp || !l)
@@ -173,7 +202,58 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
 	if (lp->ntcp == MAX_LISTENERS)
 		return llmp_err(-ENOSPC, "loop_add_listener: at most %d listeners", MAX_LISTENERS);
 	lp->tcp[lp->ntcp++] = l;
+	llmp_tcp_set_b2b_handler(l, accept_link, lp);
 	return 0;
+}
+
+int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port)
+{
+	char host[256], peer[80];
+	uint32_t their_id;
+	int fd, ret;
+
+	if (!lp)
+		return llmp_err(-EINVAL, "loop_connect_b2b: NULL loop");
+	if (gethostname(host, sizeof(host) - 1))
+		strcpy(host, "<unknown>");
+	host[sizeof(host) - 1] = 0;
+	fd = llmp_b2b_dial(addr, port, host, &their_id);
+	if (fd < 0)
+		return fd;
+	snprintf(peer, sizeof(peer), "%s:%u", addr ? addr : "127.0.0.1", port);
+	ret = add_link(lp, fd, peer);
+	if (ret < 0)
+		close(fd);
+	return ret;
+}
+
+static void drop_link(struct llmp_loop *lp, unsigned i)
+{
+	uint64_t s, r;
+
+	llmp_b2b_link_stats(lp->links[i], &s, &r);
+	lp->b2b_sent_gone += s;
+	lp->b2b_received_gone += r;
+	llmp_b2b_link_free(lp->links[i]);
+	lp->links[i] = lp->links[--lp->nlinks];
+}
+
+/* Step every link; a dead one is logged and closed.  Returns messages moved. */
+static int links_step(struct llmp_loop *lp)
+{
+	int moved = 0;
+
+	for (unsigned i = lp->nlinks; i-- > 0;) {
+		int ret = llmp_b2b_link_step(lp->links[i]);
+
+		if (ret < 0) {
+			llmp_log(LLMP_LOG_WARN, "b2b: link closed: %s", llmp_strerror_last());
+			drop_link(lp, i);
+			continue;
+		}
+		moved += ret;
+	}
+	return moved;
 }
 
 const char *llmp_loop_backend_name(const struct llmp_loop *lp)
@@ -212,6 +292,16 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 		st->tcp.dropped += t.dropped;
 		st->tcp.refused += t.refused;
 	}
+	st->b2b_links = lp->nlinks;
+	st->b2b_sent = lp->b2b_sent_gone;
+	st->b2b_received = lp->b2b_received_gone;
+	for (unsigned i = 0; i < lp->nlinks; i++) {
+		uint64_t s, r;
+
+		llmp_b2b_link_stats(lp->links[i], &s, &r);
+		st->b2b_sent += s;
+		st->b2b_received += r;
+	}
 	st->uptime_ms = llmp_now_ms() - lp->start_ms;
 }
 
@@ -219,6 +309,8 @@ void llmp_loop_free(struct llmp_loop *lp)
 {
 	if (!lp)
 		return;
+	while (lp->nlinks)
+		drop_link(lp, lp->nlinks - 1);
 #ifdef LLMP_HAVE_LIBURING
 	if (lp->backend == LLMP_LOOP_URING)
 		io_uring_queue_exit(&lp->ring);
@@ -237,7 +329,7 @@ void llmp_loop_free(struct llmp_loop *lp)
 /* Collect every fd the loop waits on into lp->pfd; returns the count or <0. */
 static int collect_fds(struct llmp_loop *lp)
 {
-	unsigned n = 2;
+	unsigned n = 2 + lp->nlinks;
 
 	for (unsigned i = 0; i < lp->ntcp; i++)
 		n += llmp_tcp_nfds(lp->tcp[i]);
@@ -253,6 +345,8 @@ static int collect_fds(struct llmp_loop *lp)
 	lp->pfd[n++] = (struct pollfd){ .fd = lp->evfd, .events = POLLIN };
 	if (lp->sigfd >= 0)
 		lp->pfd[n++] = (struct pollfd){ .fd = lp->sigfd, .events = POLLIN };
+	for (unsigned i = 0; i < lp->nlinks; i++)
+		llmp_b2b_link_pollfd(lp->links[i], &lp->pfd[n++]);
 	for (unsigned i = 0; i < lp->ntcp; i++)
 		n += llmp_tcp_fill_pollfds(lp->tcp[i], lp->pfd + n, lp->pfd_cap - n);
 	return (int)n;
@@ -294,10 +388,11 @@ static void check_signals(struct llmp_loop *lp)
 	}
 }
 
-/* Non-blocking work besides forwarding: signals, TCP, stats. */
+/* Non-blocking work besides forwarding: signals, TCP, links, stats.  >=0: link messages moved. */
 static int service(struct llmp_loop *lp)
 {
 	int64_t now;
+	int moved;
 
 	check_signals(lp);
 	for (unsigned i = 0; i < lp->ntcp; i++) {
@@ -306,6 +401,7 @@ static int service(struct llmp_loop *lp)
 		if (ret < 0)
 			return ret;
 	}
+	moved = links_step(lp);
 	now = llmp_now_ms();
 	if (lp->stats_interval_ms > 0 && now >= lp->next_stats) {
 		lp->next_stats = now + lp->stats_interval_ms;
@@ -316,7 +412,7 @@ static int service(struct llmp_loop *lp)
 			lp->on_stats(lp->ctx, &st);
 		}
 	}
-	return 0;
+	return moved;
 }
 
 /* ---- waiting ---------------------------------------------------------------- */
@@ -468,6 +564,8 @@ int llmp_loop_run(struct llmp_loop *lp)
 		lp->st.rounds++;
 		if (ret < 0)
 			break;
+		if (lp->nlinks)
+			ret += links_step(lp);
 		if (ret > 0) {
 			lp->st.forwarded += (unsigned)ret;
 			idle = 0;
@@ -483,6 +581,8 @@ int llmp_loop_run(struct llmp_loop *lp)
 		ret = service(lp);
 		if (ret < 0)
 			break;
+		if (ret > 0)
+			continue;
 		if (atomic_load_explicit(&lp->stop, memory_order_acquire) || broker_done(lp))
 			break;
 		ret = sleep_once(lp);

@@ -25,6 +25,7 @@
 #include "tcp.h"
 #include "postcard.h"
 #include "broker_internal.h"
+#include "b2b.h"
 
 #define HOSTNAME_MAX 256
 /* A hello: variant + varint size + 20-byte id + varint length + hostname. */
@@ -44,6 +45,7 @@ struct peer {
 	size_t hdr_got;
 	uint32_t body_len;
 	size_t body_got;
+	bool handoff;                /* after the reply, the socket becomes a B2B link */
 	uint8_t body[LLMP_TCP_MAX_REQUEST];
 };
 
@@ -58,7 +60,16 @@ struct llmp_tcp_listener {
 	struct peer **peers;
 	unsigned npeers;
 	struct llmp_tcp_stats st;
+	llmp_b2b_accept_fn b2b_fn;   /* NULL: RemoteBrokerHello is refused */
+	void *b2b_ctx;
+	uint32_t b2b_next;
 };
+
+void llmp_tcp_set_b2b_handler(struct llmp_tcp_listener *l, llmp_b2b_accept_fn fn, void *ctx)
+{
+	l->b2b_fn = fn;
+	l->b2b_ctx = ctx;
+}
 
 int64_t llmp_now_ms(void)
 {
@@ -348,9 +359,26 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		peer_close(l, i);
 		return 1;
 	case LLMP_TCP_REQ_REMOTE_BROKER_HELLO:
-	default:
-		peer_refuse(l, p, "broker-to-broker links are not supported by this broker");
+		if (!l->b2b_fn) {
+			peer_refuse(l, p, "broker-to-broker links are not enabled on this broker");
+			return 1;
+		}
+		llmp_log(LLMP_LOG_INFO, "tcp: remote broker %.*s at %s", (int)(m.text_len > 64 ? 64 : m.text_len),
+			 m.text, p->name);
+		r.type = LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED;
+		r.id = ++l->b2b_next;
+		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
+		if (n < 0) {
+			peer_drop(l, i, "cannot encode the reply");
+			return 0;
+		}
+		peer_frame(p, n);
+		p->handoff = true;
+		p->state = PEER_REPLY;
 		return 1;
+	default:
+		peer_drop(l, i, "unknown request variant");
+		return 0;
 	}
 }
 
@@ -370,6 +398,15 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 				return 0;
 			}
 			p->out_off += (size_t)n;
+		}
+		if (p->state == PEER_REPLY && p->handoff) {
+			/* The link owns the socket now (or it was refused: close it). */
+			if (l->b2b_fn(l->b2b_ctx, p->fd, p->name) < 0)
+				close(p->fd);
+			free(p);
+			l->peers[i] = l->peers[--l->npeers];
+			l->peers[l->npeers] = NULL;
+			return 0;
 		}
 		if (p->state == PEER_REPLY) {
 			peer_close(l, i);

@@ -172,6 +172,9 @@ struct llmp_loop_stats {
 	uint64_t wakeups;     /* sleeps ended by a client's wake (not a timer or fd) */
 	unsigned clients;     /* clients registered now */
 	struct llmp_tcp_stats tcp; /* summed over the listeners */
+	unsigned b2b_links;   /* broker-to-broker links up now */
+	uint64_t b2b_sent;    /* messages shipped to remote brokers */
+	uint64_t b2b_received; /* messages received from remote brokers */
 	int64_t uptime_ms;
 };
 
@@ -187,12 +190,22 @@ struct llmp_loop_opts {
 	unsigned idle_rounds;      /* empty broker passes before sleeping; 0: 64 */
 	int max_sleep_us;          /* longest single sleep when idle; 0: 1000 (see broker.rst) */
 	unsigned exit_after;       /* return once this many clients came and all left; 0: never */
+	bool b2b_compress;         /* B2B links deflate payloads >= 1 KiB (needs zlib) */
 };
 
 /* A loop for b (which it does not own).  Runs on the calling thread. */
 int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *opts, struct llmp_loop **out);
 /* Serve l from the loop (the loop does not own it; free it after the loop). */
 int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
+/*
+ * Link this broker to the broker at addr:port (LibAFL's RemoteBrokerHello;
+ * blocking handshake, then the loop drives the link).  Local clients'
+ * messages go to the remote broker and back comes what its clients send,
+ * flagged LLMP_FLAG_FROM_B2B, sender id kept.  A message crosses one link
+ * only: link brokers in a full mesh.  Listeners added with
+ * llmp_loop_add_listener() accept links from remote brokers.
+ */
+int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port);
 /* "io_uring" or "poll": what the loop actually uses. */
 const char *llmp_loop_backend_name(const struct llmp_loop *lp);
 /*

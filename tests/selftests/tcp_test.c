@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
@@ -610,7 +611,7 @@ TEST_F(reg, remote_broker_hello_refused)
 	ASSERT_EQ(0, read_served(self->l, self->b, fd, buf, len));
 	ASSERT_EQ(0, llmp_wire_decode_resp(buf, len, &m));
 	ASSERT_EQ(LLMP_TCP_RESP_ERROR, m.type);
-	ASSERT_NE(NULL, memmem(m.text, m.text_len, "not supported", 13));
+	ASSERT_NE(NULL, memmem(m.text, m.text_len, "not enabled", 11));
 	close(fd);
 	struct llmp_tcp_stats st;
 	llmp_tcp_listener_stats(self->l, &st);
@@ -1059,6 +1060,203 @@ TEST_F(evloop, sigterm_stops_cleanly)
 	ASSERT_EQ(pid, w);
 	ASSERT_TRUE(WIFEXITED(st));
 	ASSERT_EQ(0, WEXITSTATUS(st));
+}
+
+/* ---- broker-to-broker ---------------------------------------------------------- */
+
+#define NB 3
+#define PER_CLIENT 40
+
+struct node {
+	struct llmp_provider *p, *cp;
+	struct llmp_broker *b;
+	struct llmp_tcp_listener *l;
+	struct llmp_loop *lp;
+	uint16_t port;
+	pthread_t t;
+	bool running;
+	int ret;
+};
+
+static void *node_thread(void *v)
+{
+	struct node *n = v;
+
+	n->ret = llmp_loop_run(n->lp);
+	return NULL;
+}
+
+FIXTURE(b2b)
+{
+	struct node n[NB];
+};
+
+FIXTURE_VARIANT(b2b)
+{
+	bool compress;
+	size_t len;
+};
+
+FIXTURE_VARIANT_ADD(b2b, plain) { .compress = false, .len = 100 };
+FIXTURE_VARIANT_ADD(b2b, compressed) { .compress = true, .len = 4096 };
+
+FIXTURE_SETUP(b2b)
+{
+	enum llmp_shmem_kind kind;
+
+	memset(self->n, 0, sizeof(self->n));
+	if (pick_kind(&kind) < 0)
+		SKIP(return, "neither POSIX nor System V shared memory works here");
+	for (int i = 0; i < NB; i++) {
+		struct node *n = &self->n[i];
+		struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
+		struct llmp_loop_opts oo = { .struct_size = sizeof(oo), .b2b_compress = variant->compress };
+
+		ASSERT_EQ(0, llmp_provider_new(kind, &n->p));
+		ASSERT_EQ(0, llmp_provider_new(kind, &n->cp));
+		ASSERT_EQ(0, llmp_broker_new(n->p, &bo, &n->b));
+		ASSERT_EQ(0, llmp_tcp_listen(n->b, NULL, 0, NULL, &n->l));
+		n->port = llmp_tcp_listener_port(n->l);
+		ASSERT_EQ(0, llmp_loop_new(n->b, &oo, &n->lp));
+		ASSERT_EQ(0, llmp_loop_add_listener(n->lp, n->l));
+	}
+}
+
+FIXTURE_TEARDOWN(b2b)
+{
+	for (int i = 0; i < NB; i++) {
+		struct node *n = &self->n[i];
+
+		if (n->running) {
+			llmp_loop_stop(n->lp);
+			pthread_join(n->t, NULL);
+		}
+	}
+	for (int i = 0; i < NB; i++) {
+		struct node *n = &self->n[i];
+
+		llmp_loop_free(n->lp);
+		llmp_tcp_listener_free(n->l);
+		if (n->b)
+			llmp_broker_free(n->b);
+		if (n->cp)
+			llmp_provider_free(n->cp);
+		if (n->p)
+			llmp_provider_free(n->p);
+	}
+}
+
+static void fill(uint8_t *buf, size_t len, int broker, int i)
+{
+	/* Compressible, and different for every (broker, i). */
+	memset(buf, 'a' + broker, len);
+	snprintf((char *)buf, len, "b%d m%d ", broker, i);
+}
+
+/*
+ * A triangle of brokers (full mesh of links): every client message arrives
+ * exactly once at every broker's clients, with its sender id kept and
+ * FROM_B2B set on the remote copies; no message loops back.
+ */
+TEST_F_TIMEOUT(b2b, triangle_exactly_once, 60)
+{
+	struct llmp_client *tx[NB], *rx[NB];
+	uint32_t txid[NB];
+	uint8_t buf[8192], out[8192];
+	int ret;
+
+	/* Links 0-1, 0-2, 1-2: each dialled before the dialling loop runs. */
+	ASSERT_EQ(0, pthread_create(&self->n[2].t, NULL, node_thread, &self->n[2]));
+	self->n[2].running = true;
+	ret = llmp_loop_connect_b2b(self->n[1].lp, NULL, self->n[2].port);
+	if (ret == -EOPNOTSUPP)
+		SKIP(return, "built without zlib: %s", llmp_strerror_last());
+	ASSERT_EQ(0, ret) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, pthread_create(&self->n[1].t, NULL, node_thread, &self->n[1]));
+	self->n[1].running = true;
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[1].port));
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[2].port));
+	ASSERT_EQ(0, pthread_create(&self->n[0].t, NULL, node_thread, &self->n[0]));
+	self->n[0].running = true;
+
+	for (int k = 0; k < NB; k++) {
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
+
+		ASSERT_EQ(0, llmp_client_connect_tcp(self->n[k].cp, NULL, self->n[k].port, &o, &tx[k]));
+		ASSERT_EQ(0, llmp_client_connect_tcp(self->n[k].cp, NULL, self->n[k].port, &o, &rx[k]));
+		txid[k] = llmp_client_id(tx[k]);
+	}
+	for (int i = 0; i < PER_CLIENT; i++) {
+		for (int k = 0; k < NB; k++) {
+			fill(buf, variant->len, k, i);
+			ASSERT_EQ(0, llmp_client_send(tx[k], 0x51300321, 0, buf, variant->len));
+		}
+	}
+	for (int k = 0; k < NB; k++) {
+		int seen[NB][PER_CLIENT];
+		int got = 0;
+		struct llmp_msg_view v;
+
+		memset(seen, 0, sizeof(seen));
+		while (got < NB * PER_CLIENT) {
+			ASSERT_EQ(1, llmp_client_recv_wait(rx[k], &v, 10000))
+				TH_LOG("broker %d: %d of %d messages", k, got, NB * PER_CLIENT);
+			if (v.tag != 0x51300321)
+				continue;
+			const uint8_t *data = v.buf;
+			size_t len = v.len;
+			if (v.flags & LLMP_FLAG_COMPRESSED) {
+				uLongf ol = sizeof(out);
+				z_stream zs;
+
+				memset(&zs, 0, sizeof(zs));
+				ASSERT_EQ(Z_OK, inflateInit2(&zs, -15));
+				zs.next_in = (Bytef *)v.buf;
+				zs.avail_in = (uInt)v.len;
+				zs.next_out = out;
+				zs.avail_out = (uInt)ol;
+				ASSERT_EQ(Z_STREAM_END, inflate(&zs, Z_FINISH));
+				len = zs.total_out;
+				inflateEnd(&zs);
+				data = out;
+				ASSERT_LT(v.len, len); /* it did shrink */
+			}
+			int from, i;
+			ASSERT_EQ(2, sscanf((const char *)data, "b%d m%d", &from, &i));
+			ASSERT_LT(from, NB);
+			ASSERT_LT(i, PER_CLIENT);
+			ASSERT_EQ(0, seen[from][i]) TH_LOG("broker %d got b%d m%d twice", k, from, i);
+			seen[from][i] = 1;
+			fill(buf, variant->len, from, i);
+			ASSERT_EQ(variant->len, len);
+			ASSERT_EQ(0, memcmp(buf, data, len));
+			ASSERT_EQ(txid[from], v.sender);
+			ASSERT_EQ(from != k, !!(v.flags & LLMP_FLAG_FROM_B2B));
+			ASSERT_EQ(from != k && variant->compress, !!(v.flags & LLMP_FLAG_COMPRESSED));
+			got++;
+		}
+		/* Nothing more: no copy looped back around the triangle. */
+		usleep(k == 0 ? 300000 : 0);
+		while ((ret = llmp_client_recv(rx[k], &v)) == 1)
+			ASSERT_NE(0x51300321, v.tag) TH_LOG("broker %d: a duplicate arrived", k);
+		ASSERT_EQ(0, ret);
+	}
+	for (int k = 0; k < NB; k++) {
+		llmp_client_free(tx[k]);
+		llmp_client_free(rx[k]);
+	}
+	for (int k = 0; k < NB; k++) {
+		struct llmp_loop_stats st;
+
+		llmp_loop_stop(self->n[k].lp);
+		pthread_join(self->n[k].t, NULL);
+		self->n[k].running = false;
+		ASSERT_EQ(0, self->n[k].ret);
+		llmp_loop_stats(self->n[k].lp, &st);
+		ASSERT_EQ(2, st.b2b_links);
+		ASSERT_EQ(2 * PER_CLIENT, st.b2b_sent) TH_LOG("broker %d", k);
+		ASSERT_EQ(2 * PER_CLIENT, st.b2b_received) TH_LOG("broker %d", k);
+	}
 }
 
 TEST_HARNESS_MAIN
