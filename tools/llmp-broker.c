@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_B2B 16
+
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
@@ -26,6 +28,8 @@ static void usage(FILE *f)
 		"  -p, --port N            TCP port (default %d; 0 picks a free one)\n"
 		"  -b, --bind ADDR         address to listen on (default 127.0.0.1)\n"
 		"  -P, --provider KIND     shared memory: default, kmod, memfd, posix, sysv, served\n"
+		"  -B, --b2b HOST:PORT     link to the broker there (repeatable; link every pair of brokers)\n"
+		"  -z, --compress          deflate B2B payloads of 1 KiB or more (LibAFL's COMPRESSED flag)\n"
 		"  -s, --stats-interval S  print a stats line every S seconds (default 10; 0: never)\n"
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
@@ -52,9 +56,11 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 
 	printf("stats: up %" PRId64 " s, clients %u, msgs/s %.0f, forwarded %" PRIu64
 	       ", sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
-	       " quits %" PRIu64 " dropped %" PRIu64 "\n",
+	       " quits %" PRIu64 " dropped %" PRIu64 ", b2b links %u sent %" PRIu64
+	       " received %" PRIu64 "\n",
 	       st->uptime_ms / 1000, st->clients, rate, st->forwarded, st->sleeps, st->wakeups,
-	       st->tcp.registered, st->tcp.quits, st->tcp.dropped);
+	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
+	       st->b2b_received);
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
 	c->last_ms = st->uptime_ms;
@@ -79,6 +85,8 @@ int main(int argc, char **argv)
 		{ "port", required_argument, 0, 'p' },
 		{ "bind", required_argument, 0, 'b' },
 		{ "provider", required_argument, 0, 'P' },
+		{ "b2b", required_argument, 0, 'B' },
+		{ "compress", no_argument, 0, 'z' },
 		{ "stats-interval", required_argument, 0, 's' },
 		{ "exit-after", required_argument, 0, 'x' },
 		{ "loop", required_argument, 0, 'l' },
@@ -100,8 +108,11 @@ int main(int argc, char **argv)
 	struct stats_ctx sc = { 0, 0 };
 	struct llmp_loop_stats st;
 	int c, ret, verbose = 0;
+	const char *b2b[MAX_B2B];
+	unsigned nb2b = 0;
+	bool compress = false;
 
-	while ((c = getopt_long(argc, argv, "p:b:P:s:x:l:t:m:vh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 65535, &port) < 0)
@@ -135,6 +146,14 @@ int main(int argc, char **argv)
 		case 't':
 			if (parse_uint(optarg, 3600000, &peer_ms) < 0 || peer_ms == 0)
 				goto bad;
+			break;
+		case 'B':
+			if (nb2b == MAX_B2B)
+				goto bad;
+			b2b[nb2b++] = optarg;
+			break;
+		case 'z':
+			compress = true;
 			break;
 		case 'm':
 			if (parse_uint(optarg, 10000000, &max_sleep) < 0)
@@ -170,13 +189,32 @@ int main(int argc, char **argv)
 				     .handle_signals = true,
 				     .stats_interval_ms = (int)(stats_s * 1000),
 				     .on_stats = on_stats, .ctx = &sc,
-				     .max_sleep_us = (int)max_sleep, .exit_after = (unsigned)exit_after };
+				     .max_sleep_us = (int)max_sleep, .exit_after = (unsigned)exit_after,
+				     .b2b_compress = compress };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;
 	ret = llmp_loop_add_listener(lp, l);
 	if (ret < 0)
 		goto fail;
+	for (unsigned i = 0; i < nb2b; i++) {
+		char host[256];
+		const char *colon = strrchr(b2b[i], ':');
+		unsigned long bport;
+
+		if (!colon || colon == b2b[i] || (size_t)(colon - b2b[i]) >= sizeof(host) ||
+		    parse_uint(colon + 1, 65535, &bport) < 0) {
+			fprintf(stderr, "llmp-broker: --b2b wants HOST:PORT, got %s\n", b2b[i]);
+			ret = -EINVAL;
+			goto fail;
+		}
+		memcpy(host, b2b[i], (size_t)(colon - b2b[i]));
+		host[colon - b2b[i]] = 0;
+		ret = llmp_loop_connect_b2b(lp, host, (uint16_t)bport);
+		if (ret < 0)
+			goto fail;
+		printf("llmp-broker: linked to %s\n", b2b[i]);
+	}
 	printf("llmp-broker: listening on %s:%u (provider %s, loop %s)\n", bind_addr,
 	       llmp_tcp_listener_port(l), llmp_shmem_kind_name(llmp_provider_kind(p)),
 	       llmp_loop_backend_name(lp));

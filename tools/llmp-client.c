@@ -48,7 +48,10 @@ static void print_msg(const struct llmp_msg_view *v)
 	const unsigned char *b = v->buf;
 	size_t show = v->len < 96 ? v->len : 96;
 
-	printf("from %u tag 0x%08x flags 0x%x len %zu: ", v->sender, v->tag, v->flags, v->len);
+	printf("from %u", v->sender);
+	if (v->broker)
+		printf(" via link %u", v->broker);
+	printf(" tag 0x%08x flags 0x%x len %zu: ", v->tag, v->flags, v->len);
 	for (size_t i = 0; i < show; i++) {
 		if (b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\')
 			putchar(b[i]);
