@@ -85,11 +85,13 @@ rm -f "$out/libllmp.a"
 $ar rcs "$out/libllmp.a" $objs >> "$log" 2>&1 || build_failed="$build_failed (ar)"
 
 # ---- the test programs -----------------------------------------------------
+# -lpthread: mingw-w64's winpthreads supplies clock_gettime, nanosleep and
+# sched_yield, which the page layer uses.
 tests=""
 for src in tests/windows/*_test.c; do
 	exe=$out/$(basename "$src" .c).exe
 	# shellcheck disable=SC2086
-	$cc $cflags -static "$src" -o "$exe" "$out/libllmp.a" > "$exe.log" 2>&1
+	$cc $cflags -static "$src" -o "$exe" "$out/libllmp.a" -lpthread > "$exe.log" 2>&1
 	cat "$exe.log" >> "$log"
 	tests="$tests $exe"
 done

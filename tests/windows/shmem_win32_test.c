@@ -1,96 +1,24 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /*
- * Tests of the win32 shared-memory provider, run under Windows or wine.
- *
- * kselftest_harness.h needs fork(), which Windows lacks, so this program is
- * its own small KTAP runner: "TAP version 13", "1..N", then "ok N name" or
- * "not ok N name" per test, with "# " diagnostics before a failure.  The
- * exit status is 0 only when every test passed.
+ * Tests of the win32 shared-memory provider, run under Windows or wine,
+ * with the KTAP runner of wtest.h.
  *
  * The cross-process tests start this same executable again with the
  * argument "child": the child reads the segment's description from the
  * environment (llmp_shmem_desc_from_env), attaches, checks a checksum and
  * writes back, and reports through its exit status.
  */
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <windows.h>
-
-#include "llmp/shmem.h"
+#include "wtest.h"
 
 #define ENV_NAME "LLMP_WTEST_SHM"
 #define ENV_SUM "LLMP_WTEST_SUM"
 #define ENV_SEED "LLMP_WTEST_SEED"
 #define ENV_QUIET "LLMP_WTEST_QUIET" /* set: the child's failure is expected, say nothing */
 
-#define KiB (1024ULL)
-#define MiB (1024ULL * 1024ULL)
-
 /* Child exit statuses (0 = success). */
 enum { CHILD_OK = 0, CHILD_BAD_ENV = 10, CHILD_NO_PROVIDER, CHILD_ATTACH, CHILD_SIZE, CHILD_SUM };
 
-static char failmsg[512];
-
-static int fail_at(const char *file, int line, const char *fmt, ...)
-{
-	char buf[400];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	snprintf(failmsg, sizeof(failmsg), "%s:%d: %s", file, line, buf);
-	return -1;
-}
-
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond))                                                           \
-			return fail_at(__FILE__, __LINE__, "%s (last error: %s)", #cond,   \
-				       llmp_strerror_last());                          \
-	} while (0)
-
-#define CHECK_EQ(want, got)                                                            \
-	do {                                                                           \
-		long long w_ = (long long)(want), g_ = (long long)(got);               \
-		if (w_ != g_)                                                          \
-			return fail_at(__FILE__, __LINE__, "%s == %s: want %lld, got %lld " \
-				       "(last error: %s)", #want, #got, w_, g_,            \
-				       llmp_strerror_last());                          \
-	} while (0)
-
 /* ---- helpers -------------------------------------------------------------- */
-
-static uint8_t pattern(uint64_t i, uint32_t seed)
-{
-	uint64_t x = (i + 1) * 0x9E3779B97F4A7C15ULL ^ seed;
-
-	return (uint8_t)(x >> 29 ^ x >> 47);
-}
-
-static void fill(uint8_t *p, size_t n, uint32_t seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = pattern(i, seed);
-}
-
-/* FNV-1a, 64 bit. */
-static uint64_t fnv64(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -98,44 +26,6 @@ static bool all_zero(const uint8_t *p, size_t n)
 		if (p[i])
 			return false;
 	return true;
-}
-
-static int set_env(const char *name, const char *val)
-{
-	return _putenv_s(name, val) ? -1 : 0;
-}
-
-/*
- * Run this executable with "child", wait for it, return its exit status
- * (or -1 if it could not be started).
- */
-static long run_child(void)
-{
-	char exe[MAX_PATH], cmd[MAX_PATH + 32];
-	STARTUPINFOA si;
-	PROCESS_INFORMATION pi;
-	DWORD n, code = 0;
-
-	n = GetModuleFileNameA(NULL, exe, sizeof(exe));
-	if (n == 0 || n >= sizeof(exe))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "\"%s\" child", exe);
-	memset(&si, 0, sizeof(si));
-	si.cb = sizeof(si);
-	memset(&pi, 0, sizeof(pi));
-	fflush(stdout);
-	if (!CreateProcessA(exe, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &pi))
-		return -1;
-	if (WaitForSingleObject(pi.hProcess, 120000) != WAIT_OBJECT_0) {
-		TerminateProcess(pi.hProcess, 99);
-		WaitForSingleObject(pi.hProcess, INFINITE);
-		code = 98;
-	} else if (!GetExitCodeProcess(pi.hProcess, &code)) {
-		code = 97;
-	}
-	CloseHandle(pi.hThread);
-	CloseHandle(pi.hProcess);
-	return (long)code;
 }
 
 /* The child side of the cross-process tests. */
@@ -170,9 +60,9 @@ static int child_main(void)
 	buf = llmp_shmem_addr(m);
 	if (n != d.size || llmp_shmem_is_owner(m)) {
 		ret = CHILD_SIZE;
-	} else if (fnv64(buf, n) != want) {
+	} else if (wtest_fnv64(buf, n) != want) {
 		if (!quiet)
-			printf("# child: checksum %016" PRIx64 ", want %016llx\n", fnv64(buf, n),
+			printf("# child: checksum %016" PRIx64 ", want %016llx\n", wtest_fnv64(buf, n),
 			       want);
 		ret = CHILD_SUM;
 	} else {
@@ -200,21 +90,20 @@ static int cross_process(struct llmp_provider *p, size_t size, uint32_t seed)
 
 	CHECK_EQ(0, llmp_shmem_new(p, size, &m));
 	b = llmp_shmem_addr(m);
-	fill(b, size, seed);
-	snprintf(buf, sizeof(buf), "%016" PRIx64, fnv64(b, size));
-	CHECK_EQ(0, set_env(ENV_SUM, buf));
+	wtest_fill(b, size, seed);
+	snprintf(buf, sizeof(buf), "%016" PRIx64, wtest_fnv64(b, size));
+	CHECK_EQ(0, wtest_setenv(ENV_SUM, buf));
 	snprintf(buf, sizeof(buf), "%" PRIu32, seed);
-	CHECK_EQ(0, set_env(ENV_SEED, buf));
+	CHECK_EQ(0, wtest_setenv(ENV_SEED, buf));
 	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), ENV_NAME));
-	code = run_child();
+	code = wtest_run_child("child");
 	if (code != CHILD_OK)
 		llmp_shmem_put(m);
 	CHECK_EQ(CHILD_OK, code);
 	for (size_t i = 0; i < size; i++) {
-		if ((unsigned)b[i] + pattern(i, seed) != 0xffu) { /* b == ~pattern */
+		if ((unsigned)b[i] + wtest_pattern(i, seed) != 0xffu) { /* b == ~pattern */
 			llmp_shmem_put(m);
-			return fail_at(__FILE__, __LINE__, "byte %zu of %zu not written back", i,
-				       size);
+			FAIL("byte %zu of %zu not written back", i, size);
 		}
 	}
 	llmp_shmem_put(m);
@@ -312,7 +201,7 @@ static int t_create_write_read(void)
 	CHECK(llmp_shmem_is_owner(a));
 	pa = llmp_shmem_addr(a);
 	CHECK(all_zero(pa, size));
-	fill(pa, size, 7);
+	wtest_fill(pa, size, 7);
 
 	/* A second view of the same segment sees the bytes, and writes through. */
 	CHECK_EQ(0, llmp_shmem_attach(p, d, &b));
@@ -321,11 +210,11 @@ static int t_create_write_read(void)
 	CHECK(strcmp(llmp_shmem_desc(b)->id, d->id) == 0);
 	pb = llmp_shmem_addr(b);
 	CHECK(pb != pa);
-	CHECK_EQ(fnv64(pa, size), fnv64(pb, size));
+	CHECK_EQ(wtest_fnv64(pa, size), wtest_fnv64(pb, size));
 	pb[size - 1] ^= 0xff;
-	CHECK_EQ((uint8_t)~pattern(size - 1, 7), pa[size - 1]);
+	CHECK_EQ((uint8_t)~wtest_pattern(size - 1, 7), pa[size - 1]);
 	llmp_shmem_put(b);
-	CHECK_EQ(pattern(0, 7), pa[0]);
+	CHECK_EQ(wtest_pattern(0, 7), pa[0]);
 	llmp_shmem_put(a);
 	llmp_provider_free(p);
 	return 0;
@@ -468,19 +357,19 @@ static int t_child_sees_wrong_checksum(void)
 
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	CHECK_EQ(0, llmp_shmem_new(p, 4096, &m));
-	fill(llmp_shmem_addr(m), 4096, 3);
-	CHECK_EQ(0, set_env(ENV_SUM, "0123456789abcdef"));
-	CHECK_EQ(0, set_env(ENV_SEED, "3"));
+	wtest_fill(llmp_shmem_addr(m), 4096, 3);
+	CHECK_EQ(0, wtest_setenv(ENV_SUM, "0123456789abcdef"));
+	CHECK_EQ(0, wtest_setenv(ENV_SEED, "3"));
 	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(m), ENV_NAME));
-	CHECK_EQ(0, set_env(ENV_QUIET, "1"));
-	code = run_child();
+	CHECK_EQ(0, wtest_setenv(ENV_QUIET, "1"));
+	code = wtest_run_child("child");
 	CHECK_EQ(CHILD_SUM, code);
 	/* Nothing written back. */
-	CHECK_EQ(pattern(0, 3), ((uint8_t *)llmp_shmem_addr(m))[0]);
+	CHECK_EQ(wtest_pattern(0, 3), ((uint8_t *)llmp_shmem_addr(m))[0]);
 	llmp_shmem_put(m);
 	/* And a child told about a segment that is gone cannot attach. */
-	CHECK_EQ(CHILD_ATTACH, run_child());
-	CHECK_EQ(0, set_env(ENV_QUIET, "")); /* an empty value removes the variable */
+	CHECK_EQ(CHILD_ATTACH, wtest_run_child("child"));
+	CHECK_EQ(0, wtest_setenv(ENV_QUIET, "")); /* an empty value removes the variable */
 	CHECK(getenv(ENV_QUIET) == NULL);
 	llmp_provider_free(p);
 	return 0;
@@ -505,25 +394,22 @@ static int t_sizes_1B_to_256MiB(void)
 		CHECK_EQ(n, llmp_shmem_desc(m)->size);
 		a = llmp_shmem_addr(m);
 		CHECK(all_zero(a, n));
-		fill(a, n, (uint32_t)n);
+		wtest_fill(a, n, (uint32_t)n);
 		CHECK_EQ(0, llmp_shmem_attach(p, llmp_shmem_desc(m), &v));
 		CHECK_EQ(n, llmp_shmem_size(v));
 		b = llmp_shmem_addr(v);
 		CHECK(a != b);
-		CHECK_EQ(pattern(0, (uint32_t)n), b[0]);
-		CHECK_EQ(pattern(n - 1, (uint32_t)n), b[n - 1]);
-		CHECK_EQ(fnv64(a, n), fnv64(b, n));
+		CHECK_EQ(wtest_pattern(0, (uint32_t)n), b[0]);
+		CHECK_EQ(wtest_pattern(n - 1, (uint32_t)n), b[n - 1]);
+		CHECK_EQ(wtest_fnv64(a, n), wtest_fnv64(b, n));
 		b[n - 1] ^= 0xff; /* and back through the other view */
-		CHECK_EQ(0xff, a[n - 1] ^ pattern(n - 1, (uint32_t)n));
+		CHECK_EQ(0xff, a[n - 1] ^ wtest_pattern(n - 1, (uint32_t)n));
 		llmp_shmem_put(v);
 		llmp_shmem_put(m);
 	}
 	llmp_provider_free(p);
 	return 0;
 }
-
-/* Set by a test that cannot run here; the runner prints "# SKIP <reason>". */
-static char skipmsg[200];
 
 static int t_above_4GiB(void)
 {
@@ -534,14 +420,13 @@ static int t_above_4GiB(void)
 	int ret;
 
 	if (sizeof(size_t) < 8) {
-		snprintf(skipmsg, sizeof(skipmsg), "32-bit process");
+		WTEST_SKIP("32-bit process");
 		return 0;
 	}
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	ret = llmp_shmem_new(p, (size_t)size, &m);
 	if (ret == -ENOMEM) {
-		snprintf(skipmsg, sizeof(skipmsg), "no commit for 4 GiB here: %s",
-			 llmp_strerror_last());
+		WTEST_SKIP("no commit for 4 GiB here: %s", llmp_strerror_last());
 		llmp_provider_free(p);
 		return 0;
 	}
@@ -635,11 +520,11 @@ static int t_segment_lives_until_last_handle(void)
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	CHECK_EQ(0, llmp_shmem_new(p, 8192, &a));
 	d = *llmp_shmem_desc(a);
-	fill(llmp_shmem_addr(a), 8192, 42);
+	wtest_fill(llmp_shmem_addr(a), 8192, 42);
 	CHECK_EQ(0, llmp_shmem_attach(p, &d, &b));
 	llmp_shmem_put(a); /* the creator goes first */
-	fill(want, sizeof(want), 42);
-	CHECK_EQ(fnv64(want, sizeof(want)), fnv64(llmp_shmem_addr(b), 8192));
+	wtest_fill(want, sizeof(want), 42);
+	CHECK_EQ(wtest_fnv64(want, sizeof(want)), wtest_fnv64(llmp_shmem_addr(b), 8192));
 	CHECK_EQ(0, llmp_shmem_attach(p, &d, &c)); /* still there by name */
 	llmp_shmem_put(c);
 	llmp_shmem_put(b);
@@ -753,27 +638,27 @@ static int t_garbage_env_rejected(void)
 {
 	struct llmp_shmem_desc d;
 
-	CHECK_EQ(0, set_env("LLMP_WTEST_G", "llmp_1_2"));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "4096"));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "win32"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G", "llmp_1_2"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "4096"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_KIND", "win32"));
 	CHECK_EQ(0, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
 	CHECK_EQ(LLMP_SHMEM_WIN32, d.kind);
 	CHECK_EQ(4096, d.size);
 	CHECK(strcmp(d.id, "llmp_1_2") == 0);
 
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "12abc"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "12abc"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "-1"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "-1"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "0"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "0"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "99999999999999999999999"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "99999999999999999999999"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_SIZE", "4096"));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "ntfs"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_SIZE", "4096"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_KIND", "ntfs"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G_KIND", "win32"));
-	CHECK_EQ(0, set_env("LLMP_WTEST_G", "llmp_an_id_far_too_long_to_fit"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G_KIND", "win32"));
+	CHECK_EQ(0, wtest_setenv("LLMP_WTEST_G", "llmp_an_id_far_too_long_to_fit"));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("LLMP_WTEST_G", &d));
 	CHECK_EQ(-ENOENT, llmp_shmem_desc_from_env("LLMP_WTEST_UNSET", &d));
 	CHECK_EQ(-EINVAL, llmp_shmem_desc_from_env("", &d));
@@ -782,59 +667,31 @@ static int t_garbage_env_rejected(void)
 
 /* ---- runner ------------------------------------------------------------------ */
 
-struct test {
-	const char *name;
-	int (*fn)(void);
-};
-
-#define T(fn) { #fn + 2, fn }
-static const struct test tests[] = {
-	T(t_provider_new_and_probe),
-	T(t_default_kind_is_win32),
-	T(t_posix_kinds_unavailable),
-	T(t_create_write_read),
-	T(t_id_format),
-	T(t_name_collision_skipped),
-	T(t_env_round_trip),
-	T(t_attach_from_second_process),
-	T(t_second_process_sizes),
-	T(t_child_sees_wrong_checksum),
-	T(t_sizes_1B_to_256MiB),
-	T(t_above_4GiB),
-	T(t_bad_sizes),
-	T(t_1000_segments),
-	T(t_segment_lives_until_last_handle),
-	T(t_attach_unknown_id_fails),
-	T(t_attach_larger_than_segment_refused),
-	T(t_garbage_descriptions_rejected),
-	T(t_garbage_env_rejected),
+static const struct wtest tests[] = {
+	WTEST(t_provider_new_and_probe),
+	WTEST(t_default_kind_is_win32),
+	WTEST(t_posix_kinds_unavailable),
+	WTEST(t_create_write_read),
+	WTEST(t_id_format),
+	WTEST(t_name_collision_skipped),
+	WTEST(t_env_round_trip),
+	WTEST(t_attach_from_second_process),
+	WTEST(t_second_process_sizes),
+	WTEST(t_child_sees_wrong_checksum),
+	WTEST(t_sizes_1B_to_256MiB),
+	WTEST(t_above_4GiB),
+	WTEST(t_bad_sizes),
+	WTEST(t_1000_segments),
+	WTEST(t_segment_lives_until_last_handle),
+	WTEST(t_attach_unknown_id_fails),
+	WTEST(t_attach_larger_than_segment_refused),
+	WTEST(t_garbage_descriptions_rejected),
+	WTEST(t_garbage_env_rejected),
 };
 
 int main(int argc, char **argv)
 {
-	size_t n = sizeof(tests) / sizeof(tests[0]);
-	int failed = 0;
-
 	if (argc > 1 && !strcmp(argv[1], "child"))
 		return child_main();
-
-	setvbuf(stdout, NULL, _IONBF, 0);
-	printf("TAP version 13\n");
-	printf("1..%zu\n", n);
-	for (size_t i = 0; i < n; i++) {
-		failmsg[0] = '\0';
-		skipmsg[0] = '\0';
-		if (tests[i].fn() == 0) {
-			if (skipmsg[0])
-				printf("ok %zu %s # SKIP %s\n", i + 1, tests[i].name, skipmsg);
-			else
-				printf("ok %zu %s\n", i + 1, tests[i].name);
-		} else {
-			printf("# %s\n", failmsg);
-			printf("not ok %zu %s\n", i + 1, tests[i].name);
-			failed++;
-		}
-	}
-	printf("# %zu tests, %d failed\n", n, failed);
-	return failed ? 1 : 0;
+	return wtest_main(tests, sizeof(tests) / sizeof(tests[0]));
 }
