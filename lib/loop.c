@@ -8,7 +8,7 @@
  * (llmp_broker_sleep_word()):
  *
  *   broker                                waker (after a commit)
- *   store word = SLEEPING (seq_cst)       store current_msg_id (release)
+ *   store word = SLEEPING, fence(seq_cst) store current_msg_id (release)
  *   recheck every client page             fence(seq_cst)
  *   wait(word == SLEEPING, fds, nap)      if load(word) == SLEEPING and
  *   store word = AWAKE                       CAS(word, SLEEPING -> AWAKE):
@@ -518,6 +518,8 @@ static int sleep_once(struct llmp_loop *lp)
 		wait_us = (int64_t)timeout * 1000;
 	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
 	atomic_store_explicit((_Atomic uint32_t *)word, SLEEP_SLEEPING, memory_order_seq_cst);
+	/* Orders that store before the loads of current_msg_id in the second look. */
+	atomic_thread_fence(memory_order_seq_cst);
 	ret = llmp_broker_once(lp->b);
 	lp->st.rounds++;
 	if (ret == 0 && !atomic_load_explicit(&lp->stop, memory_order_acquire)) {
