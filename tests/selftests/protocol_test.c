@@ -955,4 +955,96 @@ TEST_F(proto, run_forwards_until_stopped)
 	ASSERT_EQ(0x42u, v.tag);
 }
 
+struct runner {
+	struct llmp_broker *b;
+	int ret;
+};
+
+static void *run_thread(void *arg)
+{
+	struct runner *r = arg;
+
+	r->ret = llmp_broker_run(r->b);
+	return NULL;
+}
+
+TEST_F(proto, broker_thread_and_clients_in_one_process)
+{
+	/*
+	 * The broker runs llmp_broker_run() on its own thread while this
+	 * thread sends 20,000 messages (waiting on back-pressure) and reads
+	 * them back through the broadcast page with the blocking receive.
+	 */
+	struct llmp_client_opts o = copts(SMALL_PAGE, false);
+	struct runner run = { 0 };
+	struct llmp_client *a, *r;
+	struct llmp_msg_view v;
+	uint8_t buf[600];
+	int next = 0, ret;
+	pthread_t t;
+
+	NEED_PROVIDER();
+	o.send_timeout_ms = 5000;
+	o.max_pages_in_flight = 2;
+	ASSERT_EQ(0, new_broker(self, SMALL_PAGE, 0, true, 0));
+	ASSERT_GT(new_client(self, &o, &a), 0);
+	ASSERT_GT(new_client(self, &o, &r), 0);
+	run.b = self->b;
+	ASSERT_EQ(0, pthread_create(&t, NULL, run_thread, &run));
+	for (int i = 0; i < 20000; i++) {
+		size_t len = (size_t)(i * 53) % 600;
+
+		fill(buf, len, (uint64_t)i);
+		ret = llmp_client_send(a, SEQ_TAG(i), 0, buf, len);
+		if (ret < 0)
+			break;
+		/* read as we go, so the reader is never far behind */
+		while (next <= i && llmp_client_recv(r, &v) == 1) {
+			if (v.tag != SEQ_TAG(next) || v.len != (size_t)(next * 53) % 600 ||
+			    check(v.buf, v.len, (uint64_t)next) != -1)
+				break;
+			next++;
+		}
+	}
+	while (next < 20000) {
+		ret = llmp_client_recv_wait(r, &v, 5000);
+		if (ret != 1 || v.tag != SEQ_TAG(next) || check(v.buf, v.len, (uint64_t)next) != -1)
+			break;
+		next++;
+	}
+	llmp_broker_stop(self->b);
+	pthread_join(t, NULL);
+	ASSERT_EQ(20000, next) TH_LOG("stopped at message %d: %s", next, llmp_strerror_last());
+	ASSERT_EQ(0, run.ret);
+	/* run() broadcast EXITING when it stopped. */
+	ASSERT_EQ(-ESHUTDOWN, llmp_client_recv_wait(r, &v, 5000));
+}
+
+TEST_F(proto, client_exit_message_removes_named_client)
+{
+	struct llmp_client_opts o = copts(0, false);
+	struct llmp_client *a, *b2, *r;
+	struct llmp_msg_view v;
+	uint32_t idb;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(0, new_broker(self, 0, 0, false, 0));
+	ASSERT_GT(new_client(self, &o, &a), 0);
+	idb = (uint32_t)new_client(self, &o, &b2);
+	ASSERT_GT(idb, 0u);
+	ASSERT_GT(new_client(self, &o, &r), 0);
+	ASSERT_EQ(3u, llmp_broker_nclients(self->b));
+	/* a says b2 is gone (as LibAFL's restarter does on a client's behalf) */
+	ASSERT_EQ(0, llmp_client_send(a, LLMP_TAG_CLIENT_EXIT, 0, &idb, sizeof(idb)));
+	ASSERT_LE(0, pump(self->b));
+	ASSERT_EQ(2u, llmp_broker_nclients(self->b));
+	/* b2's later messages are no longer forwarded; the protocol message neither */
+	ASSERT_EQ(0, llmp_client_send(b2, 0x55, 0, "late", 4));
+	ASSERT_EQ(0, llmp_client_send(a, 0x56, 0, "a", 1));
+	ASSERT_LE(0, pump(self->b));
+	ASSERT_EQ(1, llmp_client_recv(r, &v));
+	ASSERT_EQ(0x56u, v.tag);
+	ASSERT_EQ(0, llmp_client_recv(r, &v));
+}
+
 TEST_HARNESS_MAIN
