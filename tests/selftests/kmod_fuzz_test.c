@@ -60,14 +60,28 @@ static int allowed(int err)
 
 #define MAXFDS 64
 
-TEST(ioctl_fuzz)
+FIXTURE(fuzz) {
+	int unused;
+};
+
+FIXTURE_SETUP(fuzz)
+{
+}
+
+FIXTURE_TEARDOWN(fuzz)
+{
+}
+
+/* 100k calls take minutes on a KASAN + lockdep kernel under emulation. */
+TEST_F_TIMEOUT(fuzz, ioctl_fuzz, 1200)
 {
 	unsigned char buf[256] __attribute__((aligned(8)));
 	int fds[MAXFDS], nfd = 0, dev, fd0;
 	struct llmp_stats base, s;
 	unsigned long calls = 100000, ok = 0, bad_err = 0;
 	unsigned long errs[160] = { 0 };
-	uint64_t seed;
+	uint64_t seed, t0;
+	struct timespec ts;
 	void *ro;
 
 	dev = open(LLMP_DEVICE_PATH, O_RDWR | O_CLOEXEC);
@@ -83,6 +97,8 @@ TEST(ioctl_fuzz)
 	ASSERT_NE(MAP_FAILED, ro);
 	fd0 = count_fds();
 	ASSERT_GT(fd0, 0);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 
 	for (unsigned long i = 0; i < calls; i++) {
 		uint64_t r = llmp_test_rand(&seed);
@@ -192,6 +208,9 @@ TEST(ioctl_fuzz)
 	}
 	while (nfd)
 		close(fds[--nfd]);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	FIGURE("fuzz: %lu calls in %llu ms\n", calls,
+	       (unsigned long long)((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - t0));
 	FIGURE("fuzz: %lu succeeded; EINVAL %lu, ENOTTY %lu, EFAULT %lu, ENOENT %lu, "
 		       "EBADF %lu, ENOTCONN %lu\n", ok, errs[EINVAL], errs[ENOTTY], errs[EFAULT],
 		       errs[ENOENT], errs[EBADF], errs[ENOTCONN]);
