@@ -305,6 +305,34 @@ static int t_name_collision_skipped(void)
 	return 0;
 }
 
+/* A mapping made the way LibAFL makes it (no namespace prefix) attaches by its id. */
+static int t_libafl_style_mapping_attaches(void)
+{
+	const char *id = "libafl_0123456789ab"; /* libafl_ + 12 hex digits, 19 characters */
+	struct llmp_provider *p;
+	struct llmp_shmem *m;
+	struct llmp_shmem_desc d = mkdesc(id, 65536);
+	HANDLE h;
+	uint8_t *v;
+
+	CHECK_EQ(19, strlen(id));
+	h = CreateFileMappingA(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE, 0, 65536, id);
+	CHECK(h != NULL);
+	v = MapViewOfFile(h, FILE_MAP_ALL_ACCESS, 0, 0, 65536);
+	CHECK(v != NULL);
+	wtest_fill(v, 65536, 19);
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_attach(p, &d, &m));
+	CHECK_EQ(wtest_fnv64(v, 65536), wtest_fnv64(llmp_shmem_addr(m), 65536));
+	((uint8_t *)llmp_shmem_addr(m))[100] ^= 0xff;
+	CHECK_EQ(0xff, v[100] ^ wtest_pattern(100, 19));
+	llmp_shmem_put(m);
+	llmp_provider_free(p);
+	UnmapViewOfFile(v);
+	CloseHandle(h);
+	return 0;
+}
+
 static int t_env_round_trip(void)
 {
 	struct llmp_provider *p;
@@ -674,6 +702,7 @@ static const struct wtest tests[] = {
 	WTEST(t_create_write_read),
 	WTEST(t_id_format),
 	WTEST(t_name_collision_skipped),
+	WTEST(t_libafl_style_mapping_attaches),
 	WTEST(t_env_round_trip),
 	WTEST(t_attach_from_second_process),
 	WTEST(t_second_process_sizes),
