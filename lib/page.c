@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "page.h"
 
@@ -155,6 +158,8 @@ static int sender_push(struct llmp_sender *s, const struct llmp_spage *sp)
 	return 0;
 }
 
+static void spage_release(struct llmp_spage *sp);
+
 /* A new (or reused) page of at least size bytes, initialised for this sender. */
 static int sender_new_page(struct llmp_sender *s, size_t size, struct llmp_spage *out)
 {
@@ -164,8 +169,12 @@ static int sender_new_page(struct llmp_sender *s, size_t size, struct llmp_spage
 	for (unsigned i = 0; i < s->ncache; i++) {
 		struct llmp_spage *c = &s->cache[i];
 
-		if (c->size < size)
+		if (c->size < size) {
+			/* pages only grow: a smaller one would clog the cache */
+			spage_release(c);
+			s->cache[i--] = s->cache[--s->ncache];
 			continue;
+		}
 		/* pairs with the readers' seq_cst joined increment before their magic check */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		/* pairs with the receiver's release increment of left in recv_follow */
@@ -689,10 +698,10 @@ static void recv_use(struct llmp_receiver *r, struct llmp_shmem *shm)
 /* Keep the mapping of a page we left: writers ping-pong between few segments. */
 static void recv_cache_put(struct llmp_receiver *r, struct llmp_shmem *shm)
 {
-	if (r->nrcache == 2) {
+	if (r->nrcache == LLMP_RECV_CACHE) {
 		llmp_shmem_put(r->rcache[0]);
-		r->rcache[0] = r->rcache[1];
-		r->nrcache = 1;
+		memmove(r->rcache, r->rcache + 1, (LLMP_RECV_CACHE - 1) * sizeof(r->rcache[0]));
+		r->nrcache--;
 	}
 	r->rcache[r->nrcache++] = shm;
 }
@@ -701,17 +710,27 @@ static void recv_cache_put(struct llmp_receiver *r, struct llmp_shmem *shm)
 static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_desc *d,
 			      struct llmp_shmem **out)
 {
+	int ret;
+
 	for (unsigned i = 0; i < r->nrcache; i++) {
 		const struct llmp_shmem_desc *c = llmp_shmem_desc(r->rcache[i]);
 
 		if (c->kind == d->kind && c->size == d->size &&
 		    !strncmp(c->id, d->id, LLMP_SHMEM_ID_LEN)) {
 			*out = r->rcache[i];
-			r->rcache[i] = r->rcache[--r->nrcache];
+			memmove(r->rcache + i, r->rcache + i + 1,
+				(r->nrcache - i - 1) * sizeof(r->rcache[0]));
+			r->nrcache--;
 			return 0;
 		}
 	}
-	return llmp_shmem_attach(r->p, d, out);
+	ret = llmp_shmem_attach(r->p, d, out);
+#if defined(__linux__) && defined(MADV_POPULATE_READ)
+	/* one call instead of a fault per 64 KiB: we are about to read it all */
+	if (ret == 0)
+		(void)madvise(llmp_shmem_addr(*out), llmp_shmem_size(*out), MADV_POPULATE_READ);
+#endif
+	return ret;
 }
 
 static bool recv_on_anchor(const struct llmp_receiver *r);

@@ -173,7 +173,8 @@ struct llmp_receiver {
 	bool at_anchor_eop;      /* positioned on the anchor's EOP after a resync */
 	struct llmp_shmem_desc anchor;
 	uint32_t anchor_seq;     /* redirect count of the anchor's EOP we have accounted for */
-	struct llmp_shmem *rcache[2]; /* mappings of pages we left, for reuse */
+#define LLMP_RECV_CACHE 4
+	struct llmp_shmem *rcache[LLMP_RECV_CACHE]; /* mappings of pages we left, oldest first */
 	unsigned nrcache;
 	uint64_t pages_seen;
 	uint64_t stale_count;
