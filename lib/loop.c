@@ -110,6 +110,10 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		return llmp_err(-EINVAL, "loop_new: opts.struct_size not set");
 	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < 0))
 		return llmp_err(-EINVAL, "loop_new: bad options");
+#ifndef LLMP_HAVE_ZLIB
+	if (o && o->b2b_compress)
+		return llmp_err(-EOPNOTSUPP, "loop_new: built without zlib: no B2B compression");
+#endif
 	lp = calloc(1, sizeof(*lp));
 	if (!lp)
 		return llmp_err(-ENOMEM, "loop_new: out of memory");
