@@ -157,7 +157,9 @@ static int served_call(struct served *s, uint16_t op, const void *body, uint32_t
 	}
 	ret = recv_all(s->sock, &h, sizeof(h), &a->fd);
 	if (ret == 0) {
-		if (h.magic != SERVED_MAGIC || h.op != (op | SERVED_OP_REPLY) ||
+		/* SERVED_OP_ERROR: the server refused the connection or our framing. */
+		if (h.magic != SERVED_MAGIC ||
+		    (h.op != (op | SERVED_OP_REPLY) && h.op != SERVED_OP_ERROR) ||
 		    h.length < sizeof(a->r) || h.length > SERVED_MAX_REPLY_BODY)
 			ret = -EBADMSG;
 	}
@@ -169,13 +171,19 @@ static int served_call(struct served *s, uint16_t op, const void *body, uint32_t
 			memcpy(&a->r, rb, sizeof(a->r));
 			memcpy(a->msg, rb + sizeof(a->r), h.length - sizeof(a->r));
 			a->msg[h.length - sizeof(a->r)] = 0;
-			if (a->r.status > 0 || a->r.status < -4095)
+			if (a->r.status > 0 || a->r.status < -4095 ||
+			    (h.op == SERVED_OP_ERROR && a->r.status == 0))
 				ret = -EBADMSG;
 		}
 	}
 	if (ret == 0 && a->r.status < 0 && a->fd >= 0) {
 		close(a->fd);
 		a->fd = -1;
+	}
+	if (ret == 0 && h.op == SERVED_OP_ERROR) {
+		/* The server closes the connection after such a reply. */
+		served_disconnect(s);
+		return llmp_err(a->r.status, "served: the shmem server at %s: %s", s->path, a->msg);
 	}
 	if (ret < 0) {
 		if (a->fd >= 0)

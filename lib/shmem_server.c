@@ -678,6 +678,24 @@ static void client_input(struct srv_state *st, struct srv_client *c)
 	}
 }
 
+/* Tell a new connection why it is refused (best effort), then close it. */
+static void LLMP_PRINTF(3, 4) refuse(int fd, int err, const char *fmt, ...)
+{
+	struct srv_client c = { .fd = fd };
+	struct srv_reply rep;
+	va_list ap;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.fd = -1;
+	rep.r.status = err;
+	va_start(ap, fmt);
+	vsnprintf(rep.msg, sizeof(rep.msg), fmt, ap);
+	va_end(ap);
+	llmp_log(LLMP_LOG_WARN, "shmem server: %s", rep.msg);
+	reply_send(&c, SERVED_OP_ERROR, &rep);
+	close(fd);
+}
+
 static void srv_accept(struct srv_state *st)
 {
 	for (;;) {
@@ -691,10 +709,23 @@ static void srv_accept(struct srv_state *st)
 				llmp_log(LLMP_LOG_WARN, "shmem server: accept: %s", strerror(errno));
 			return;
 		}
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+
+		/* Only our own user (or root) may use our segments. */
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+			refuse(fd, -EACCES, "cannot read the credentials of a new client: %s",
+			       strerror(errno));
+			continue;
+		}
+		if (cred.uid != geteuid() && cred.uid != 0) {
+			refuse(fd, -EACCES, "refusing pid %d: uid %u is neither %u nor root",
+			       (int)cred.pid, (unsigned)cred.uid, (unsigned)geteuid());
+			continue;
+		}
 		if (st->ncls >= SERVED_MAX_CLIENTS) {
-			llmp_log(LLMP_LOG_WARN, "shmem server: %u clients already, refusing one more",
-				 SERVED_MAX_CLIENTS);
-			close(fd);
+			refuse(fd, -EMFILE, "%u clients already, refusing one more",
+			       SERVED_MAX_CLIENTS);
 			continue;
 		}
 		c = calloc(1, sizeof(*c));

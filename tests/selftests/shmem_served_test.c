@@ -1390,6 +1390,39 @@ static int process_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+/* Another user (not root) is refused, with a reason. */
+TEST_F(served, other_users_are_refused)
+{
+	int status;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		SKIP(return, "needs root to become another user");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_provider *p;
+		int ret;
+
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(1);
+		ret = llmp_provider_new_served(self->path, &p);
+		if (ret != -EACCES)
+			_exit(2);
+		if (!strstr(llmp_strerror_last(), "uid 65534"))
+			_exit(3);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	/* Our own user still gets served. */
+	struct llmp_shmem *m;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	llmp_shmem_put(m);
+}
+
 /* A PROCESS server dies with the process that started it. */
 TEST(process_server_dies_with_its_starter)
 {
