@@ -26,13 +26,14 @@ ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
 wine=${WINE:-wine}
 wineserver=${WINESERVER:-wineserver}
 out=${LLMP_WIN_BUILD:-build/win}
-exclude=${LLMP_WIN_EXCLUDE-loop}
+exclude=${LLMP_WIN_EXCLUDE-loop tcp b2b}
 timeout_s=${LLMP_TEST_TIMEOUT:-600}
 
 # Why a file is left out by default (files written for Linux only).
 why_excluded() {
 	case "$1" in
 	loop) echo " (the broker's Linux event loop: io_uring, futex, signalfd, eventfd)" ;;
+	tcp|b2b) echo " (BSD sockets; no Winsock port yet)" ;;
 	*) echo " (LLMP_WIN_EXCLUDE)" ;;
 	esac
 }
