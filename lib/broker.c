@@ -79,6 +79,7 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 		free(b);
 		return ret;
 	}
+	b->out.defer = true;
 	b->p = p;
 	b->next_id = 1;
 	b->exit_after = o.exit_after;
@@ -156,8 +157,9 @@ static bool tag_reserved(uint32_t tag)
 	       tag == LLMP_TAG_END_OF_PAGE || tag == LLMP_TAG_NEW_SHM_CLIENT;
 }
 
-int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
-			uint32_t broker_id, const void *buf, size_t len)
+/* Copy onto the broadcast page; published by the next flush (or every 64th). */
+static int forward_deferred(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
+			    uint32_t broker_id, const void *buf, size_t len)
 {
 	struct llmp_msg *m;
 	int ret;
@@ -176,6 +178,15 @@ int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, ui
 	ret = llmp_sender_commit(&b->out, false);
 	if (ret == 0)
 		b->forwarded++;
+	return ret;
+}
+
+int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
+			uint32_t broker_id, const void *buf, size_t len)
+{
+	int ret = forward_deferred(b, sender, tag, flags, broker_id, buf, len);
+
+	llmp_sender_flush(&b->out);
 	return ret;
 }
 
@@ -248,7 +259,7 @@ static int deliver(struct llmp_broker *b, uint32_t id, const struct llmp_rmsg *m
 			 "tag 0x%08x; dropped", id, tag);
 		return 0;
 	}
-	return llmp_broker_forward(b, m->sender, tag, flags, m->broker, buf, len);
+	return forward_deferred(b, m->sender, tag, flags, m->broker, buf, len);
 }
 
 static void new_shm_client(struct llmp_broker *b, uint32_t from, const struct llmp_rmsg *m,
@@ -330,10 +341,13 @@ static int drain(struct llmp_broker *b, unsigned idx)
 			break;
 		default:
 			ret = deliver(b, id, &m);
-			if (ret < 0)
+			if (ret < 0) {
+				llmp_sender_flush(&b->out);
 				return ret;
+			}
 		}
 	}
+	llmp_sender_flush(&b->out);
 	return handled;
 }
 

@@ -348,8 +348,9 @@ static int sender_eop(struct llmp_sender *s)
 	s->used += LLMP_EOP_MSG_SIZE;
 	s->pg->size_used = s->used;
 	e->message_id = s->cur_id + 1;
-	/* publishes the EOP and the new page's header; pairs with the acquire fence in next() */
+	/* publishes the EOP, any deferred batch and the new page's header; pairs with the acquire fence in next() */
 	__atomic_store_n(&s->pg->current_msg_id, s->cur_id + 1, __ATOMIC_RELEASE);
+	s->unpublished = 0;
 	if (s->mode == LLMP_SENDER_HISTORY && s->npages == 2)
 		s->anchor_eop = e;
 
@@ -578,12 +579,24 @@ int llmp_sender_commit(struct llmp_sender *s, bool overwrite_sender)
 		m->sender = s->id;
 	id = s->cur_id + 1;
 	m->message_id = id;
-	/* publishes the message; pairs with the acquire fence in llmp_receiver_next */
-	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
 	s->cur_id = id;
 	s->last = m;
 	s->pending = NULL;
+	if (s->defer && ++s->unpublished < 64)
+		return 0;
+	s->unpublished = 0;
+	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
+	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
 	return 0;
+}
+
+void llmp_sender_flush(struct llmp_sender *s)
+{
+	if (!s->unpublished)
+		return;
+	s->unpublished = 0;
+	/* publishes the deferred batch; pairs with the acquire fence in llmp_receiver_next */
+	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
 }
 
 int llmp_sender_shrink(struct llmp_sender *s, size_t new_len)

@@ -100,6 +100,8 @@ struct llmp_sender {
 	uint64_t cur_id;         /* mirror of pg->current_msg_id */
 	uint64_t max_alloc;      /* mirror of pg->max_alloc_size */
 	struct llmp_msg *pending; /* allocated, not committed */
+	bool defer;              /* commits publish in batches: see llmp_sender_flush() */
+	unsigned unpublished;    /* committed messages not yet published */
 	struct llmp_msg *last;    /* last committed message on the current page */
 	/* pages[0..npages-1], oldest first; the last is the current one */
 	struct llmp_spage *pages;
@@ -146,6 +148,11 @@ int llmp_sender_alloc(struct llmp_sender *s, size_t len, struct llmp_msg **out);
 int llmp_sender_commit(struct llmp_sender *s, bool overwrite_sender);
 /* Shrink the pending message to new_len (<= its length). */
 int llmp_sender_shrink(struct llmp_sender *s, size_t new_len);
+/*
+ * With s->defer set, commits only assign ids and every 64th publishes;
+ * flush publishes the rest (one release store for the whole batch).
+ */
+void llmp_sender_flush(struct llmp_sender *s);
 void llmp_sender_cancel(struct llmp_sender *s);
 int llmp_sender_send(struct llmp_sender *s, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len);
