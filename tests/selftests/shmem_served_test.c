@@ -1390,6 +1390,30 @@ static int process_alive(pid_t pid)
 	return !(rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X'));
 }
 
+/* stop() in a forked child leaves the parent's server running. */
+TEST_F(served, stop_in_forked_child_leaves_server)
+{
+	struct llmp_shmem *m;
+	int status;
+	pid_t pid;
+
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		llmp_shmem_server_stop(self->srv);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status));
+	ASSERT_EQ(1, server_segments(self->path, NULL));
+	llmp_shmem_put(m);
+	ASSERT_EQ(0, llmp_shmem_new(self->p, 4096, &m));
+	llmp_shmem_put(m);
+	ASSERT_EQ(0, server_segments(self->path, NULL));
+}
+
 /* Another user (not root) is refused, with a reason. */
 TEST_F(served, other_users_are_refused)
 {
