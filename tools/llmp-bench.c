@@ -22,7 +22,8 @@
  *
  * Output, one line per run:
  *   provider=memfd size=64 senders=1 receivers=1 msgs=... msgs_per_s=... MBps=...
- *   lost=0 dup=0 p50_us=... p99_us=... reorder=0 bad=0 broker=run
+ *   lost=0 dup=0 p50_us=... p99_us=... reorder=0 bad=0
+ *   cpu_ns_per_msg=send:...,broker:...,recv:... broker=run
  * msgs_per_s is measured at each receiver from its first to its last message
  * (the slowest receiver is printed).  In throughput mode the latency is
  * sampled (every 64th message below 1 KiB) and is queueing delay under
@@ -39,9 +40,10 @@
  *
  * --wake: one sender, one receiver.  First the broker thread's CPU time
  * over --idle seconds with no traffic (/proc/<pid>/task/<pid>/schedstat),
- * then
- * --count single messages at random gaps of 5..15 ms, each stamped: the
- * one-way latency of a message that finds the broker idle.
+ * then --count single messages at random gaps of 5..15 ms, each stamped:
+ * the one-way latency of a message that finds the broker idle.  The
+ * receiver polls without sleeping, so the figure is the broker's wake-up
+ * plus one forward.
  *
  * Exit status: 0 if every message arrived exactly once, in order, intact.
  */
