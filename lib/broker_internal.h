@@ -41,6 +41,12 @@ uint64_t llmp_broker_forwarded(const struct llmp_broker *b);
 /* Broadcast pages dropped by the history bound so far. */
 uint64_t llmp_broker_pages_dropped(const struct llmp_broker *b);
 
+/*
+ * On a client's own out page, ask the broker to register the page d as a
+ * new client (NEW_SHM_CLIENT), as LibAFL's TCP listener does.
+ */
+int llmp_client_announce(struct llmp_client *c, const struct llmp_shmem_desc *d);
+
 LLMP_HIDDEN_END
 
 #endif /* LLMP_BROKER_INTERNAL_H */

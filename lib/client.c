@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "page.h"
+#include "broker_internal.h"
 
 #if defined(_WIN32)
 static int setenv(const char *name, const char *value, int overwrite)
@@ -228,6 +228,20 @@ int llmp_client_wait_safe(struct llmp_client *c, int timeout_ms)
 		llmp_backoff(&round);
 	}
 	return 0;
+}
+
+int llmp_client_announce(struct llmp_client *c, const struct llmp_shmem_desc *d)
+{
+	struct llmp_page_info info;
+
+	if (!c || !d)
+		return llmp_err(-EINVAL, "client announce: NULL argument");
+	if (!memchr(d->id, 0, sizeof(d->id)))
+		return llmp_err(-EINVAL, "client announce: id not terminated");
+	memset(&info, 0, sizeof(info));
+	info.map_size = d->size;
+	memcpy(info.id, d->id, sizeof(info.id));
+	return llmp_sender_send(&c->out, LLMP_TAG_NEW_SHM_CLIENT, 0, &info, sizeof(info));
 }
 
 /* ---- restart: environment ----------------------------------------------- */

@@ -478,7 +478,7 @@ int llmp_sender_attach(struct llmp_sender *s, struct llmp_provider *p,
 			llmp_shmem_put(sp.shm);
 			continue;
 		}
-		if (end + LLMP_EOP_MSG_SIZE > sp.size) {
+		if (end - LLMP_PAGE_HEADER_LEN + LLMP_EOP_MSG_SIZE > sp.pg->size_total) {
 			ret = llmp_err(-EBADMSG, "reattach: page has no room left for its EOP");
 			goto fail_put;
 		}
