@@ -200,7 +200,11 @@ static int run_sender(struct ctl *ctl, enum llmp_shmem_kind kind, const struct l
 	for (uint64_t seq = 0; seq < ctl->per_sender; seq++) {
 		size_t len = msg_len(s, seq, ctl->page);
 
-		while (sum_sent(ctl) - min_recv(ctl) > WINDOW) {
+		for (;;) {
+			uint64_t sent = sum_sent(ctl), seen = min_recv(ctl);
+
+			if (sent <= seen || sent - seen <= WINDOW)
+				break;
 			if (atomic_load(&ctl->stop))
 				return 13;
 			usleep(100);
@@ -393,14 +397,6 @@ static uint64_t env_u64(const char *name, uint64_t def)
 	v = strtoull(s, &end, 0);
 	return *end ? def : v;
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define LLMP_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LLMP_ASAN 1
-#endif
-#endif
 
 TEST_F_TIMEOUT(stress, four_senders_two_receivers, 600)
 {
