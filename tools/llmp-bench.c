@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -995,8 +996,11 @@ int main(int argc, char **argv)
 		}
 		fflush(NULL);
 		llmp_provider_pre_fork(p);
-		pid_t pid = fork();
+		pid_t parent = getpid(), pid = fork();
 		if (pid == 0) {
+			/* never outlive the broker: no orphan left spinning */
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+				_exit(1);
 			llmp_provider_post_fork(p, true);
 			close(sv[0]);
 			r = rx ? receiver_main(p, &bcast, sv[1], i)
@@ -1045,7 +1049,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	const uint64_t bcpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
-	int lr = r ? 0 : broker_loop(b, &w);
+	int lr = 0;
+	if (r)
+		flag_set(&w.run_over); /* no loop to stop: let the waiter finish */
+	else
+		lr = broker_loop(b, &w);
 	const uint64_t broker_cpu = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - bcpu0;
 	if (lr) {
 		fprintf(stderr, "llmp-bench: broker loop: %s (%s)\n", strerror(-lr),

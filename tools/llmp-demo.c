@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -514,8 +515,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		llmp_provider_pre_fork(p);
-		pid_t pid = fork();
+		pid_t parent = getpid(), pid = fork();
 		if (pid == 0) {
+			/* never outlive the broker: no orphan left spinning */
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+				_exit(1);
 			llmp_provider_post_fork(p, true);
 			close(sv[0]);
 			_exit(client_main(p, &bcast, sv[1], i) ? 1 : 0);
