@@ -557,7 +557,9 @@ int llmp_sender_alloc(struct llmp_sender *s, size_t len, struct llmp_msg **out)
 		m->buf_len_padded = padded;
 		m->tag = LLMP_TAG_UNINITIALIZED;
 		s->used += need;
-		s->pg->size_used = s->used;
+		if (!s->defer)
+			/* a deferring writer updates it when it publishes (same cache line) */
+			s->pg->size_used = s->used;
 		MSG_AT(slot, need)->tag = LLMP_TAG_UNSET;
 		s->pending = m;
 		*out = m;
@@ -585,6 +587,7 @@ int llmp_sender_commit(struct llmp_sender *s, bool overwrite_sender)
 	if (s->defer && ++s->unpublished < 64)
 		return 0;
 	s->unpublished = 0;
+	s->pg->size_used = s->used;
 	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
 	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
 	return 0;
@@ -595,6 +598,7 @@ void llmp_sender_flush(struct llmp_sender *s)
 	if (!s->unpublished)
 		return;
 	s->unpublished = 0;
+	s->pg->size_used = s->used;
 	/* publishes the deferred batch; pairs with the acquire fence in llmp_receiver_next */
 	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
 }
