@@ -320,7 +320,7 @@ int llmp_client_to_env(const struct llmp_client *c, const char *name)
 	ret = llmp_shmem_desc_to_env(llmp_receiver_desc(&c->in), key);
 	if (ret < 0)
 		return ret;
-	has = c->in.last_off != 0 && !c->in.at_anchor_eop;
+	has = c->in.last_off != 0;
 	off = has ? c->in.last_off - LLMP_PAGE_HEADER_LEN : 0;
 	ret = env_set_u64(name, "_RECEIVER_OFFSET", has, off);
 	if (ret < 0)

@@ -709,7 +709,6 @@ static void recv_use(struct llmp_receiver *r, struct llmp_shmem *shm)
 	r->cached_cur = 0;
 	r->next_off = LLMP_PAGE_HEADER_LEN;
 	r->last_off = 0;
-	r->at_anchor_eop = false;
 }
 
 /* Keep the mapping of a page we left: writers ping-pong between few segments. */
@@ -751,7 +750,7 @@ static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_d
 }
 
 static bool recv_on_anchor(const struct llmp_receiver *r);
-static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim);
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev);
 
 int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		       const struct llmp_shmem_desc *d, bool has_last, uint64_t last_off,
@@ -804,7 +803,8 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 	if (anchor) {
 		if (recv_on_anchor(r)) {
 			/* redirects made before we joined are no loss for us */
-			struct llmp_msg *e = find_eop(r->pg, r->map_size);
+			size_t prev;
+			struct llmp_msg *e = find_eop(r->pg, r->map_size, &prev);
 
 			if (e)
 				/* pairs with the release store of the seq in sender_redirect_anchor */
@@ -839,9 +839,11 @@ static bool recv_on_anchor(const struct llmp_receiver *r)
 }
 
 /* The committed END_OF_PAGE record of a page, or NULL (page not full yet). */
-static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim)
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev)
 {
 	size_t off = LLMP_PAGE_HEADER_LEN;
+
+	*prev = 0;
 	/* pairs with the release store that committed the records we walk over */
 	uint64_t cur = __atomic_load_n(&pg->current_msg_id, __ATOMIC_ACQUIRE);
 
@@ -856,6 +858,7 @@ static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim)
 			return NULL;
 		if (m->tag == LLMP_TAG_END_OF_PAGE)
 			return m;
+		*prev = off;
 		off += LLMP_MSG_HEADER_LEN + m->buf_len_padded;
 	}
 	return NULL;
@@ -870,7 +873,7 @@ static int recv_stale(struct llmp_receiver *r)
 	struct llmp_shmem *shm;
 	const struct llmp_page *pg;
 	struct llmp_msg *e;
-	size_t off, lim;
+	size_t off, lim, prev;
 	int ret;
 
 	ret = recv_map(r, &r->anchor, &shm);
@@ -880,11 +883,12 @@ static int recv_stale(struct llmp_receiver *r)
 	}
 	pg = llmp_shmem_addr(shm);
 	lim = llmp_shmem_size(shm);
-	e = find_eop(pg, lim);
+	e = find_eop(pg, lim, &prev);
 	if (e) {
 		llmp_shmem_put(r->shm);
 		recv_use(r, shm);
 		off = (size_t)((char *)e - r->base);
+		r->last_off = prev; /* a restart from here continues at the EOP too */
 		r->last_id = e->message_id - 1;
 		/* pairs with the release store of current_msg_id that committed e */
 		r->cached_cur = __atomic_load_n(&r->pg->current_msg_id, __ATOMIC_ACQUIRE);

@@ -177,7 +177,6 @@ struct llmp_receiver {
 	size_t last_off;         /* page offset of the last message read (0: none) */
 	int sticky;              /* -ESHUTDOWN after EXITING, or a fatal error */
 	bool has_anchor;         /* stale receivers resume through the anchor's EOP */
-	bool at_anchor_eop;      /* positioned on the anchor's EOP after a resync */
 	struct llmp_shmem_desc anchor;
 	uint32_t anchor_seq;     /* redirect count of the anchor's EOP we have accounted for */
 #define LLMP_RECV_CACHE 4
