@@ -150,11 +150,16 @@ static int served_call(struct served *s, uint16_t op, const void *body, uint32_t
 	if (len)
 		memcpy(req + sizeof(h), body, len);
 	ret = send_all(s->sock, req, sizeof(h) + len);
-	if (ret < 0) {
+	if (ret < 0 && ret != -EPIPE && ret != -ECONNRESET) {
 		served_disconnect(s);
 		return llmp_err(ret, "served: sending to the shmem server at %s: %s", s->path,
 				strerror(-ret));
 	}
+	/*
+	 * The server hung up: it may have said why first (a refusal), and
+	 * that reply is still queued for us.  Reading cannot block: the peer
+	 * is closed.
+	 */
 	ret = recv_all(s->sock, &h, sizeof(h), &a->fd);
 	if (ret == 0) {
 		/* SERVED_OP_ERROR: the server refused the connection or our framing. */
