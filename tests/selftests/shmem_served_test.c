@@ -1352,7 +1352,7 @@ TEST(fork_hold_expires)
 	pid_t pid;
 
 	snprintf(path, sizeof(path), "@llmp-served-test-hold-%d", (int)getpid());
-	setenv("LLMP_SHMEM_SERVER_HOLD_MS", "200", 1);
+	setenv("LLMP_SHMEM_SERVER_HOLD_MS", "1500", 1);
 	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &srv));
 	unsetenv("LLMP_SHMEM_SERVER_HOLD_MS");
 	ASSERT_EQ(0, llmp_provider_new_served(path, &p));
