@@ -166,23 +166,27 @@ static int sender_new_page(struct llmp_sender *s, size_t size, struct llmp_spage
 	struct llmp_shmem *shm;
 	int ret;
 
-	for (unsigned i = 0; i < s->ncache; i++) {
-		struct llmp_spage *c = &s->cache[i];
+	/* newest first: the page retired last is the likeliest still in the caches */
+	for (unsigned i = s->ncache; i-- > 0;) {
+		struct llmp_spage c = s->cache[i];
+		bool fits = c.size >= size;
 
-		if (c->size < size) {
+		if (fits) {
+			/* pairs with the readers' seq_cst joined increment before their magic check */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			/* pairs with the receiver's release increment of left in recv_follow */
+			if (__atomic_load_n(&c.pg->receivers_left, __ATOMIC_ACQUIRE) <
+			    __atomic_load_n(&c.pg->receivers_joined, __ATOMIC_ACQUIRE))
+				continue; /* a reader is still counted on it */
+		}
+		memmove(s->cache + i, s->cache + i + 1, (s->ncache - i - 1) * sizeof(c));
+		s->ncache--;
+		if (!fits) {
 			/* pages only grow: a smaller one would clog the cache */
-			spage_release(c);
-			s->cache[i--] = s->cache[--s->ncache];
+			spage_release(&c);
 			continue;
 		}
-		/* pairs with the readers' seq_cst joined increment before their magic check */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		/* pairs with the receiver's release increment of left in recv_follow */
-		if (__atomic_load_n(&c->pg->receivers_left, __ATOMIC_ACQUIRE) <
-		    __atomic_load_n(&c->pg->receivers_joined, __ATOMIC_ACQUIRE))
-			continue;
-		*out = *c;
-		s->cache[i] = s->cache[--s->ncache];
+		*out = c;
 		return llmp_page_init(out->pg, out->size, s->id);
 	}
 	ret = llmp_shmem_new(s->p, size, &shm);
