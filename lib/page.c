@@ -174,7 +174,8 @@ static int sender_new_page(struct llmp_sender *s, size_t size, struct llmp_spage
 		if (fits) {
 			/* pairs with the readers' seq_cst joined increment before their magic check */
 			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-			/* pairs with the receiver's release increment of left in recv_follow */
+			/* left pairs with the readers' release increment when they move on,
+			 * joined with their seq_cst increment in recv_follow */
 			if (__atomic_load_n(&c.pg->receivers_left, __ATOMIC_ACQUIRE) <
 			    __atomic_load_n(&c.pg->receivers_joined, __ATOMIC_ACQUIRE))
 				continue; /* a reader is still counted on it */
@@ -938,6 +939,7 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	eop_load_info(m, &info);
 	/* pairs with the release fence before the payload rewrite in sender_redirect_anchor */
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	/* the seq again: unchanged means the words above were not being rewritten */
 	if (__atomic_load_n(&m->broker, __ATOMIC_RELAXED) != s1)
 		return 0;
 	if (info.map_size < LLMP_PAGE_MIN_SIZE || info.map_size > LLMP_SHMEM_MAX_SIZE ||
