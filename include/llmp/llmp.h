@@ -67,7 +67,8 @@ struct llmp_client_opts {
 	uint32_t struct_size;       /* sizeof(struct llmp_client_opts) */
 	size_t page_size;           /* first out-page size; 0: LLMP_INITIAL_PAGE_SIZE */
 	unsigned max_pages_in_flight; /* out pages not yet mapped by the broker; 0: 4 */
-	int send_timeout_ms;        /* how long a send waits for the broker: -1 forever, 0 never (-EAGAIN) */
+	int send_timeout_ms;        /* how long a send waits for the broker: -1 forever, 0 never (-EAGAIN);
+				     * opts == NULL: 10000 */
 	bool skip_own;              /* recv skips messages this client sent */
 };
 
@@ -91,7 +92,11 @@ int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf);
 int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size_t len);
 void llmp_client_cancel(struct llmp_client *c);
 
-/* Non-blocking: 1 got one, 0 none, -ESHUTDOWN broker exited, <0 error. */
+/*
+ * Non-blocking: 1 got one, 0 none, -ESHUTDOWN broker exited (sticky),
+ * -ESTALE this client fell behind the broker's kept history (returned once;
+ * the next call continues at the oldest kept page), other <0: error.
+ */
 int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
 /* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms);
@@ -106,7 +111,11 @@ int llmp_client_wait_safe(struct llmp_client *c, int timeout_ms);
 int llmp_client_to_env(const struct llmp_client *c, const char *name);
 int llmp_client_from_env(struct llmp_provider *p, const char *name,
 			 const struct llmp_client_opts *opts, struct llmp_client **out);
-/* Send EXITING on the out page and free the client (pages stay for the broker). */
+/*
+ * Send EXITING on the out page and free the client.  If a broker had
+ * registered the client, first wait (up to 1 s, or send_timeout_ms if
+ * shorter) until it mapped the current out page.
+ */
 void llmp_client_free(struct llmp_client *c);
 
 /* ---- broker -------------------------------------------------------------- */
@@ -144,7 +153,11 @@ int llmp_broker_add_hook(struct llmp_broker *b, llmp_hook_fn fn, void *ctx);
 /* Broadcast a message of the broker's own (sender id 0). */
 int llmp_broker_send(struct llmp_broker *b, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len);
-/* One pass over all clients: >0 messages forwarded, 0 idle, <0 error. */
+/*
+ * One pass over all clients: >0 messages handled, 0 idle, <0 error of the
+ * broker itself.  A client whose page is corrupt is dropped (and logged);
+ * the pass goes on with the others.
+ */
 int llmp_broker_once(struct llmp_broker *b);
 /* Loop until llmp_broker_stop() or exit_after; sleeps when idle. */
 int llmp_broker_run(struct llmp_broker *b);
