@@ -143,6 +143,8 @@ build_initramfs() {	# build_initramfs NAME KO -> $vmdir/initramfs-NAME.cpio.gz
 	for t in "$static"/selftests/*_test ${LLMP_VM_EXTRA_TESTS:-}; do
 		[ -x "$t" ] && cp "$t" "$root/tests/"
 	done
+	# Captured LibAFL bytes (compat_test looks for vectors/ next to itself).
+	[ -d "$top/tests/selftests/vectors" ] && cp -a "$top/tests/selftests/vectors" "$root/tests/"
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' \
 		> "$root/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
