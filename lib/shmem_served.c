@@ -11,10 +11,13 @@
  * every reference this process held.
  *
  * Fork: a child must not talk over its parent's connection, so it opens its
- * own and re-registers (ATTACH by id) every segment it still maps.  That
- * happens in llmp_provider_post_fork(p, true), or at the child's first
- * request if it did not call it.  pre_fork takes the provider's lock so no
- * other thread is in the middle of a request when the process forks.
+ * own.  pre_fork takes the provider's lock (no other thread is in the
+ * middle of a request when the process forks) and asks the server for a
+ * fork hold, a copy of our references; the child's post_fork connects and
+ * adopts the hold, so it holds every segment it inherited even if the
+ * parent released them meanwhile.  Without a hold (no pre_fork, or it
+ * expired) the child re-registers its segments with ATTACH by id, at
+ * post_fork or at its first request.
  */
 #include "internal.h"
 
