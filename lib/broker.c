@@ -341,6 +341,11 @@ static int drain(struct llmp_broker *b, unsigned idx)
 			break;
 		default:
 			ret = deliver(b, id, &m);
+			if (ret == -EMSGSIZE) {
+				llmp_log(LLMP_LOG_WARN, "broker: a %zu-byte message of client %u "
+					 "is too large to forward; dropped", m.len, id);
+				continue;
+			}
 			if (ret < 0) {
 				llmp_sender_flush(&b->out);
 				return ret;
