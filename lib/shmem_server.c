@@ -16,6 +16,10 @@
  * and the connection stays.  A client that does not read its replies (the
  * socket buffer fills) is dropped.
  *
+ * Only clients of the server's own user (or root) are served.  Fork holds
+ * (HOLD/ADOPT) carry a client's references across its fork until the child
+ * connects, and expire if it never does.
+ *
  * The loop runs in a thread of the caller (THREAD) or in a forked child
  * process (PROCESS).  The wire format is in served_proto.h.
  */
