@@ -1103,7 +1103,9 @@ int main(int argc, char **argv)
 	if (w.bad_exits && !r)
 		r = -ECHILD;
 	const char *kname = llmp_shmem_kind_name(llmp_provider_kind(p));
-	char bname[32];
+	char bname[32], tuning[80] = "";
+	if (o.page_size || o.history != DEFAULT_HISTORY)
+		snprintf(tuning, sizeof(tuning), " page_size=%zu history=%zu", o.page_size, o.history);
 	if (w.lp)
 		snprintf(bname, sizeof(bname), "loop-%s", llmp_loop_backend_name(w.lp));
 	else
@@ -1121,13 +1123,13 @@ int main(int argc, char **argv)
 		printf("provider=%s size=%zu senders=%u receivers=%u msgs=%" PRIu64
 		       " msgs_per_s=%.0f MBps=%.1f lost=%" PRIu64 " dup=%" PRIu64
 		       " p50_us=%.1f p99_us=%.1f reorder=%" PRIu64 " bad=%" PRIu64
-		       " cpu_ns_per_msg=send:%.0f,broker:%.0f,recv:%.0f broker=%s%s%s\n",
+		       " cpu_ns_per_msg=send:%.0f,broker:%.0f,recv:%.0f broker=%s%s%s%s\n",
 		       kname, o.size, o.senders, o.receivers, msgs, rate,
 		       rate * (double)o.size / 1e6, lost, dup, hist_pct(hist, 50),
 		       hist_pct(hist, 99), reorder, bad, per_msg(tx_cpu, sent),
 		       per_msg(broker_cpu, sent), per_msg(sh->rx[0].cpu_ns, sh->rx[0].got),
 		       bname,
-		       o.copy ? " copy=1" : "", o.rate > 0 ? " paced=1" : "");
+		       o.copy ? " copy=1" : "", o.rate > 0 ? " paced=1" : "", tuning);
 	}
 	fflush(stdout);
 	if (!r && (lost || dup || reorder || bad || !sent))
