@@ -1047,4 +1047,88 @@ TEST_F(proto, client_exit_message_removes_named_client)
 	ASSERT_EQ(0, llmp_client_recv(r, &v));
 }
 
+TEST_F(proto, fit_rule_at_the_page_boundary)
+{
+	/*
+	 * A message fits while size_used + 40 + padded + 128 <= size_total.
+	 * On a fresh 4 KiB page that is 3,880 bytes exactly; one byte more
+	 * moves the message to a new page (the first page then holds only the
+	 * END_OF_PAGE record).
+	 */
+	struct llmp_client_opts o = copts(SMALL_PAGE, false);
+	struct llmp_shmem_desc od;
+	struct llmp_shmem *m1 = NULL, *m2 = NULL;
+	struct llmp_client *a, *b2, *r;
+	struct llmp_msg_view v;
+	static uint8_t buf[3881];
+	const char *pg;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(0, new_broker(self, SMALL_PAGE, 0, false, 0));
+	ASSERT_GT(new_client(self, &o, &a), 0);
+	ASSERT_GT(new_client(self, &o, &b2), 0);
+	ASSERT_GT(new_client(self, &o, &r), 0);
+	fill(buf, sizeof(buf), 9);
+
+	ASSERT_EQ(0, llmp_client_out_desc(a, &od));
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &od, &m1));
+	pg = llmp_shmem_addr(m1);
+	ASSERT_EQ(0, llmp_client_send(a, 1, 0, buf, 3880));
+	ASSERT_EQ(1u, hdr64(pg, 16));
+	ASSERT_EQ(3920u, hdr64(pg, 32)); /* stayed on the first page, 128 B left for the EOP */
+	ASSERT_EQ(SMALL_PAGE - 48u, hdr64(pg, 24));
+
+	ASSERT_EQ(0, llmp_client_out_desc(b2, &od));
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &od, &m2));
+	pg = llmp_shmem_addr(m2);
+	ASSERT_EQ(0, send_pumped(self->b, b2, 2, 0, buf, 3881));
+	ASSERT_EQ(1u, hdr64(pg, 16)); /* only the END_OF_PAGE record */
+	ASSERT_EQ(LLMP_TAG_END_OF_PAGE, hdr32(pg, 48));
+	ASSERT_EQ(128u, hdr64(pg, 32));
+	ASSERT_EQ(32u, hdr64(pg, 48 + 24));
+	ASSERT_EQ(32u, hdr64(pg, 48 + 32));
+	/* the next page: 2 x max_alloc (40 + 3944) + 128 + 48 -> 8 KiB (power of two) */
+	ASSERT_EQ(8192u, hdr64(pg, 48 + 40));
+	ASSERT_EQ(40u + 3944u, hdr64(pg, 40)); /* max_alloc_size counts the message that did not fit */
+
+	ASSERT_LE(0, pump(self->b));
+	ASSERT_EQ(1, llmp_client_recv(r, &v));
+	ASSERT_EQ(3880u, v.len);
+	ASSERT_EQ(-1, check(v.buf, v.len, 9));
+	ASSERT_EQ(1, llmp_client_recv(r, &v));
+	ASSERT_EQ(3881u, v.len);
+	ASSERT_EQ(-1, check(v.buf, v.len, 9));
+	llmp_shmem_put(m1);
+	llmp_shmem_put(m2);
+}
+
+TEST_F(proto, wait_safe_and_bad_options)
+{
+	struct llmp_client_opts o = copts(0, false);
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 100 };
+	struct llmp_shmem_desc bd, od;
+	struct llmp_client *c = NULL;
+	struct llmp_broker *b2 = NULL;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(-EINVAL, llmp_broker_new(self->p, &bo, &b2));
+	ASSERT_EQ(NULL, b2);
+	ASSERT_EQ(0, new_broker(self, 0, 0, false, 0));
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+	o.page_size = 100; /* below the smallest page */
+	ASSERT_EQ(-EINVAL, llmp_client_new(self->p, &bd, &o, &c));
+	o.page_size = 0;
+	o.send_timeout_ms = -2;
+	ASSERT_EQ(-EINVAL, llmp_client_new(self->p, &bd, &o, &c));
+	o.send_timeout_ms = 0;
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &c));
+	self->c[self->nc++] = c;
+	/* not registered: the broker has not mapped the out page */
+	ASSERT_EQ(-ETIMEDOUT, llmp_client_wait_safe(c, 0));
+	ASSERT_EQ(-ETIMEDOUT, llmp_client_wait_safe(c, 50));
+	ASSERT_EQ(0, llmp_client_out_desc(c, &od));
+	ASSERT_LT(0, llmp_broker_add_client(self->b, &od));
+	ASSERT_EQ(0, llmp_client_wait_safe(c, 0));
+}
+
 TEST_HARNESS_MAIN
