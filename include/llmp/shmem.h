@@ -139,7 +139,11 @@ struct llmp_shmem_server; /* opaque */
 /* Start a server on socket_path (NULL: default path). -EADDRINUSE if one runs there. */
 int llmp_shmem_server_start(const char *socket_path, enum llmp_shmem_server_mode mode,
 			    struct llmp_shmem_server **out);
-/* Stop it, free every segment it still holds, remove its socket. */
+/*
+ * Stop it, free every segment it still holds, remove its socket.  Call it in
+ * the process that started the server; in a forked child it only closes that
+ * child's copies and the server keeps running.
+ */
 void llmp_shmem_server_stop(struct llmp_shmem_server *s);
 
 #ifdef __cplusplus
