@@ -137,6 +137,7 @@ static void sender_use_page(struct llmp_sender *s, const struct llmp_spage *sp)
 	s->pg = sp->pg;
 	s->map_size = sp->size;
 	s->used = sp->pg->size_used;
+	s->total = sp->pg->size_total;
 	/* our own page: only this sender stores current_msg_id */
 	s->cur_id = __atomic_load_n(&sp->pg->current_msg_id, __ATOMIC_RELAXED);
 	s->last = NULL;
@@ -548,7 +549,7 @@ int llmp_sender_alloc(struct llmp_sender *s, size_t len, struct llmp_msg **out)
 			s->max_alloc = need;
 			s->pg->max_alloc_size = need;
 		}
-		if (LLMP_UNLIKELY(s->used + need + LLMP_EOP_MSG_SIZE > s->pg->size_total)) {
+		if (LLMP_UNLIKELY(s->used + need + LLMP_EOP_MSG_SIZE > s->total)) {
 			int ret = sender_eop(s);
 
 			if (ret < 0)

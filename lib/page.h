@@ -97,6 +97,7 @@ struct llmp_sender {
 	struct llmp_page *pg;
 	size_t map_size;
 	uint64_t used;           /* mirror of pg->size_used */
+	uint64_t total;          /* copy of pg->size_total */
 	uint64_t cur_id;         /* mirror of pg->current_msg_id */
 	uint64_t max_alloc;      /* mirror of pg->max_alloc_size */
 	struct llmp_msg *pending; /* allocated, not committed */
