@@ -438,4 +438,58 @@ TEST_F(compat, broker_forwards_captured_client_page)
 	ASSERT_EQ(0, diff_bytes(_metadata, "client page after", pg, self->client4, 1024, 0, 0, 0));
 }
 
+TEST_F(compat, broadcast_eop_page_matches)
+{
+	/*
+	 * The broker forwards the 6,000-message run: its first broadcast page
+	 * ends exactly like the client page LibAFL wrote, apart from the
+	 * writer's id (the page's sender_id and the END_OF_PAGE record's sender
+	 * are the broker's, 0, where the client page has 1), the joined count
+	 * (a client reading the broker's first page does not count itself, as
+	 * in LibAFL) and the next segment's id.  Message headers keep sender 1.
+	 */
+	struct llmp_shmem_desc bd, od;
+	struct llmp_client *c, *rx;
+	struct llmp_msg_view v;
+	uint8_t head[64], tail[1024], p100[100];
+	const uint8_t *pg;
+	int r, n = 0;
+
+	NEED_PROVIDER();
+	payload100(p100);
+	ASSERT_EQ(0, llmp_broker_new(self->p, &bdefault, &self->b)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &bd, &self->m[0]));
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &nowait, &self->c[0]));
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &nowait, &self->c[1]));
+	c = self->c[0];
+	rx = self->c[1];
+	ASSERT_EQ(0, llmp_client_out_desc(c, &od));
+	ASSERT_EQ(1, llmp_broker_add_client(self->b, &od));
+	llmp_client_set_id(c, 1);
+	for (int i = 0; i < 6000; i++) {
+		while ((r = llmp_client_send(c, TAG_A, 0, p100, 100)) == -EAGAIN)
+			ASSERT_LE(0, llmp_broker_once(self->b));
+		ASSERT_EQ(0, r) TH_LOG("send %d: %s", i, llmp_strerror_last());
+	}
+	ASSERT_LE(0, pump(self->b)) TH_LOG("%s", llmp_strerror_last());
+	while ((r = llmp_client_recv(rx, &v)) == 1) {
+		ASSERT_EQ(1u, v.sender);
+		ASSERT_EQ(0, memcmp(v.buf, p100, 100));
+		n++;
+	}
+	ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(6000, n);
+
+	pg = llmp_shmem_addr(self->m[0]);
+	memcpy(head, self->eop_head, 64);
+	memcpy(tail, self->eop_tail, 1024);
+	head[8] = 0;      /* page sender_id: the broker */
+	head[12] = 0;     /* joined: nobody counts itself on the broker's first page */
+	tail[0x304] = 0;  /* END_OF_PAGE sender: the broker */
+	ASSERT_EQ(0, diff_bytes(_metadata, "broadcast eop head", pg, head, 64, 0, 0, 0));
+	ASSERT_EQ(0, diff_bytes(_metadata, "broadcast eop tail", pg + PAGE1M - 1024, tail, 1024,
+				PAGE1M - 1024, EOP_ID_OFF, EOP_ID_OFF + 20));
+}
+
 TEST_HARNESS_MAIN
