@@ -666,6 +666,9 @@ static enum llmp_hook_verdict hook_rewrite(void *ctx, struct llmp_broker *b, uin
 	} else if (*tag == 0xA2) {
 		/* Shorter, in place semantics: keep 2 bytes. */
 		*len = 2;
+	} else if (*tag == 0xA3) {
+		/* A hook may not turn a message into protocol control data. */
+		*tag = LLMP_TAG_END_OF_PAGE;
 	}
 	return LLMP_HOOK_FORWARD;
 }
@@ -692,10 +695,11 @@ TEST_F(proto, hooks_drop_and_rewrite)
 	ASSERT_EQ(0, llmp_client_send(a, 0xB0, 0x4, "keep", 4));
 	ASSERT_EQ(0, llmp_client_send(a, 0xA2, 0, "shorten", 7));
 	ASSERT_EQ(0, llmp_client_send(a, 0xD0, 0, "drop me too", 11));
+	ASSERT_EQ(0, llmp_client_send(a, 0xA3, 0, "bad rewrite", 11));
 	ASSERT_LE(0, pump(self->b));
-	ASSERT_EQ(5, h1.calls);
+	ASSERT_EQ(6, h1.calls);
 	ASSERT_EQ((uint32_t)ida, h1.last_client);
-	ASSERT_EQ(3, h2.calls) TH_LOG("a DROP must end the chain");
+	ASSERT_EQ(4, h2.calls) TH_LOG("a DROP must end the chain");
 
 	ASSERT_EQ(1, llmp_client_recv(r, &v));
 	ASSERT_EQ(0xA1u, v.tag);
@@ -713,6 +717,12 @@ TEST_F(proto, hooks_drop_and_rewrite)
 	ASSERT_EQ(2u, v.len);
 	ASSERT_EQ(0, memcmp(v.buf, "sh", 2));
 	ASSERT_EQ(0, llmp_client_recv(r, &v)) TH_LOG("a dropped message was forwarded");
+	/* The broadcast is intact after the refused rewrite. */
+	ASSERT_EQ(0, llmp_client_send(a, 0xB1, 0, "after", 5));
+	ASSERT_LE(0, pump(self->b));
+	ASSERT_EQ(1, llmp_client_recv(r, &v));
+	ASSERT_EQ(0xB1u, v.tag);
+	ASSERT_EQ(0, llmp_client_recv(r, &v));
 }
 
 TEST_F(proto, broker_send)
