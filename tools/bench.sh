@@ -138,6 +138,15 @@ for s in $sizes; do
 	[ $rc -eq 0 ] || { echo "# FAILED: tuned size=$s (exit $rc)"; failed=1; }
 done
 
+echo "# one-way latency at 10 k msgs/s, 64 B, every message stamped (peers.md's latency column);"
+echo "# the receiver waits in llmp_client_recv_wait, so its own naps count too"
+for mode in run loop; do
+	line=$("$bench" --provider memfd --size 64 --rate 10000 --duration "$secs" --broker "$mode")
+	rc=$?
+	echo "$line"
+	[ $rc -eq 0 ] || { echo "# FAILED: paced broker=$mode (exit $rc)"; failed=1; }
+done
+
 echo "# broker idle CPU (its thread, 2 s without traffic) and wake-up latency: one message"
 echo "# every 5-15 ms, sender to receiver (the receiver polls).  run: llmp_broker_run;"
 echo "# loop: the event loop (llmp_loop_run); poll1ms: llmp_broker_once + fixed 1 ms sleep"
