@@ -262,33 +262,17 @@ static int send_good(FIXTURE_DATA(corrupt) *self, int n)
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 
-static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(corrupt) *self,
-		     enum garbage g)
+/*
+ * Write garbage of kind g into the slot at page offset off of a page of
+ * size bytes, as the next message (id 2) of sender: own is a real segment
+ * of 64 KiB, zero a zero-filled one.
+ */
+static void write_garbage(uint8_t *slot, size_t size, size_t off, enum garbage g, uint32_t sender,
+			  const struct llmp_shmem_desc *own, const struct llmp_shmem_desc *zero)
 {
-	uint8_t *pg, *slot;
-	size_t size, off;
-	uint64_t used, cur;
-	int st;
-
-	if (!self->p)
-		return;
-	/* Before: both clients forward normally. */
-	ASSERT_EQ(0, llmp_client_send(self->bad, TAG_BAD, 0, "bad-1", 5));
-	ASSERT_EQ(0, send_good(self, 10));
-	ASSERT_EQ(0, drain(_metadata, self, 1));
-
-	/* The garbage, in the slot after the bad client's last message. */
-	pg = llmp_shmem_addr(self->m);
-	size = llmp_shmem_size(self->m);
-	memcpy(&used, pg + 32, 8);
-	memcpy(&cur, pg + 16, 8);
-	ASSERT_EQ(1u, cur);
-	off = LLMP_PAGE_HEADER_LEN + used;
-	ASSERT_LT(off + 256, size);
-	slot = pg + off;
 	memset(slot, 0, 256);
 	put32(slot + 0, 0x61u);
-	put32(slot + 4, self->id_bad);
+	put32(slot + 4, sender);
 	put64(slot + 16, 2);
 	put64(slot + 24, 8);
 	put64(slot + 32, 24);
@@ -329,13 +313,8 @@ static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(corrupt) *s
 	case G_EOP_HUGE_SIZE:
 	case G_EOP_TINY_SIZE:
 	case G_EOP_NOT_A_PAGE: {
-		const struct llmp_shmem_desc *d = llmp_shmem_desc(self->m);
-
-		if (g == G_EOP_NOT_A_PAGE) {
-			/* a real segment of the right size, but all zero: no page magic */
-			ASSERT_EQ(0, llmp_shmem_new(self->p, 65536, &self->zero));
-			d = llmp_shmem_desc(self->zero);
-		}
+		/* a real segment of the right size, but all zero: no page magic */
+		const struct llmp_shmem_desc *d = g == G_EOP_NOT_A_PAGE ? zero : own;
 
 		put32(slot, LLMP_TAG_END_OF_PAGE);
 		put64(slot + 24, 32);
@@ -361,6 +340,36 @@ static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(corrupt) *s
 		break;
 	}
 	}
+}
+
+static void run_case(struct __test_metadata *_metadata, FIXTURE_DATA(corrupt) *self,
+		     enum garbage g)
+{
+	uint8_t *pg, *slot;
+	size_t size, off;
+	uint64_t used, cur;
+	int st;
+
+	if (!self->p)
+		return;
+	/* Before: both clients forward normally. */
+	ASSERT_EQ(0, llmp_client_send(self->bad, TAG_BAD, 0, "bad-1", 5));
+	ASSERT_EQ(0, send_good(self, 10));
+	ASSERT_EQ(0, drain(_metadata, self, 1));
+
+	/* The garbage, in the slot after the bad client's last message. */
+	pg = llmp_shmem_addr(self->m);
+	size = llmp_shmem_size(self->m);
+	memcpy(&used, pg + 32, 8);
+	memcpy(&cur, pg + 16, 8);
+	ASSERT_EQ(1u, cur);
+	off = LLMP_PAGE_HEADER_LEN + used;
+	ASSERT_LT(off + 256, size);
+	slot = pg + off;
+	if (g == G_EOP_NOT_A_PAGE)
+		ASSERT_EQ(0, llmp_shmem_new(self->p, 65536, &self->zero));
+	write_garbage(slot, size, off, g, self->id_bad, llmp_shmem_desc(self->m),
+		      self->zero ? llmp_shmem_desc(self->zero) : NULL);
 	/* Publish it as the writer would: pairs with the broker's acquire fence. */
 	__atomic_store_n((uint64_t *)(pg + 16), 2, __ATOMIC_RELEASE);
 
@@ -400,5 +409,91 @@ TEST_F(corrupt, eop_no_such_segment) { run_case(_metadata, self, G_EOP_NO_SUCH_S
 TEST_F(corrupt, eop_huge_map_size) { run_case(_metadata, self, G_EOP_HUGE_SIZE); }
 TEST_F(corrupt, eop_tiny_map_size) { run_case(_metadata, self, G_EOP_TINY_SIZE); }
 TEST_F(corrupt, eop_names_a_non_page) { run_case(_metadata, self, G_EOP_NOT_A_PAGE); }
+
+/* ---- the receiving side: a client reading a corrupt broadcast page ------- */
+
+static void page_header(uint8_t *pg, size_t size, uint64_t cur, uint64_t used)
+{
+	uint64_t magic = LLMP_PAGE_MAGIC;
+
+	memset(pg, 0, 48);
+	put64(pg, magic);
+	put64(pg + 16, cur);
+	put64(pg + 24, size - 48);
+	put64(pg + 32, used);
+	put64(pg + 40, 128);
+}
+
+TEST(client_reading_garbage_gets_an_error)
+{
+	/*
+	 * The broadcast chain a client reads: page A holds an END_OF_PAGE to
+	 * page B; B holds one good message, then the garbage.  The client
+	 * gets the good message, then an error, the same error again (it stays
+	 * stopped), and never reads outside its mappings.
+	 */
+	static const enum llmp_shmem_kind kinds[] = { LLMP_SHMEM_MEMFD, LLMP_SHMEM_SYSV,
+						      LLMP_SHMEM_POSIX };
+	int tested = 0;
+
+	for (unsigned k = 0; k < 3; k++) {
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0,
+					      .page_size = 4096 };
+		struct llmp_provider *p;
+
+		if (llmp_provider_new(kinds[k], &p) < 0)
+			continue;
+		for (int g = G_UNSET; g <= G_EOP_NOT_A_PAGE; g++) {
+			struct llmp_shmem *a, *b, *z;
+			struct llmp_client *c;
+			struct llmp_msg_view v;
+			uint8_t *pa, *pb;
+			int r1, r2;
+
+			ASSERT_EQ(0, llmp_shmem_new(p, 65536, &a));
+			ASSERT_EQ(0, llmp_shmem_new(p, 65536, &b));
+			ASSERT_EQ(0, llmp_shmem_new(p, 65536, &z));
+			pa = llmp_shmem_addr(a);
+			pb = llmp_shmem_addr(b);
+			/* A: one END_OF_PAGE record naming B */
+			page_header(pa, 65536, 1, 128);
+			put32(pa + 48, LLMP_TAG_END_OF_PAGE);
+			put64(pa + 48 + 16, 1);
+			put64(pa + 48 + 24, 32);
+			put64(pa + 48 + 32, 32);
+			put64(pa + 48 + 40, 65536);
+			memcpy(pa + 48 + 48, llmp_shmem_desc(b)->id, LLMP_SHMEM_ID_LEN);
+			/* B: "hello", then the garbage as message 2 */
+			page_header(pb, 65536, 2, 80 + 128);
+			put32(pb + 48, 0x61);
+			put64(pb + 48 + 16, 1);
+			put64(pb + 48 + 24, 5);
+			put64(pb + 48 + 32, 40);
+			memcpy(pb + 48 + 40, "hello", 5);
+			write_garbage(pb + 128, 65536, 128, (enum garbage)g, 0, llmp_shmem_desc(b),
+				      llmp_shmem_desc(z));
+
+			ASSERT_EQ(0, llmp_client_new(p, llmp_shmem_desc(a), &o, &c))
+				TH_LOG("%s", llmp_strerror_last());
+			ASSERT_EQ(1, llmp_client_recv(c, &v)) TH_LOG("%s", llmp_strerror_last());
+			ASSERT_EQ(5u, v.len);
+			ASSERT_EQ(0, memcmp(v.buf, "hello", 5));
+			r1 = llmp_client_recv(c, &v);
+			ASSERT_GT(0, r1) TH_LOG("%s garbage %d: recv %d", llmp_shmem_kind_name(kinds[k]),
+						g, r1);
+			ASSERT_NE(-ESHUTDOWN, r1);
+			r2 = llmp_client_recv_wait(c, &v, 10);
+			ASSERT_EQ(r1, r2) TH_LOG("garbage %d: the error did not stick", g);
+			llmp_client_free(c);
+			llmp_shmem_put(z);
+			llmp_shmem_put(b);
+			llmp_shmem_put(a);
+			tested++;
+		}
+		llmp_provider_free(p);
+	}
+	if (!tested)
+		SKIP(return, "no provider available here");
+}
 
 TEST_HARNESS_MAIN
