@@ -496,4 +496,57 @@ TEST(client_reading_garbage_gets_an_error)
 		SKIP(return, "no provider available here");
 }
 
+TEST(client_on_first_page_eop_to_missing_segment)
+{
+	/*
+	 * The first broadcast page (the one a client is given) ends with an
+	 * END_OF_PAGE naming a segment that does not exist, e.g. because the
+	 * broker died and its memfd pages went with it.  The client must get
+	 * an error, not "nothing yet" forever.
+	 */
+	static const enum llmp_shmem_kind kinds[] = { LLMP_SHMEM_MEMFD, LLMP_SHMEM_SYSV,
+						      LLMP_SHMEM_POSIX };
+	int tested = 0;
+
+	for (unsigned k = 0; k < 3; k++) {
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0,
+					      .page_size = 4096 };
+		const char *none = kinds[k] == LLMP_SHMEM_MEMFD ? "m1:999:0" :
+				   kinds[k] == LLMP_SHMEM_POSIX ? "/llmp_no_such_seg" : "2147480001";
+		struct llmp_provider *p;
+		struct llmp_shmem *a;
+		struct llmp_client *c;
+		struct llmp_msg_view v;
+		char why[256];
+		uint8_t *pa;
+		int r;
+
+		if (llmp_provider_new(kinds[k], &p) < 0)
+			continue;
+		ASSERT_EQ(0, llmp_shmem_new(p, 65536, &a));
+		pa = llmp_shmem_addr(a);
+		page_header(pa, 65536, 1, 128);
+		put32(pa + 48, LLMP_TAG_END_OF_PAGE);
+		put64(pa + 48 + 16, 1);
+		put64(pa + 48 + 24, 32);
+		put64(pa + 48 + 32, 32);
+		put64(pa + 48 + 40, 65536);
+		memcpy(pa + 48 + 48, none, strlen(none));
+		ASSERT_EQ(0, llmp_client_new(p, llmp_shmem_desc(a), &o, &c));
+		r = llmp_client_recv_wait(c, &v, 300);
+		snprintf(why, sizeof(why), "%s", llmp_strerror_last());
+		llmp_client_free(c);
+		llmp_shmem_put(a);
+		llmp_provider_free(p);
+		ASSERT_GT(0, r) TH_LOG("%s: recv returned %d (\"nothing yet\") for an END_OF_PAGE on the "
+				       "first broadcast page naming a missing segment (%s); the page "
+				       "layer retries that case forever (recv_follow: "
+				       "recv_on_anchor -> return 0)", llmp_shmem_kind_name(kinds[k]),
+				       r, why);
+		tested++;
+	}
+	if (!tested)
+		SKIP(return, "no provider available here");
+}
+
 TEST_HARNESS_MAIN
