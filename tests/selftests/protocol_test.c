@@ -1000,7 +1000,7 @@ TEST_F(proto, broker_thread_and_clients_in_one_process)
 	pthread_t t;
 
 	NEED_PROVIDER();
-	o.send_timeout_ms = 5000;
+	o.send_timeout_ms = 20000;
 	o.max_pages_in_flight = 2;
 	ASSERT_EQ(0, new_broker(self, SMALL_PAGE, 0, true, 0));
 	ASSERT_GT(new_client(self, &o, &a), 0);
