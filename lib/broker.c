@@ -95,6 +95,22 @@ int llmp_broker_broadcast_desc(const struct llmp_broker *b, struct llmp_shmem_de
 	return 0;
 }
 
+/* Is d one of our own broadcast pages?  (A client must not make us read them.) */
+static bool own_page(const struct llmp_broker *b, const struct llmp_shmem_desc *d)
+{
+	const struct llmp_sender *o = &b->out;
+
+	for (unsigned i = 0; i < o->npages + o->ncache; i++) {
+		const struct llmp_shmem *m = i < o->npages ? o->pages[i].shm :
+					     o->cache[i - o->npages].shm;
+		const struct llmp_shmem_desc *od = llmp_shmem_desc(m);
+
+		if (od->kind == d->kind && !strncmp(od->id, d->id, LLMP_SHMEM_ID_LEN))
+			return true;
+	}
+	return false;
+}
+
 int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d)
 {
 	struct bclient *c;
@@ -104,6 +120,8 @@ int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_des
 		return llmp_err(-EINVAL, "broker add client: NULL argument");
 	if (b->next_id > INT32_MAX)
 		return llmp_err(-EOVERFLOW, "broker: client ids exhausted");
+	if (own_page(b, d))
+		return llmp_err(-EINVAL, "broker: page %.20s is one of the broker's own", d->id);
 	if (b->n == b->cap) {
 		unsigned ncap = b->cap ? b->cap * 2 : 16;
 		struct bclient *nc = realloc(b->clients, ncap * sizeof(*nc));
@@ -298,11 +316,17 @@ static int drain(struct llmp_broker *b, unsigned idx)
 		struct bclient *c = &b->clients[idx];
 		struct llmp_rmsg m;
 		uint32_t id = c->id, xid;
+		uint64_t seen;
 		int ret;
 
 		if (c->gone)
 			break;
+		seen = c->r.pages_seen;
 		ret = llmp_receiver_next(&c->r, &m);
+		if (LLMP_UNLIKELY(c->r.pages_seen != seen) && ret >= 0 &&
+		    own_page(b, llmp_receiver_desc(&c->r)))
+			ret = llmp_err(-EBADMSG, "client %u: END_OF_PAGE leads into the broker's "
+				       "own pages", id);
 		if (ret == 0)
 			break;
 		if (ret < 0) {
