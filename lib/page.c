@@ -978,15 +978,18 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 		return 0;
 	}
 	if (ret < 0) {
-		if (recv_on_anchor(r))
-			return 0; /* the redirect target is being dropped: retry */
+		/*
+		 * The broker re-points the anchor before it releases a page, and
+		 * the seq did not move: the named segment is really missing.
+		 */
 		r->sticky = ret;
 		return ret;
 	}
 	ret = llmp_page_check(llmp_shmem_addr(shm), llmp_shmem_size(shm));
 	if (ret < 0) {
 		recv_unjoin(npg, shm);
-		if (ret == -ESTALE && recv_on_anchor(r))
+		/* pairs with the release store of the seq: dropped since we checked? retry */
+		if (ret == -ESTALE && __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1)
 			return 0;
 		if (ret == -ESTALE && r->has_anchor)
 			return recv_stale(r);
