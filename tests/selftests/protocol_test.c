@@ -1145,6 +1145,9 @@ TEST_F(proto, wait_safe_and_bad_options)
 	ASSERT_EQ(0, llmp_client_out_desc(c, &od));
 	ASSERT_LT(0, llmp_broker_add_client(self->b, &od));
 	ASSERT_EQ(0, llmp_client_wait_safe(c, 0));
+	/* The broker's own broadcast page is no client page (it would feed itself). */
+	ASSERT_GT(0, llmp_broker_add_client(self->b, &bd));
+	ASSERT_EQ(1u, llmp_broker_nclients(self->b));
 }
 
 TEST_HARNESS_MAIN
