@@ -471,10 +471,15 @@ int llmp_sender_attach(struct llmp_sender *s, struct llmp_provider *p,
 			llmp_log(LLMP_LOG_WARN, "sender reattach: saved offset %llu is past the last "
 				 "committed message; continuing after message %llu",
 				 (unsigned long long)last_off, (unsigned long long)cur_id);
-		if (last && MSG_AT(sp.pg, last)->tag == LLMP_TAG_END_OF_PAGE && hops < 16) {
+		if (last && MSG_AT(sp.pg, last)->tag == LLMP_TAG_END_OF_PAGE) {
 			/* the previous run chained a page after saving: continue there */
 			struct llmp_page_info info;
 
+			if (hops >= 16) {
+				ret = llmp_err(-ELOOP, "reattach: more than 16 pages chained "
+					       "after the saved one");
+				goto fail_put;
+			}
 			eop_load_info(MSG_AT(sp.pg, last), &info);
 			memset(&cur, 0, sizeof(cur));
 			cur.kind = d->kind;
