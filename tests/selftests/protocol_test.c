@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
@@ -1148,6 +1150,69 @@ TEST_F(proto, wait_safe_and_bad_options)
 	/* The broker's own broadcast page is no client page (it would feed itself). */
 	ASSERT_GT(0, llmp_broker_add_client(self->b, &bd));
 	ASSERT_EQ(1u, llmp_broker_nclients(self->b));
+}
+
+TEST_F(proto, broker_process_exit_reaches_client_process)
+{
+	/*
+	 * The broker lives in another process: it forwards one message, then
+	 * llmp_broker_free() broadcasts EXITING and the process exits.  The
+	 * client here reads the message, then -ESHUTDOWN from the blocking
+	 * receive.
+	 */
+	struct llmp_client_opts o = copts(0, false);
+	struct llmp_shmem_desc bd;
+	struct llmp_msg_view v;
+	int pfd[2], gfd[2], st;
+	pid_t pid;
+
+	NEED_PROVIDER();
+	ASSERT_EQ(0, pipe(pfd));
+	ASSERT_EQ(0, pipe(gfd));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
+		struct llmp_provider *p;
+		struct llmp_broker *b;
+		struct llmp_shmem_desc d;
+		int code = 0;
+		char c;
+
+		close(pfd[0]);
+		close(gfd[1]);
+		if (llmp_provider_new(variant->kind, &p) < 0 || llmp_broker_new(p, &bo, &b) < 0 ||
+		    llmp_broker_broadcast_desc(b, &d) < 0)
+			_exit(1);
+		if (write(pfd[1], &d, sizeof(d)) != sizeof(d))
+			_exit(2);
+		/* wait until the parent has attached, then one message and goodbye */
+		if (read(gfd[0], &c, 1) != 1)
+			code = 3;
+		else if (llmp_broker_send(b, 0x5E, 0, "from afar", 9) < 0)
+			code = 4;
+		llmp_broker_free(b);
+		llmp_provider_free(p);
+		_exit(code);
+	}
+	close(pfd[1]);
+	close(gfd[0]);
+	ASSERT_EQ((ssize_t)sizeof(bd), read(pfd[0], &bd, sizeof(bd)));
+	close(pfd[0]);
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &self->c[self->nc]))
+		TH_LOG("%s", llmp_strerror_last());
+	self->nc++;
+	ASSERT_EQ(1, write(gfd[1], "g", 1));
+	close(gfd[1]);
+	ASSERT_EQ(1, llmp_client_recv_wait(self->c[0], &v, 10000)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(LLMP_BROKER_CLIENT_ID, v.sender);
+	ASSERT_EQ(0x5Eu, v.tag);
+	ASSERT_EQ(0, memcmp(v.buf, "from afar", 9));
+	ASSERT_EQ(-ESHUTDOWN, llmp_client_recv_wait(self->c[0], &v, 10000))
+		TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
 }
 
 TEST_HARNESS_MAIN
