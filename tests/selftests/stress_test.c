@@ -8,10 +8,11 @@
  * the rest of the payload; the receivers check that nothing is lost,
  * duplicated, reordered, truncated or corrupted.
  *
- * The memfd variant runs the full count; the sysv variant a tenth of it
- * (LLMP_STRESS_SYSV_MSGS overrides), because every page switch costs a
- * shmget/shmat pair per process and System V segments count against the
- * machine-wide kernel.shmmni limit that concurrent runs share.
+ * The memfd variant runs the full count; the sysv and posix variants a
+ * tenth of it (LLMP_STRESS_SYSV_MSGS / LLMP_STRESS_POSIX_MSGS override):
+ * they exercise the same code with another provider, every page switch
+ * costs a create/attach per process, and System V segments count against
+ * the machine-wide kernel.shmmni limit that concurrent runs share.
  *
  * The senders stay within a window of bytes ahead of the slower receiver
  * (shared counters, set well below the broker's broadcast history), so a
@@ -354,6 +355,8 @@ FIXTURE_VARIANT_ADD(stress, memfd) { .kind = LLMP_SHMEM_MEMFD, .divisor = 1,
 				     .count_env = "LLMP_STRESS_MSGS" };
 FIXTURE_VARIANT_ADD(stress, sysv) { .kind = LLMP_SHMEM_SYSV, .divisor = 10,
 				    .count_env = "LLMP_STRESS_SYSV_MSGS" };
+FIXTURE_VARIANT_ADD(stress, posix) { .kind = LLMP_SHMEM_POSIX, .divisor = 10,
+				     .count_env = "LLMP_STRESS_POSIX_MSGS" };
 
 FIXTURE_SETUP(stress)
 {
