@@ -62,8 +62,10 @@
 #define FUTEX2_U32 0x02
 /* user_data of the ring's requests */
 #define UD_FUTEX 1
-#define UD_FD 2
+#define UD_DYN (1ull << 32) /* + index: TCP peers and links, armed for one wait, then cancelled */
 #define UD_CANCEL 3
+#define UD_STATIC 16  /* + slot: 0 eventfd, 1 signalfd, 2.. listening sockets: stay armed */
+#define NSTATIC (2 + MAX_LISTENERS)
 
 struct llmp_loop {
 	struct llmp_broker *b;
@@ -83,6 +85,10 @@ struct llmp_loop {
 #ifdef LLMP_HAVE_LIBURING
 	struct io_uring ring;
 	bool futex_op;
+	bool futex_armed;
+	bool armed[NSTATIC];
+	bool *dyn_live;     /* per UD_DYN index: armed, no completion yet */
+	unsigned dyn_cap;
 #endif
 	struct pollfd *pfd;
 	unsigned pfd_cap;
@@ -325,6 +331,9 @@ void llmp_loop_free(struct llmp_loop *lp)
 		pthread_sigmask(SIG_SETMASK, &lp->oldmask, NULL);
 	close(lp->evfd);
 	free(lp->pfd);
+#ifdef LLMP_HAVE_LIBURING
+	free(lp->dyn_live);
+#endif
 	free(lp);
 }
 
@@ -355,6 +364,19 @@ static int collect_fds(struct llmp_loop *lp)
 		n += llmp_tcp_fill_pollfds(lp->tcp[i], lp->pfd + n, lp->pfd_cap - n);
 	return (int)n;
 }
+
+#ifdef LLMP_HAVE_LIBURING
+/* The peers of listener t (not its listening socket) into lp->pfd; returns the count. */
+static unsigned collect_peer_fds(struct llmp_loop *lp, unsigned t)
+{
+	unsigned n = llmp_tcp_fill_pollfds(lp->tcp[t], lp->pfd, lp->pfd_cap);
+
+	if (n <= 1)
+		return 0;
+	memmove(lp->pfd, lp->pfd + 1, (n - 1) * sizeof(*lp->pfd));
+	return n - 1;
+}
+#endif
 
 /* Milliseconds until the next timer (stats, TCP deadlines); -1 for none. */
 static int next_timeout(struct llmp_loop *lp, int64_t now)
@@ -446,62 +468,124 @@ static struct io_uring_sqe *get_sqe(struct io_uring *ring)
 	return sqe;
 }
 
+/* Account for one completion. */
+static void uring_seen(struct llmp_loop *lp, struct io_uring_cqe *cqe, unsigned *dyn,
+		       const unsigned *dyn_n, unsigned *cancels)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+
+	if (ud == UD_FUTEX) {
+		lp->futex_armed = false;
+		if (cqe->res == 0)
+			lp->st.wakeups++;
+	} else if (ud >= UD_DYN && ud - UD_DYN < *dyn_n && lp->dyn_live[ud - UD_DYN]) {
+		lp->dyn_live[ud - UD_DYN] = false;
+		(*dyn)--;
+	} else if (ud == UD_CANCEL) {
+		(*cancels)--;
+	} else if (ud >= UD_STATIC && ud < UD_STATIC + NSTATIC) {
+		lp->armed[ud - UD_STATIC] = false;
+	}
+	io_uring_cqe_seen(&lp->ring, cqe);
+}
+
 /*
  * One io_uring wait covering every fd, the futex word (kernels with
- * IORING_OP_FUTEX_WAIT) and wait_us; then cancel what is still armed and
- * reap every completion, so no request outlives this call.
+ * IORING_OP_FUTEX_WAIT) and wait_us.  The loop's own fds (eventfd,
+ * signalfd, listening sockets) and the futex stay armed from one sleep to
+ * the next, so an idle sleep costs one system call; TCP peers and links
+ * come and go, so theirs are armed for this wait and cancelled after it.
  */
 static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 {
 	struct __kernel_timespec ts = { wait_us / 1000000, (wait_us % 1000000) * 1000 };
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
-	unsigned inflight = 0;
-	int n, ret, err = 0;
+	unsigned dyn = 0, dyn_n = 0, cancels = 0, prepped = 0;
+	int fds[NSTATIC];
+	int ret, err = 0;
 
-	n = collect_fds(lp);
-	if (n < 0)
-		return n;
-	for (int i = 0; i < n; i++) {
-		sqe = get_sqe(&lp->ring);
-		if (!sqe)
-			break;
-		io_uring_prep_poll_add(sqe, lp->pfd[i].fd, (unsigned)lp->pfd[i].events);
-		io_uring_sqe_set_data64(sqe, UD_FD);
-		inflight++;
+	/* Makes lp->pfd large enough for every fd. */
+	ret = collect_fds(lp);
+	if (ret < 0)
+		return ret;
+	if ((unsigned)ret > lp->dyn_cap) {
+		bool *d = realloc(lp->dyn_live, (size_t)ret * sizeof(*d));
+
+		if (!d)
+			return llmp_err(-ENOMEM, "loop: out of memory");
+		lp->dyn_live = d;
+		lp->dyn_cap = (unsigned)ret;
 	}
-	if (word && lp->futex_op && (sqe = get_sqe(&lp->ring))) {
+	fds[0] = lp->evfd;
+	fds[1] = lp->sigfd;
+	for (unsigned i = 0; i < MAX_LISTENERS; i++)
+		fds[2 + i] = i < lp->ntcp ? llmp_tcp_listen_fd(lp->tcp[i]) : -1;
+	for (unsigned i = 0; i < NSTATIC; i++) {
+		if (fds[i] < 0 || lp->armed[i] || !(sqe = get_sqe(&lp->ring)))
+			continue;
+		io_uring_prep_poll_add(sqe, fds[i], POLLIN);
+		io_uring_sqe_set_data64(sqe, UD_STATIC + i);
+		lp->armed[i] = true;
+		prepped++;
+	}
+	if (word && lp->futex_op && !lp->futex_armed && (sqe = get_sqe(&lp->ring))) {
 		/* Completes when a waker flips the word and calls FUTEX_WAKE on it. */
 		io_uring_prep_rw(OP_FUTEX_WAIT, sqe, FUTEX2_U32, word, 0, SLEEP_SLEEPING);
 		sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
 		io_uring_sqe_set_data64(sqe, UD_FUTEX);
-		inflight++;
+		lp->futex_armed = true;
+		prepped++;
 	}
-	ret = io_uring_submit(&lp->ring);
-	if (ret < 0)
-		err = llmp_err(ret, "loop: io_uring_submit");
-	else {
-		ret = io_uring_wait_cqe_timeout(&lp->ring, &cqe, &ts);
-		if (ret < 0 && ret != -ETIME && ret != -EINTR)
-			err = llmp_err(ret, "loop: io_uring_wait_cqe");
+	/* Peers and links. */
+	for (unsigned t = 0; t < lp->ntcp + 1; t++) {
+		unsigned n;
+
+		if (t < lp->ntcp) {
+			n = collect_peer_fds(lp, t);
+		} else {
+			n = 0;
+			for (unsigned i = 0; i < lp->nlinks && i < lp->pfd_cap; i++)
+				llmp_b2b_link_pollfd(lp->links[i], &lp->pfd[n++]);
+		}
+		for (unsigned i = 0; i < n && dyn_n < lp->dyn_cap; i++) {
+			sqe = get_sqe(&lp->ring);
+			if (!sqe)
+				break;
+			io_uring_prep_poll_add(sqe, lp->pfd[i].fd, (unsigned)lp->pfd[i].events);
+			io_uring_sqe_set_data64(sqe, UD_DYN + dyn_n);
+			lp->dyn_live[dyn_n++] = true;
+			dyn++;
+			prepped++;
+		}
 	}
-	sqe = get_sqe(&lp->ring);
-	if (sqe) {
-		io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+	if (prepped) {
+		ret = io_uring_submit(&lp->ring);
+		if (ret < 0)
+			return llmp_err(ret, "loop: io_uring_submit");
+	}
+	ret = io_uring_wait_cqe_timeout(&lp->ring, &cqe, &ts);
+	if (ret < 0 && ret != -ETIME && ret != -EINTR)
+		err = llmp_err(ret, "loop: io_uring_wait_cqe");
+	while (io_uring_peek_cqe(&lp->ring, &cqe) == 0)
+		uring_seen(lp, cqe, &dyn, &dyn_n, &cancels);
+	/* Cancel the peers' and links' polls still armed, each by its own user_data. */
+	for (unsigned i = 0; i < dyn_n; i++) {
+		if (!lp->dyn_live[i] || !(sqe = get_sqe(&lp->ring)))
+			continue;
+		io_uring_prep_cancel64(sqe, UD_DYN + i, 0);
 		io_uring_sqe_set_data64(sqe, UD_CANCEL);
-		inflight++;
-		io_uring_submit(&lp->ring);
+		cancels++;
 	}
-	while (inflight) {
+	if (cancels)
+		io_uring_submit(&lp->ring);
+	while (dyn || cancels) {
 		ret = io_uring_wait_cqe(&lp->ring, &cqe);
 		if (ret == -EINTR)
 			continue;
 		if (ret < 0)
 			return llmp_err(ret, "loop: io_uring_wait_cqe (reap)");
-		if (io_uring_cqe_get_data64(cqe) == UD_FUTEX && cqe->res == 0)
-			lp->st.wakeups++;
-		io_uring_cqe_seen(&lp->ring, cqe);
-		inflight--;
+		uring_seen(lp, cqe, &dyn, &dyn_n, &cancels);
 	}
 	return err;
 }

@@ -493,6 +493,11 @@ int llmp_tcp_listener_service(struct llmp_tcp_listener *l)
 	return served;
 }
 
+int llmp_tcp_listen_fd(const struct llmp_tcp_listener *l)
+{
+	return l->fd;
+}
+
 unsigned llmp_tcp_nfds(const struct llmp_tcp_listener *l)
 {
 	return l ? 1 + l->npeers : 0;

@@ -18,6 +18,8 @@ unsigned llmp_tcp_nfds(const struct llmp_tcp_listener *l);
 /* Fill fds with the listener's sockets and the events each waits for; returns the count. */
 unsigned llmp_tcp_fill_pollfds(const struct llmp_tcp_listener *l, struct pollfd *fds,
 			       unsigned max);
+/* The listening socket. */
+int llmp_tcp_listen_fd(const struct llmp_tcp_listener *l);
 /* Milliseconds until the earliest peer deadline (-1: none). */
 int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now);
 
