@@ -438,6 +438,57 @@ TEST_F(restart, receiver_restarts_mid_stream)
 	TH_LOG("%d segment(s) of the first image removed by the test", orphans);
 }
 
+TEST_F(restart, receiver_reattach_at_every_position)
+{
+	/*
+	 * In one process: a receiver reads k messages, saves itself, and a
+	 * second client made from the environment continues: exactly messages
+	 * k.. for every k from 0 through several page boundaries (4 KiB pages
+	 * hold 10 of these 300-byte messages).
+	 */
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
+				      .send_timeout_ms = 0 };
+	struct llmp_shmem_desc bd, od;
+	struct llmp_msg_view v;
+	uint8_t buf[300];
+	const int n = 45;
+	int r;
+
+	if (!self->p)
+		return;
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &self->c));
+	ASSERT_EQ(0, llmp_client_out_desc(self->c, &od));
+	ASSERT_LT(0, llmp_broker_add_client(self->b, &od));
+	for (int i = 0; i < n; i++) {
+		memset(buf, i, sizeof(buf));
+		ASSERT_EQ(0, llmp_client_send(self->c, SEQ_TAG(i), 0, buf, sizeof(buf)));
+		ASSERT_LE(0, llmp_broker_once(self->b));
+	}
+	for (int k = 0; k <= n; k++) {
+		struct llmp_client *r1, *r2;
+
+		ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &r1));
+		for (int i = 0; i < k; i++) {
+			ASSERT_EQ(1, llmp_client_recv(r1, &v));
+			ASSERT_EQ(SEQ_TAG(i), v.tag);
+		}
+		ASSERT_EQ(0, llmp_client_to_env(r1, "LLMP_RT_POS"));
+		r = llmp_client_from_env(self->p, "LLMP_RT_POS", &o, &r2);
+		ASSERT_EQ(0, r) TH_LOG("k=%d: %s", k, llmp_strerror_last());
+		for (int i = k; i < n; i++) {
+			r = llmp_client_recv(r2, &v);
+			ASSERT_EQ(1, r) TH_LOG("k=%d: message %d: %d %s", k, i, r, llmp_strerror_last());
+			ASSERT_EQ(SEQ_TAG(i), v.tag) TH_LOG("k=%d: expected %d, got %#x", k, i, v.tag);
+			ASSERT_EQ(300u, v.len);
+			ASSERT_EQ((uint8_t)i, ((const uint8_t *)v.buf)[299]);
+		}
+		ASSERT_EQ(0, llmp_client_recv(r2, &v)) TH_LOG("k=%d: extra message", k);
+		llmp_client_free(r2);
+		llmp_client_free(r1);
+	}
+}
+
 /* The harness's main, renamed: this binary also runs the child roles. */
 #define main harness_main
 TEST_HARNESS_MAIN
