@@ -32,7 +32,7 @@
 
 #define SEQ_TAG(s) (0x40000000u | ((uint32_t)(s) & 0xffffffu))
 #define NMSG 3000
-#define SEND_FIRST 1234   /* messages the sender's first image sends */
+#define SEND_FIRST 1234   /* messages the sender's first image sends (default) */
 #define RECV_FIRST 777    /* messages the receiver's first image reads */
 #define PAGE 4096
 #define ENV_PREFIX "LLMP_RT"
@@ -102,6 +102,7 @@ static int role_main(const char *role)
 	struct llmp_shmem_desc bd, od;
 	struct llmp_msg_view v;
 	int wfd = env_int("LLMP_RT_WFD"), rfd = env_int("LLMP_RT_RFD");
+	int send_first = getenv("LLMP_RT_SEND_FIRST") ? env_int("LLMP_RT_SEND_FIRST") : SEND_FIRST;
 	uint8_t buf[701];
 	char byte;
 
@@ -118,7 +119,7 @@ static int role_main(const char *role)
 		    read(rfd, &id, sizeof(id)) != sizeof(id) || id <= 0)
 			return 72;
 		llmp_client_set_id(c, (uint32_t)id);
-		for (int i = 0; i < SEND_FIRST; i++) {
+		for (int i = 0; i < send_first; i++) {
 			fill(buf, i);
 			if (llmp_client_send(c, SEQ_TAG(i), 0, buf, msg_len(i)) < 0)
 				return 73;
@@ -141,7 +142,7 @@ static int role_main(const char *role)
 			fprintf(stderr, "send2: from_env: %s\n", llmp_strerror_last());
 			return 76;
 		}
-		for (int i = SEND_FIRST; i < NMSG; i++) {
+		for (int i = send_first; i < NMSG; i++) {
 			fill(buf, i);
 			if (llmp_client_send(c, SEQ_TAG(i), 0, buf, msg_len(i)) < 0)
 				return 77;
@@ -332,12 +333,14 @@ static int read_byte_nb(int fd)
 	return read(fd, &b, 1) == 1 ? 1 : -1;
 }
 
-TEST_F(restart, sender_restarts_mid_stream)
+static void sender_case(struct __test_metadata *_metadata, FIXTURE_DATA(restart) *self,
+			const FIXTURE_VARIANT(restart) *variant, int send_first)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE };
 	struct llmp_shmem_desc bd, od;
 	struct llmp_msg_view v;
 	double until;
+	char num[16];
 	int32_t id;
 	int got = 0, done = 0, st, orphans;
 
@@ -345,6 +348,8 @@ TEST_F(restart, sender_restarts_mid_stream)
 		return;
 	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &bd));
 	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &self->c));
+	snprintf(num, sizeof(num), "%d", send_first);
+	setenv("LLMP_RT_SEND_FIRST", num, 1);
 	self->child = spawn(self, variant->kind, "send1");
 	ASSERT_LT(0, self->child);
 	ASSERT_EQ((ssize_t)sizeof(od), read(self->rfd, &od, sizeof(od)));
@@ -384,6 +389,16 @@ TEST_F(restart, sender_restarts_mid_stream)
 	orphans = remove_orphans(variant->kind, self->child);
 	self->child = 0;
 	TH_LOG("%d segment(s) of the first image removed by the test", orphans);
+}
+
+TEST_F(restart, sender_restarts_mid_stream)
+{
+	sender_case(_metadata, self, variant, SEND_FIRST);
+}
+
+TEST_F(restart, sender_restarts_before_sending)
+{
+	sender_case(_metadata, self, variant, 0);
 }
 
 TEST_F(restart, receiver_restarts_mid_stream)
