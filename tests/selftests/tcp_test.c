@@ -702,6 +702,35 @@ TEST_F_TIMEOUT(reg, bad_peers_dropped_others_register, 60)
 	ASSERT_NE(NULL, strstr(drop_log, "closed without a request"));
 }
 
+/* More handshakes than max_peers at once: the extra connection is closed at once. */
+TEST_F(reg, max_peers_bound)
+{
+	struct llmp_tcp_listener *l2;
+	struct llmp_tcp_listener_opts lo = { .struct_size = sizeof(lo), .max_peers = 2,
+					     .peer_timeout_ms = 5000 };
+	struct llmp_tcp_stats st;
+	uint8_t buf[256];
+	int fds[3];
+
+	ASSERT_EQ(0, llmp_tcp_listen(self->b, NULL, 0, &lo, &l2));
+	for (int i = 0; i < 3; i++) {
+		fds[i] = tcp_dial(llmp_tcp_listener_port(l2));
+		ASSERT_LE(0, fds[i]);
+		ASSERT_EQ(0, serve_ms(l2, self->b, 20));
+	}
+	llmp_tcp_listener_stats(l2, &st);
+	ASSERT_EQ(3, st.accepted);
+	ASSERT_EQ(1, st.dropped);
+	ASSERT_NE(NULL, strstr(drop_log, "too many peers in handshake"));
+	/* The first two got the hello and are still open; the third got nothing. */
+	for (int i = 0; i < 2; i++)
+		ASSERT_LT(4, recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT));
+	ASSERT_EQ(0, recv(fds[2], buf, sizeof(buf), 0));
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	llmp_tcp_listener_free(l2);
+}
+
 /*
  * 64 client processes register over TCP at once; each sends one message and
  * must receive all 64 (its own included) through the broadcast page.
