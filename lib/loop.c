@@ -301,6 +301,7 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 		st->tcp.quits += t.quits;
 		st->tcp.dropped += t.dropped;
 		st->tcp.refused += t.refused;
+		st->tcp.accept_pauses += t.accept_pauses;
 	}
 	st->b2b_links = lp->nlinks;
 	st->b2b_sent = lp->b2b_sent_gone;

@@ -60,6 +60,7 @@ struct llmp_tcp_listener {
 	struct peer **peers;
 	unsigned npeers;
 	struct llmp_tcp_stats st;
+	int64_t paused_until;        /* out of fds: no accept before this (ms) */
 	llmp_b2b_accept_fn b2b_fn;   /* NULL: RemoteBrokerHello is refused */
 	void *b2b_ctx;
 	uint32_t b2b_next;
@@ -253,8 +254,13 @@ static int peer_hello(struct llmp_tcp_listener *l, struct peer *p)
 	return 0;
 }
 
+#define ACCEPT_PAUSE_MS 100
+
 static void accept_all(struct llmp_tcp_listener *l)
 {
+	if (l->paused_until && llmp_now_ms() < l->paused_until)
+		return;
+	l->paused_until = 0;
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -263,11 +269,17 @@ static void accept_all(struct llmp_tcp_listener *l)
 		int one = 1;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-			    errno != ECONNABORTED)
-				llmp_log(LLMP_LOG_WARN, "tcp: accept: %s", strerror(errno));
 			if (errno == ECONNABORTED || errno == EINTR)
 				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* The connection stays queued; polling the socket now would spin. */
+				llmp_log(LLMP_LOG_WARN, "tcp: accept: %s; no accepts for %d ms",
+					 strerror(errno), ACCEPT_PAUSE_MS);
+				l->paused_until = llmp_now_ms() + ACCEPT_PAUSE_MS;
+				l->st.accept_pauses++;
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				llmp_log(LLMP_LOG_WARN, "tcp: accept: %s", strerror(errno));
+			}
 			return;
 		}
 		l->st.accepted++;
@@ -495,7 +507,7 @@ int llmp_tcp_listener_service(struct llmp_tcp_listener *l)
 
 int llmp_tcp_listen_fd(const struct llmp_tcp_listener *l)
 {
-	return l->fd;
+	return l->paused_until ? -1 : l->fd;
 }
 
 unsigned llmp_tcp_nfds(const struct llmp_tcp_listener *l)
@@ -509,7 +521,8 @@ unsigned llmp_tcp_fill_pollfds(const struct llmp_tcp_listener *l, struct pollfd 
 
 	if (!l || !max)
 		return 0;
-	fds[n++] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+	/* A negative fd is ignored by poll(2); skipped by the io_uring wait. */
+	fds[n++] = (struct pollfd){ .fd = l->paused_until ? -1 : l->fd, .events = POLLIN };
 	for (unsigned i = 0; i < l->npeers && n < max; i++) {
 		const struct peer *p = l->peers[i];
 
@@ -525,6 +538,8 @@ int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now)
 
 	if (!l)
 		return -1;
+	if (l->paused_until)
+		best = l->paused_until > now ? l->paused_until - now : 0;
 	for (unsigned i = 0; i < l->npeers; i++) {
 		int64_t left = l->peers[i]->deadline - now;
 

@@ -119,6 +119,7 @@ struct llmp_tcp_stats {
 	uint64_t quits;        /* ClientQuit served */
 	uint64_t dropped;      /* peers dropped (timeout, bad frame, errors) */
 	uint64_t refused;      /* well-formed requests refused (Error sent) */
+	uint64_t accept_pauses; /* accept() ran out of fds or memory: paused 100 ms */
 };
 
 /*

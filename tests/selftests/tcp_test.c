@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sched.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -729,6 +730,55 @@ TEST_F(reg, max_peers_bound)
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
 	llmp_tcp_listener_free(l2);
+}
+
+/*
+ * Out of file descriptors: accept() fails with EMFILE, the listener pauses
+ * accepting (instead of spinning on a socket that stays readable) and takes
+ * the queued connection once fds are back.
+ */
+TEST_F(reg, accept_pauses_when_out_of_fds)
+{
+	pid_t pid = fork();
+	int st;
+
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		struct rlimit old, rl;
+		struct llmp_tcp_stats ts;
+		int fd, spare = open("/dev/null", O_RDONLY);
+
+		/* The lowest free fd is the limit: every new fd fails. */
+		if (spare < 0 || getrlimit(RLIMIT_NOFILE, &old))
+			_exit(10);
+		close(spare);
+		rl = old;
+		rl.rlim_cur = (rlim_t)spare;
+		fd = tcp_dial(self->port); /* queued in the backlog */
+		if (fd < 0 || setrlimit(RLIMIT_NOFILE, &rl))
+			_exit(11);
+		if (llmp_tcp_listener_service(self->l) != 0)
+			_exit(12);
+		llmp_tcp_listener_stats(self->l, &ts);
+		if (ts.accept_pauses != 1 || ts.accepted != 0)
+			_exit(13);
+		/* Paused: more service calls do not even try. */
+		llmp_tcp_listener_service(self->l);
+		llmp_tcp_listener_stats(self->l, &ts);
+		if (ts.accept_pauses != 1)
+			_exit(14);
+		if (setrlimit(RLIMIT_NOFILE, &old))
+			_exit(15);
+		usleep(150000);
+		llmp_tcp_listener_service(self->l);
+		llmp_tcp_listener_stats(self->l, &ts);
+		if (ts.accepted != 1)
+			_exit(16);
+		_exit(strstr(drop_log, "no accepts for 100 ms") ? 0 : 17);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
 }
 
 /*
