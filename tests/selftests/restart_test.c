@@ -17,6 +17,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,15 @@ static int role_main(const char *role)
 
 /* ---- the test side ---------------------------------------------------------- */
 
+/* The broker's last error/warning, shown when a test fails. */
+static char last_log[512];
+
+static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	if (level <= LLMP_LOG_WARN)
+		snprintf(last_log, sizeof(last_log), "%s", msg);
+}
+
 FIXTURE(restart)
 {
 	struct llmp_provider *p;
@@ -232,6 +242,7 @@ FIXTURE_SETUP(restart)
 	}
 	ASSERT_EQ(0, r) TH_LOG("llmp_provider_new: %s", llmp_strerror_last());
 	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
+	llmp_set_log(log_cb, NULL, LLMP_LOG_WARN);
 }
 
 /* Remove what the child's first image left behind; returns the count. */
@@ -373,7 +384,9 @@ static void sender_case(struct __test_metadata *_metadata, FIXTURE_DATA(restart)
 		r = read_byte_nb(self->rfd);
 		ASSERT_LE(0, r) TH_LOG("the child died (sent %d)", got);
 		done |= r;
-		ASSERT_LT(now_s(), until) TH_LOG("got %d of %d, child done %d", got, NMSG, done);
+		ASSERT_LT(now_s(), until) TH_LOG("got %d of %d, child done %d, %u clients; broker log: %s",
+						 got, NMSG, done, llmp_broker_nclients(self->b),
+						 last_log);
 	}
 	ASSERT_EQ(1, write(self->wfd, "k", 1));
 	/* Its EXITING: the broker forgets the client; nothing else arrives. */
@@ -502,6 +515,125 @@ TEST_F(restart, receiver_reattach_at_every_position)
 		llmp_client_free(r2);
 		llmp_client_free(r1);
 	}
+}
+
+/* ---- a segment name used again ---------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* A 64 KiB page holding one message "text" (id 1), then optionally an EOP to next. */
+static void fake_page(uint8_t *pg, const char *text, const struct llmp_shmem_desc *next)
+{
+	size_t len = strlen(text);
+
+	memset(pg, 0, 4096);
+	put64(pg, LLMP_PAGE_MAGIC);
+	put32(pg + 8, 1);
+	put64(pg + 16, 1);
+	put64(pg + 24, 65536 - 48);
+	put64(pg + 32, 80);
+	put64(pg + 40, 80);
+	put32(pg + 48, 0x61);
+	put32(pg + 48 + 4, 1);
+	put64(pg + 48 + 16, 1);
+	put64(pg + 48 + 24, len);
+	put64(pg + 48 + 32, 40);
+	memcpy(pg + 48 + 40, text, len);
+	if (next) {
+		put32(pg + 128, LLMP_TAG_END_OF_PAGE);
+		put32(pg + 128 + 4, 1);
+		put64(pg + 128 + 16, 2);
+		put64(pg + 128 + 24, 32);
+		put64(pg + 128 + 32, 32);
+		put64(pg + 128 + 40, next->size);
+		memcpy(pg + 128 + 48, next->id, LLMP_SHMEM_ID_LEN);
+		put64(pg + 32, 80 + 128);
+		/* publishes the EOP: pairs with the reader's acquire fence */
+		__atomic_store_n((uint64_t *)(pg + 16), 2, __ATOMIC_RELEASE);
+	}
+}
+
+TEST(posix_name_used_again_is_a_new_page)
+{
+	/*
+	 * POSIX segment names are "/libafl_<pid>_<n>": a process that exec()s
+	 * (same pid, counter back at 0) or a later process with a recycled pid
+	 * names new segments like old ones.  A client chain P0 -> P1 -> P2 is
+	 * read by the broker; then P1 is removed and a new segment created
+	 * under the same name, with another message, and P2 chains to it.  The
+	 * broker must read the new segment, not a mapping it kept of the old
+	 * P1 (which would replay old messages).
+	 */
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0 };
+	struct llmp_shmem *p0, *p1, *p2;
+	struct llmp_provider *p;
+	struct llmp_broker *b;
+	struct llmp_client *rx;
+	struct llmp_shmem_desc bd, d1;
+	struct llmp_msg_view v;
+	static const char *const want[] = { "zero", "one", "two", "three" };
+	char name[LLMP_SHMEM_ID_LEN + 1], got[8][16], why[256];
+	size_t gl[8];
+	uint8_t *np;
+	int fd, n = 0, r = 0;
+
+	if (llmp_provider_new(LLMP_SHMEM_POSIX, &p) < 0)
+		SKIP(return, "posix provider not available here: %s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_broker_new(p, &bo, &b));
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(b, &bd));
+	ASSERT_EQ(0, llmp_client_new(p, &bd, &o, &rx));
+	ASSERT_EQ(0, llmp_shmem_new(p, 65536, &p0));
+	ASSERT_EQ(0, llmp_shmem_new(p, 65536, &p1));
+	ASSERT_EQ(0, llmp_shmem_new(p, 65536, &p2));
+	fake_page(llmp_shmem_addr(p2), "two", NULL);
+	fake_page(llmp_shmem_addr(p1), "one", llmp_shmem_desc(p2));
+	fake_page(llmp_shmem_addr(p0), "zero", llmp_shmem_desc(p1));
+	ASSERT_EQ(1, llmp_broker_add_client(b, llmp_shmem_desc(p0)));
+	while ((r = llmp_broker_once(b)) > 0)
+		;
+	ASSERT_EQ(0, r);
+
+	/* P1 goes away; a new segment takes its name. */
+	d1 = *llmp_shmem_desc(p1);
+	memcpy(name, d1.id, LLMP_SHMEM_ID_LEN);
+	name[LLMP_SHMEM_ID_LEN] = 0;
+	llmp_shmem_put(p1);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	ASSERT_LE(0, fd) TH_LOG("shm_open %s: %s", name, strerror(errno));
+	ASSERT_EQ(0, ftruncate(fd, 65536));
+	np = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, np);
+	close(fd);
+	fake_page(np, "three", NULL);
+	fake_page(llmp_shmem_addr(p2), "two", &d1);
+	for (int k = 0; k < 4; k++)
+		ASSERT_LE(0, llmp_broker_once(b));
+
+	while (n < 8 && (r = llmp_client_recv(rx, &v)) == 1) {
+		gl[n] = v.len < sizeof(got[0]) ? v.len : sizeof(got[0]) - 1;
+		memcpy(got[n], v.buf, gl[n]);
+		got[n][gl[n]] = 0;
+		n++;
+	}
+	snprintf(why, sizeof(why), "%s", llmp_strerror_last());
+	/* clean up first: the asserts below may end the test */
+	munmap(np, 65536);
+	shm_unlink(name);
+	llmp_client_free(rx);
+	llmp_broker_free(b);
+	llmp_shmem_put(p2);
+	llmp_shmem_put(p0);
+	llmp_provider_free(p);
+	for (int i = 0; i < n; i++)
+		TH_LOG("forwarded: %s", got[i]);
+	for (int i = 0; i < n && i < 4; i++) {
+		ASSERT_STREQ(want[i], got[i])
+			TH_LOG("message %d: the broker replayed the page it had kept mapped under "
+			       "a name that now belongs to another segment", i);
+	}
+	ASSERT_EQ(4, n) TH_LOG("last recv %d: %s", r, why);
 }
 
 /* The harness's main, renamed: this binary also runs the child roles. */
