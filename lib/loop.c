@@ -99,6 +99,7 @@ struct llmp_loop {
 	unsigned exit_after;
 	int64_t nap_us, max_sleep_us;
 	int64_t start_ms, next_stats;
+	uint64_t fwd_base;       /* llmp_broker_forwarded() when run() started */
 	struct llmp_loop_stats st;
 };
 
@@ -313,6 +314,8 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 		st->b2b_sent += s;
 		st->b2b_received += r;
 	}
+	st->forwarded = llmp_broker_forwarded(lp->b) - lp->fwd_base;
+	st->pages_live = llmp_broker_bcast(lp->b)->npages;
 	st->uptime_ms = llmp_now_ms() - lp->start_ms;
 }
 
@@ -648,6 +651,7 @@ int llmp_loop_run(struct llmp_loop *lp)
 	if (!lp)
 		return llmp_err(-EINVAL, "loop_run: NULL loop");
 	lp->start_ms = llmp_now_ms();
+	lp->fwd_base = llmp_broker_forwarded(lp->b);
 	lp->next_stats = lp->start_ms + lp->stats_interval_ms;
 	/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
 	while (!atomic_load_explicit(&lp->stop, memory_order_acquire)) {
@@ -655,10 +659,10 @@ int llmp_loop_run(struct llmp_loop *lp)
 		lp->st.rounds++;
 		if (ret < 0)
 			break;
+		lp->st.msgs_in += (unsigned)ret;
 		if (lp->nlinks)
 			ret += links_step(lp);
 		if (ret > 0) {
-			lp->st.forwarded += (unsigned)ret;
 			idle = 0;
 			if (++busy % BUSY_TCP_EVERY == 0 && (ret = service(lp)) < 0)
 				break;
@@ -679,8 +683,7 @@ int llmp_loop_run(struct llmp_loop *lp)
 		ret = sleep_once(lp);
 		if (ret < 0)
 			break;
-		if (ret > 0)
-			lp->st.forwarded += (unsigned)ret;
+		lp->st.msgs_in += (unsigned)ret;
 		ret = service(lp);
 		if (ret < 0)
 			break;

@@ -17,6 +17,7 @@
 #include "llmp/shmem.h"
 
 struct stats_ctx {
+	uint64_t last_in;
 	uint64_t last_fwd;
 	int64_t last_ms;
 };
@@ -53,16 +54,19 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	struct stats_ctx *c = vctx;
 	double secs = (double)(st->uptime_ms - c->last_ms) / 1000.0;
 	double rate = secs > 0 ? (double)(st->forwarded - c->last_fwd) / secs : 0.0;
+	double rate_in = secs > 0 ? (double)(st->msgs_in - c->last_in) / secs : 0.0;
 
-	printf("stats: up %" PRId64 " s, clients %u, msgs/s %.0f, forwarded %" PRIu64
-	       ", sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
+	printf("stats: up %" PRId64 " s, clients %u, msgs/s in %.0f out %.0f, forwarded %" PRIu64
+	       ", pages %u, sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
 	       " quits %" PRIu64 " dropped %" PRIu64 ", b2b links %u sent %" PRIu64
 	       " received %" PRIu64 "\n",
-	       st->uptime_ms / 1000, st->clients, rate, st->forwarded, st->sleeps, st->wakeups,
+	       st->uptime_ms / 1000, st->clients, rate_in, rate, st->forwarded, st->pages_live,
+	       st->sleeps, st->wakeups,
 	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
 	       st->b2b_received);
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
+	c->last_in = st->msgs_in;
 	c->last_ms = st->uptime_ms;
 }
 
@@ -105,7 +109,7 @@ int main(int argc, char **argv)
 	struct llmp_broker *b = NULL;
 	struct llmp_tcp_listener *l = NULL;
 	struct llmp_loop *lp = NULL;
-	struct stats_ctx sc = { 0, 0 };
+	struct stats_ctx sc = { 0 };
 	struct llmp_loop_stats st;
 	int c, ret, verbose = 0;
 	const char *b2b[MAX_B2B];

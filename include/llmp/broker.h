@@ -167,7 +167,9 @@ enum llmp_loop_backend {
 };
 
 struct llmp_loop_stats {
-	uint64_t forwarded;   /* messages forwarded since the loop started */
+	uint64_t msgs_in;     /* messages taken from client pages since the loop started */
+	uint64_t forwarded;   /* messages written to the broadcast page (from clients and links) */
+	unsigned pages_live;  /* broadcast pages kept */
 	uint64_t rounds;      /* llmp_broker_once() calls */
 	uint64_t sleeps;      /* times the broker announced sleep and waited */
 	uint64_t wakeups;     /* sleeps ended by a client's wake (not a timer or fd) */
