@@ -563,7 +563,9 @@ TEST(posix_name_used_again_is_a_new_page)
 	 * read by the broker; then P1 is removed and a new segment created
 	 * under the same name, with another message, and P2 chains to it.  The
 	 * broker must read the new segment, not a mapping it kept of the old
-	 * P1 (which would replay old messages).
+	 * P1 (which would replay old messages, or see the retired magic and
+	 * drop the client).  This is what an exec-restarted POSIX client runs
+	 * into when its new image reuses a name its old image had released.
 	 */
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0 };
@@ -595,10 +597,14 @@ TEST(posix_name_used_again_is_a_new_page)
 		;
 	ASSERT_EQ(0, r);
 
-	/* P1 goes away; a new segment takes its name. */
+	/*
+	 * P1 is retired (its writer marks it, as the library does when it
+	 * releases a page) and goes away; a new segment takes its name.
+	 */
 	d1 = *llmp_shmem_desc(p1);
 	memcpy(name, d1.id, LLMP_SHMEM_ID_LEN);
 	name[LLMP_SHMEM_ID_LEN] = 0;
+	put64(llmp_shmem_addr(p1), LLMP_PAGE_MAGIC_DEINIT);
 	llmp_shmem_put(p1);
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
 	ASSERT_LE(0, fd) TH_LOG("shm_open %s: %s", name, strerror(errno));
