@@ -23,7 +23,7 @@ mkdir -p "$out/corpus" "$out/crashes"
 "$CLANG" -std=gnu11 -g -O1 -D_GNU_SOURCE -Iinclude -Ilib \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	tests/fuzz/postcard_fuzz.c lib/postcard.c build/libllmp.a \
-	-pthread -lrt $(pkg-config --libs liburing 2>/dev/null || true) \
+	-pthread -lrt $(pkg-config --libs liburing 2>/dev/null || true) -lz \
 	-o "$out/postcard_fuzz"
 
 # Seeds: the captured frames (selector byte first: 0 request, 1 response, 3 framed request).
