@@ -609,11 +609,12 @@ static int sleep_once(struct llmp_loop *lp)
 	if (timeout >= 0 && (int64_t)timeout * 1000 < wait_us)
 		wait_us = (int64_t)timeout * 1000;
 	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
-	atomic_store_explicit((_Atomic uint32_t *)word, SLEEP_SLEEPING, memory_order_seq_cst);
+	__atomic_store_n(word, SLEEP_SLEEPING, __ATOMIC_SEQ_CST);
 	/* Orders that store before the loads of current_msg_id in the second look. */
 	atomic_thread_fence(memory_order_seq_cst);
 	ret = llmp_broker_once(lp->b);
 	lp->st.rounds++;
+	/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
 	if (ret == 0 && !atomic_load_explicit(&lp->stop, memory_order_acquire)) {
 		lp->st.sleeps++;
 #ifdef LLMP_HAVE_LIBURING
@@ -627,8 +628,8 @@ static int sleep_once(struct llmp_loop *lp)
 	} else {
 		lp->nap_us = MIN_NAP_US;
 	}
-	/* Same word: wakers see the broker awake and do not wake it. */
-	atomic_store_explicit((_Atomic uint32_t *)word, SLEEP_AWAKE, memory_order_seq_cst);
+	/* Pairs with the waker's load: it sees the broker awake and does not wake it. */
+	__atomic_store_n(word, SLEEP_AWAKE, __ATOMIC_SEQ_CST);
 	return ret;
 }
 
@@ -664,6 +665,7 @@ int llmp_loop_run(struct llmp_loop *lp)
 			ret += links_step(lp);
 		if (ret > 0) {
 			idle = 0;
+			lp->nap_us = MIN_NAP_US; /* traffic: the next sleeps start short */
 			if (++busy % BUSY_TCP_EVERY == 0 && (ret = service(lp)) < 0)
 				break;
 			continue;
@@ -678,6 +680,7 @@ int llmp_loop_run(struct llmp_loop *lp)
 			break;
 		if (ret > 0)
 			continue;
+		/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
 		if (atomic_load_explicit(&lp->stop, memory_order_acquire) || broker_done(lp))
 			break;
 		ret = sleep_once(lp);
