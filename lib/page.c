@@ -744,11 +744,25 @@ static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_d
 
 		if (c->kind == d->kind && c->size == d->size &&
 		    !strncmp(c->id, d->id, LLMP_SHMEM_ID_LEN)) {
-			*out = r->rcache[i];
+			struct llmp_shmem *hit = r->rcache[i];
+			const struct llmp_page *hp = llmp_shmem_addr(hit);
+
 			memmove(r->rcache + i, r->rcache + i + 1,
 				(r->nrcache - i - 1) * sizeof(r->rcache[0]));
 			r->nrcache--;
-			return 0;
+			/*
+			 * Ids can come back for another segment (a restarted writer
+			 * reuses POSIX names and memfd fd numbers).  A page being named
+			 * anew was just initialised, so nobody is counted on it yet;
+			 * counts left over mean our mapping is of an abandoned segment.
+			 * Pairs with the release store of joined in llmp_page_init.
+			 */
+			if (__atomic_load_n(&hp->receivers_joined, __ATOMIC_ACQUIRE) == 0) {
+				*out = hit;
+				return 0;
+			}
+			llmp_shmem_put(hit);
+			break;
 		}
 	}
 	ret = llmp_shmem_attach(r->p, d, out);
