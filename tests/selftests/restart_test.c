@@ -633,7 +633,8 @@ TEST(posix_name_used_again_is_a_new_page)
 	llmp_shmem_put(p0);
 	llmp_provider_free(p);
 	for (int i = 0; i < n; i++)
-		TH_LOG("forwarded: %s", got[i]);
+		if (n != 4 || strcmp(got[i], want[i < 4 ? i : 3]))
+			TH_LOG("forwarded: %s", got[i]);
 	for (int i = 0; i < n && i < 4; i++) {
 		ASSERT_STREQ(want[i], got[i])
 			TH_LOG("message %d: the broker replayed the page it had kept mapped under "
