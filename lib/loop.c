@@ -49,6 +49,7 @@
 #include "tcp.h"
 #include "broker_internal.h"
 #include "b2b.h"
+#include "ctl.h"
 
 #define MAX_LISTENERS 8
 #define MAX_LINKS 64
@@ -76,6 +77,8 @@ struct llmp_loop {
 	uint32_t next_link_id;
 	bool b2b_compress;
 	uint64_t b2b_sent_gone, b2b_received_gone; /* counters of closed links */
+	struct llmp_shmem *ctl_seg;  /* our control segment (NULL if it could not be made) */
+	struct llmp_ctl *ctl;
 	int sigfd;
 	int evfd;
 	sigset_t oldmask;
@@ -157,6 +160,18 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 			return ret;
 		}
 	}
+	/* The control segment our clients map to wake us (see lib/waker.c). */
+	ret = llmp_shmem_new(llmp_broker_provider(b), LLMP_CTL_SIZE, &lp->ctl_seg);
+	if (ret == 0) {
+		lp->ctl = llmp_shmem_addr(lp->ctl_seg);
+		lp->ctl->magic = LLMP_CTL_MAGIC;
+		lp->ctl->version = LLMP_CTL_VERSION;
+		/* No waker can map it before EXT_QUERY hands out its description. */
+		__atomic_store_n(&lp->ctl->sleep_word, LLMP_CTL_AWAKE, __ATOMIC_RELAXED);
+	} else {
+		llmp_log(LLMP_LOG_WARN, "loop: no control segment, clients cannot wake the broker: %s",
+			 llmp_strerror_last());
+	}
 	lp->backend = LLMP_LOOP_POLL;
 #ifdef LLMP_HAVE_LIBURING
 	if (!o || o->backend != LLMP_LOOP_POLL) {
@@ -214,6 +229,8 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
 		return llmp_err(-ENOSPC, "loop_add_listener: at most %d listeners", MAX_LISTENERS);
 	lp->tcp[lp->ntcp++] = l;
 	llmp_tcp_set_b2b_handler(l, accept_link, lp);
+	if (lp->ctl_seg)
+		llmp_tcp_set_ext(l, llmp_shmem_desc(lp->ctl_seg), LLMP_CTL_VERSION);
 	return 0;
 }
 
@@ -335,6 +352,9 @@ void llmp_loop_free(struct llmp_loop *lp)
 		pthread_sigmask(SIG_SETMASK, &lp->oldmask, NULL);
 	close(lp->evfd);
 	free(lp->pfd);
+	for (unsigned i = 0; i < lp->ntcp; i++)
+		llmp_tcp_set_ext(lp->tcp[i], NULL, 0);
+	llmp_shmem_put(lp->ctl_seg);
 #ifdef LLMP_HAVE_LIBURING
 	free(lp->dyn_live);
 #endif
@@ -602,15 +622,24 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 static int sleep_once(struct llmp_loop *lp)
 {
 	uint32_t *word = llmp_broker_sleep_word(lp->b);
+	uint32_t *cword = NULL;
 	int timeout = next_timeout(lp, llmp_now_ms());
 	int64_t wait_us = lp->nap_us;
 	int ret;
 
+#ifdef LLMP_HAVE_LIBURING
+	/* Announce on the control segment only if the wait below watches it. */
+	if (lp->ctl && lp->backend == LLMP_LOOP_URING && lp->futex_op)
+		cword = &lp->ctl->sleep_word;
+#endif
 	if (timeout >= 0 && (int64_t)timeout * 1000 < wait_us)
 		wait_us = (int64_t)timeout * 1000;
 	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
 	__atomic_store_n(word, SLEEP_SLEEPING, __ATOMIC_SEQ_CST);
-	/* Orders that store before the loads of current_msg_id in the second look. */
+	if (cword)
+		/* Pairs with the load in llmp_waker_poke() (both sides fence, seq_cst). */
+		__atomic_store_n(cword, LLMP_CTL_SLEEPING, __ATOMIC_SEQ_CST);
+	/* Orders those stores before the loads of current_msg_id in the second look. */
 	atomic_thread_fence(memory_order_seq_cst);
 	ret = llmp_broker_once(lp->b);
 	lp->st.rounds++;
@@ -619,7 +648,7 @@ static int sleep_once(struct llmp_loop *lp)
 		lp->st.sleeps++;
 #ifdef LLMP_HAVE_LIBURING
 		if (lp->backend == LLMP_LOOP_URING)
-			ret = wait_uring(lp, word, wait_us);
+			ret = wait_uring(lp, cword, wait_us);
 		else
 #endif
 			ret = wait_poll(lp, wait_us);
@@ -628,7 +657,10 @@ static int sleep_once(struct llmp_loop *lp)
 	} else {
 		lp->nap_us = MIN_NAP_US;
 	}
-	/* Pairs with the waker's load: it sees the broker awake and does not wake it. */
+	if (cword)
+		/* Pairs with the waker's load: it sees the broker awake and does not wake it. */
+		__atomic_store_n(cword, LLMP_CTL_AWAKE, __ATOMIC_SEQ_CST);
+	/* Same, for the broker's own word. */
 	__atomic_store_n(word, SLEEP_AWAKE, __ATOMIC_SEQ_CST);
 	return ret;
 }

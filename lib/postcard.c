@@ -227,6 +227,8 @@ int llmp_wire_encode_req(const struct llmp_wire_msg *m, void *buf, size_t cap)
 	case LLMP_TCP_REQ_CLIENT_QUIT:
 		llmp_pc_put_u64(&w, m->id);
 		break;
+	case LLMP_TCP_REQ_EXT_QUERY:
+		break;
 	default:
 		return llmp_err(-EINVAL, "wire: encode request: unknown type %u", m->type);
 	}
@@ -252,6 +254,8 @@ int llmp_wire_decode_req(const void *buf, size_t len, struct llmp_wire_msg *m)
 			break;
 		case LLMP_TCP_REQ_CLIENT_QUIT:
 			ret = llmp_pc_get_u32(&r, &m->id);
+			break;
+		case LLMP_TCP_REQ_EXT_QUERY:
 			break;
 		default:
 			ret = -EBADMSG;
@@ -282,6 +286,10 @@ int llmp_wire_encode_resp(const struct llmp_wire_msg *m, void *buf, size_t cap)
 	case LLMP_TCP_RESP_ERROR:
 		llmp_pc_put_bytes(&w, m->text, m->text_len);
 		break;
+	case LLMP_TCP_RESP_EXT_INFO:
+		put_desc(&w, &m->desc);
+		llmp_pc_put_u64(&w, m->id);
+		break;
 	default:
 		return llmp_err(-EINVAL, "wire: encode response: unknown type %u", m->type);
 	}
@@ -310,6 +318,11 @@ int llmp_wire_decode_resp(const void *buf, size_t len, struct llmp_wire_msg *m)
 			break;
 		case LLMP_TCP_RESP_ERROR:
 			ret = get_text(&r, m);
+			break;
+		case LLMP_TCP_RESP_EXT_INFO:
+			ret = get_desc(&r, &m->desc);
+			if (ret == 0)
+				ret = llmp_pc_get_u32(&r, &m->id);
 			break;
 		default:
 			ret = -EBADMSG;

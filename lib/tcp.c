@@ -61,10 +61,22 @@ struct llmp_tcp_listener {
 	unsigned npeers;
 	struct llmp_tcp_stats st;
 	int64_t paused_until;        /* out of fds: no accept before this (ms) */
+	bool has_ext;                /* answer EXT_QUERY with ext (our extensions) */
+	struct llmp_wire_desc ext;
+	uint32_t ext_version;
 	llmp_b2b_accept_fn b2b_fn;   /* NULL: RemoteBrokerHello is refused */
 	void *b2b_ctx;
 	uint32_t b2b_next;
 };
+
+void llmp_tcp_set_ext(struct llmp_tcp_listener *l, const struct llmp_shmem_desc *ctl,
+		      uint32_t version)
+{
+	l->has_ext = ctl != NULL;
+	if (ctl)
+		llmp_wire_desc_from_shmem(ctl, &l->ext);
+	l->ext_version = version;
+}
 
 void llmp_tcp_set_b2b_handler(struct llmp_tcp_listener *l, llmp_b2b_accept_fn fn, void *ctx)
 {
@@ -388,6 +400,22 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		p->handoff = true;
 		p->state = PEER_REPLY;
 		return 1;
+	case LLMP_TCP_REQ_EXT_QUERY:
+		if (!l->has_ext) {
+			peer_refuse(l, p, "no extensions here");
+			return 1;
+		}
+		r.type = LLMP_TCP_RESP_EXT_INFO;
+		r.desc = l->ext;
+		r.id = l->ext_version;
+		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
+		if (n < 0) {
+			peer_drop(l, i, "cannot encode the reply");
+			return 0;
+		}
+		peer_frame(p, n);
+		p->state = PEER_REPLY;
+		return 1;
 	default:
 		peer_drop(l, i, "unknown request variant");
 		return 0;
@@ -467,8 +495,9 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 			peer_drop(l, i, n == 0 ? "closed inside the request" : "recv failed");
 			return 0;
 		}
-		/* The first body byte is the variant: refuse garbage at once. */
-		if (p->body_got == 0 && p->body[0] > LLMP_TCP_REQ_CLIENT_QUIT) {
+		/* The first body byte starts the variant: refuse garbage at once. */
+		if (p->body_got == 0 && p->body[0] > LLMP_TCP_REQ_CLIENT_QUIT &&
+		    p->body[0] != (0x80 | (LLMP_TCP_REQ_EXT_QUERY & 0x7f))) {
 			peer_drop(l, i, "unknown request variant");
 			return 0;
 		}
@@ -733,5 +762,33 @@ int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id)
 	if (ret == 0)
 		(void)recv(fd, buf, 1, 0);
 	close(fd);
+	return ret;
+}
+
+int llmp_tcp_ext_query(const char *addr, uint16_t port, struct llmp_wire_msg *info)
+{
+	uint8_t buf[4096], req[16];
+	struct llmp_wire_msg m, q = { .type = LLMP_TCP_REQ_EXT_QUERY };
+	int fd, ret;
+
+	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	if (fd < 0)
+		return fd;
+	ret = recv_resp(fd, buf, sizeof(buf), &m);
+	if (ret == 0 && m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
+		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
+	if (ret == 0)
+		ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
+	/* A LibAFL broker hangs up on a request it does not know. */
+	if (ret == 0 && recv_resp(fd, buf, sizeof(buf), &m) < 0)
+		ret = llmp_err(-EOPNOTSUPP, "tcp: the broker has no extensions (not an llmp broker?)");
+	if (ret == 0 && m.type != LLMP_TCP_RESP_EXT_INFO)
+		ret = llmp_err(-EOPNOTSUPP, "tcp: the broker has no extensions (response %u)", m.type);
+	close(fd);
+	if (ret == 0) {
+		*info = m;
+		info->text = NULL;
+		info->text_len = 0;
+	}
 	return ret;
 }

@@ -20,6 +20,11 @@ unsigned llmp_tcp_fill_pollfds(const struct llmp_tcp_listener *l, struct pollfd 
 			       unsigned max);
 /* The listening socket. */
 int llmp_tcp_listen_fd(const struct llmp_tcp_listener *l);
+/* Answer EXT_QUERY with this control segment and layout version (NULL: refuse). */
+void llmp_tcp_set_ext(struct llmp_tcp_listener *l, const struct llmp_shmem_desc *ctl,
+		      uint32_t version);
+/* Send EXT_QUERY to the broker at addr:port; *info is its EXT_INFO answer. */
+int llmp_tcp_ext_query(const char *addr, uint16_t port, struct llmp_wire_msg *info);
 /* Milliseconds until the earliest peer deadline (-1: none). */
 int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now);
 

@@ -45,6 +45,11 @@ enum llmp_tcp_req_type {
 	LLMP_TCP_REQ_LOCAL_CLIENT_HELLO = 0,  /* desc: the client's first out page */
 	LLMP_TCP_REQ_REMOTE_BROKER_HELLO = 1, /* text: the remote broker's hostname */
 	LLMP_TCP_REQ_CLIENT_QUIT = 2,         /* id: the client that quits */
+	/*
+	 * Ours, not LibAFL's (a LibAFL broker drops the connection): "which
+	 * extensions do you have?"  No fields.  Answered with EXT_INFO.
+	 */
+	LLMP_TCP_REQ_EXT_QUERY = 0x4C4C,
 };
 
 enum llmp_tcp_resp_type {
@@ -52,6 +57,8 @@ enum llmp_tcp_resp_type {
 	LLMP_TCP_RESP_LOCAL_CLIENT_ACCEPTED = 1,  /* id: the new client id */
 	LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED = 2, /* id: the broker id */
 	LLMP_TCP_RESP_ERROR = 3,                  /* text: description */
+	/* Ours: desc: the broker's control segment, id: its layout version. */
+	LLMP_TCP_RESP_EXT_INFO = 0x4C4C,
 };
 
 /*
@@ -155,6 +162,27 @@ int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t 
 			    const struct llmp_client_opts *opts, struct llmp_client **out);
 /* Tell the broker at addr:port that client_id quits (LibAFL's ClientQuit request). */
 int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id);
+
+/* ---- waking a sleeping broker (our extension) ---------------------------- */
+
+struct llmp_waker; /* opaque */
+
+/*
+ * Ask the broker at addr:port for its control segment (our EXT_QUERY
+ * request) and map it.  -EOPNOTSUPP (or a connection error) from a broker
+ * that is not ours, e.g. LibAFL's: then there is nothing to poke.
+ */
+int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			   struct llmp_waker **out);
+/* Map a control segment by description (e.g. handed down by a parent process). */
+int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl,
+		      struct llmp_waker **out);
+/*
+ * Call after committing a message: if the broker announced that it sleeps,
+ * wake it (1), else do nothing (0: a fence and a load, no system call).
+ */
+int llmp_waker_poke(struct llmp_waker *w);
+void llmp_waker_free(struct llmp_waker *w);
 
 /* ---- the event loop ------------------------------------------------------- */
 

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * The client side of the broker's sleep word: after committing a message,
+ * a sender pokes the broker's control segment, which costs a load and
+ * nothing else unless the broker announced that it sleeps (then a CAS and
+ * one FUTEX_WAKE).  Documentation/broker.rst has the ordering argument.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "llmp/broker.h"
+#include "tcp.h"
+
+struct llmp_waker {
+	struct llmp_shmem *m;
+	struct llmp_ctl *c;
+	uint64_t woken;
+};
+
+int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl,
+		      struct llmp_waker **out)
+{
+	struct llmp_waker *w;
+	int ret;
+
+	if (!out)
+		return llmp_err(-EINVAL, "waker_attach: NULL out pointer");
+	*out = NULL;
+	if (!p || !ctl)
+		return llmp_err(-EINVAL, "waker_attach: NULL argument");
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return llmp_err(-ENOMEM, "waker_attach: out of memory");
+	ret = llmp_shmem_attach(p, ctl, &w->m);
+	if (ret < 0) {
+		free(w);
+		return ret;
+	}
+	w->c = llmp_shmem_addr(w->m);
+	/* Written once by the broker before it told anyone the description. */
+	if (llmp_shmem_size(w->m) < sizeof(*w->c) || w->c->magic != LLMP_CTL_MAGIC ||
+	    w->c->version != LLMP_CTL_VERSION) {
+		llmp_shmem_put(w->m);
+		free(w);
+		return llmp_err(-EPROTO, "waker_attach: not an llmp control segment (version %u)",
+				LLMP_CTL_VERSION);
+	}
+	*out = w;
+	return 0;
+}
+
+int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			   struct llmp_waker **out)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_wire_msg m;
+	int ret;
+
+	if (!out)
+		return llmp_err(-EINVAL, "waker_connect_tcp: NULL out pointer");
+	*out = NULL;
+	if (!p)
+		return llmp_err(-EINVAL, "waker_connect_tcp: NULL provider");
+	ret = llmp_tcp_ext_query(addr, port, &m);
+	if (ret < 0)
+		return ret;
+	if (m.id != LLMP_CTL_VERSION)
+		return llmp_err(-EOPNOTSUPP, "waker: the broker's control segment has version %u, "
+				"we know %u", m.id, LLMP_CTL_VERSION);
+	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &d);
+	if (ret < 0)
+		return ret;
+	return llmp_waker_attach(p, &d, out);
+}
+
+int llmp_waker_poke(struct llmp_waker *w)
+{
+	uint32_t sleeping = LLMP_CTL_SLEEPING;
+	long n;
+
+	if (LLMP_UNLIKELY(!w))
+		return llmp_err(-EINVAL, "waker_poke: NULL waker");
+	/*
+	 * Orders the caller's commit (its release store of current_msg_id)
+	 * before the load below; pairs with the broker's seq_cst store of
+	 * SLEEPING and fence before its second look at the clients.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Pairs with the broker's seq_cst stores of the word. */
+	if (LLMP_LIKELY(__atomic_load_n(&w->c->sleep_word, __ATOMIC_RELAXED) != LLMP_CTL_SLEEPING))
+		return 0;
+	/* Only one waker flips it; the broker's futex wait then returns even if it is not in it yet. */
+	if (!__atomic_compare_exchange_n(&w->c->sleep_word, &sleeping, LLMP_CTL_AWAKE, false,
+					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+		return 0;
+	n = syscall(SYS_futex, &w->c->sleep_word, FUTEX_WAKE, 1, NULL, NULL, 0);
+	if (n < 0)
+		return llmp_err(-errno, "waker_poke: FUTEX_WAKE");
+	w->woken += (uint64_t)n;
+	return n > 0;
+}
+
+void llmp_waker_free(struct llmp_waker *w)
+{
+	if (!w)
+		return;
+	llmp_shmem_put(w->m);
+	free(w);
+}
