@@ -62,6 +62,18 @@ static void print_msg(const struct llmp_msg_view *v)
 	fflush(stdout);
 }
 
+/* Our broker's control segment: poked after each send so a sleeping broker wakes. */
+static struct llmp_waker *waker;
+
+static int send_one(struct llmp_client *c, uint32_t tag, const void *buf, size_t len)
+{
+	int ret = llmp_client_send(c, tag, 0, buf, len);
+
+	if (ret == 0 && waker)
+		ret = llmp_waker_poke(waker) < 0 ? -EIO : 0;
+	return ret;
+}
+
 static int do_send(struct llmp_client *c, uint32_t tag, const char *file)
 {
 	FILE *f = stdin;
@@ -93,7 +105,7 @@ static int do_send(struct llmp_client *c, uint32_t tag, const char *file)
 			return -EIO;
 		}
 		fclose(f);
-		ret = llmp_client_send(c, tag, 0, buf, (size_t)sz);
+		ret = send_one(c, tag, buf, (size_t)sz);
 		free(buf);
 		if (ret < 0)
 			return ret;
@@ -103,7 +115,7 @@ static int do_send(struct llmp_client *c, uint32_t tag, const char *file)
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		if (n > 0 && line[n - 1] == '\n')
 			n--;
-		ret = llmp_client_send(c, tag, 0, line, (size_t)n);
+		ret = send_one(c, tag, line, (size_t)n);
 		if (ret < 0)
 			break;
 		sent++;
@@ -209,10 +221,14 @@ int main(int argc, char **argv)
 		goto fail;
 	fprintf(stderr, "llmp-client: registered as client %u with %s:%lu\n", llmp_client_id(cl),
 		addr, port);
+	/* Not fatal: a LibAFL broker has no control segment, it polls. */
+	if (sending && llmp_waker_connect_tcp(p, addr, (uint16_t)port, &waker) < 0)
+		waker = NULL;
 	ret = sending ? do_send(cl, (uint32_t)tag, file)
 		      : do_recv(cl, count, has_wait ? (int)wait_ms : -1);
 	if (ret < 0)
 		goto fail;
+	llmp_waker_free(waker);
 	llmp_client_free(cl);
 	llmp_provider_free(p);
 	return 0;
@@ -222,6 +238,7 @@ bad:
 	return 2;
 fail:
 	fprintf(stderr, "llmp-client: %s\n", llmp_strerror_last());
+	llmp_waker_free(waker);
 	if (cl)
 		llmp_client_free(cl);
 	if (p)
