@@ -23,6 +23,11 @@
 # Environment:
 #   LLMP_VM_KERNELS   kernels to run, in order (default "debian debug")
 #   LLMP_VM_TESTS     only these test binaries (space separated names)
+#   LLMP_VM_DEBUG_TESTS  what the debug kernel runs when LLMP_VM_TESTS is
+#                     unset: "kmod" (default: the kmod_* tests, which are
+#                     what it is for; KASAN + lockdep under emulation make
+#                     the userspace suites take longer than its timeout)
+#                     or "all"
 #   LLMP_VM_TIMEOUT   seconds per guest run (default 900, debug kernel 1800)
 #   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
 #   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
@@ -160,7 +165,13 @@ boot() {
 	name=$1 image=$2 extra=$3
 	serial=$vmdir/$name.log
 	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout $extra"
-	[ -n "$only" ] && append="$append llmp_tests=$only"
+	run_only=$only
+	if [ -z "$run_only" ] && [ "$name" = debug ] && [ "${LLMP_VM_DEBUG_TESTS:-kmod}" = kmod ]; then
+		run_only=$(cd "$static/selftests" && ls kmod_*_test 2>/dev/null | tr '\n' ',' |
+			sed 's/,*$//')
+		[ -n "$run_only" ] && log "debug kernel: kmod tests only (LLMP_VM_DEBUG_TESTS=all for every test)"
+	fi
+	[ -n "$run_only" ] && append="$append llmp_tests=$run_only"
 	[ -n "${LLMP_VM_APPEND:-}" ] && append="$append $LLMP_VM_APPEND"
 	# KASAN + lockdep under emulation: the debug guest needs more time.
 	vm_timeout=${vm_timeout_set:-900}
