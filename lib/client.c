@@ -194,6 +194,11 @@ int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out)
 	}
 }
 
+uint64_t llmp_client_pages_skipped(const struct llmp_client *c)
+{
+	return c ? c->in.pages_skipped : 0;
+}
+
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms)
 {
 	uint64_t deadline = 0;

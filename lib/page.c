@@ -282,6 +282,8 @@ static void sender_redirect_anchor(struct llmp_sender *s)
 	/* orders the odd seq before the payload words; pairs with the reader's acquire fence */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	eop_store_info(e, &info);
+	/* chain position of the page named (for the readers' skip count); under the seqlock */
+	__atomic_store_n(&e->flags, (uint32_t)(s->chain_len - s->npages + 1), __ATOMIC_RELAXED);
 	/* pairs with the acquire load of broker at the start of recv_follow */
 	__atomic_store_n(&e->broker, seq + 2, __ATOMIC_RELEASE);
 }
@@ -339,6 +341,7 @@ static int sender_eop(struct llmp_sender *s)
 		spage_release(&np);
 		return ret;
 	}
+	s->chain_len++;
 
 	e = MSG_AT(s->base, LLMP_PAGE_HEADER_LEN + s->used);
 	e->tag = LLMP_TAG_END_OF_PAGE;
@@ -405,6 +408,7 @@ int llmp_sender_init(struct llmp_sender *s, struct llmp_provider *p,
 		spage_release(&sp);
 		return ret;
 	}
+	s->chain_len = 1;
 	sender_use_page(s, &sp);
 	return 0;
 }
@@ -837,6 +841,7 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		}
 	}
 	r->pages_seen = 1;
+	r->index_known = !anchor || recv_on_anchor(r);
 	return 0;
 }
 
@@ -921,6 +926,7 @@ static int recv_stale(struct llmp_receiver *r)
 		/* the loss is reported now: later redirects only count from here */
 		r->anchor_seq = (__atomic_load_n(&e->broker, __ATOMIC_ACQUIRE) + 1) & ~1u;
 		r->stale_count++;
+		r->resync = true; /* page_index stays that of the page we fell off */
 		return llmp_err(-ESTALE, "receiver fell behind the broker's kept history; "
 				"continuing at the oldest kept page");
 	}
@@ -946,8 +952,9 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	struct llmp_shmem_desc d;
 	struct llmp_shmem *shm;
 	struct llmp_page *npg;
-	uint32_t s1;
-	bool skipped;
+	uint32_t s1, fidx;
+	uint64_t nidx;
+	bool skipped, from_anchor;
 	int ret;
 
 	if (len < LLMP_EOP_PAYLOAD_LEN)
@@ -957,6 +964,8 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	if (s1 & 1)
 		return 0;
 	eop_load_info(m, &info);
+	/* written with the payload under the seqlock (relaxed; the seq orders it) */
+	fidx = __atomic_load_n(&m->flags, __ATOMIC_RELAXED);
 	/* pairs with the release fence before the payload rewrite in sender_redirect_anchor */
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	/* the seq again: unchanged means the words above were not being rewritten */
@@ -1017,7 +1026,22 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	}
 	/* we are done with the old page; pairs with the acquire loads in sender_retire */
 	__atomic_fetch_add(&r->pg->receivers_left, 1, __ATOMIC_RELEASE);
-	skipped = recv_on_anchor(r) && s1 != r->anchor_seq;
+	from_anchor = recv_on_anchor(r);
+	skipped = from_anchor && (s1 != r->anchor_seq || r->resync);
+	/* the anchor's record names chain position fidx once the broker dropped pages */
+	nidx = from_anchor ? (s1 ? fidx : 1) : r->page_index + 1;
+	if (from_anchor && r->index_known && nidx > r->page_index + 1 &&
+	    (s1 != r->anchor_seq || r->resync))
+		r->pages_skipped += nidx - r->page_index - 1;
+	if (from_anchor)
+		r->index_known = true;
+	r->page_index = nidx;
+	if (r->resync) {
+		/* the -ESTALE was already returned by recv_stale */
+		r->resync = false;
+		r->anchor_seq = s1;
+		skipped = false;
+	}
 	recv_cache_put(r, r->shm);
 	recv_use(r, shm);
 	r->pages_seen++;

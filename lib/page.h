@@ -116,6 +116,7 @@ struct llmp_sender {
 	unsigned history_pages;  /* HISTORY: pages kept besides the first page */
 	size_t kept_bytes;       /* HISTORY: sum of pages[1..] sizes */
 	struct llmp_msg *anchor_eop; /* HISTORY: the EOP record of pages[0] */
+	uint64_t chain_len;      /* pages ever chained (the first included) */
 	uint64_t pages_dropped;
 	uint64_t pages_created;
 };
@@ -185,6 +186,10 @@ struct llmp_receiver {
 	unsigned nrcache;
 	uint64_t pages_seen;
 	uint64_t stale_count;
+	uint64_t page_index;     /* position of our page in the chain (anchor = 0) */
+	bool index_known;        /* false after a reattach to a page past the anchor */
+	bool resync;             /* on the anchor after -ESTALE, page_index still the old one */
+	uint64_t pages_skipped;  /* history pages never read because we fell behind */
 };
 
 /*

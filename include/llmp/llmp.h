@@ -98,6 +98,13 @@ void llmp_client_cancel(struct llmp_client *c);
  * the next call continues at the oldest kept page), other <0: error.
  */
 int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
+/*
+ * Broadcast pages this client never read because it fell behind the
+ * broker's kept history (each loss is announced by one -ESTALE).  Counted
+ * from the first page the client reads from the start of the chain; a
+ * client reattached in the middle counts once it has passed the first page.
+ */
+uint64_t llmp_client_pages_skipped(const struct llmp_client *c);
 /* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms);
 
