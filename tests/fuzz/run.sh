@@ -36,6 +36,8 @@ seed accepted 010101
 seed quit     000205
 seed rbhello  000104686f7374
 seed b2b      020521020103616263
+seed extq     00cc9801
+seed extinfo  01cc9801808040343931353238000000000000000000000000000001
 
 "$out/postcard_fuzz" -max_total_time="$secs" -timeout=5 -print_final_stats=1 \
 	-artifact_prefix="$out/crashes/" "$out/corpus" > "$out/fuzz.log" 2>&1 || rc=$?

@@ -623,6 +623,50 @@ TEST_F(reg, remote_broker_hello_refused)
 	ASSERT_EQ(0, llmp_broker_nclients(self->b));
 }
 
+struct waker_arg {
+	struct llmp_provider *p;
+	uint16_t port;
+	int ret;
+	atomic_int done;
+};
+
+static void *waker_thread(void *v)
+{
+	struct waker_arg *a = v;
+	struct llmp_waker *w = NULL;
+
+	a->ret = llmp_waker_connect_tcp(a->p, "127.0.0.1", a->port, &w);
+	llmp_waker_free(w);
+	/* Pairs with the acquire load in serve_until_done(). */
+	atomic_store_explicit(&a->done, 1, memory_order_release);
+	return NULL;
+}
+
+/* Our EXT_QUERY to a listener outside an event loop: Error, and the waker says so. */
+TEST_F(reg, ext_query_without_loop)
+{
+	struct waker_arg a = { .p = self->p, .port = self->port };
+	pthread_t t;
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, waker_thread, &a));
+	ASSERT_EQ(0, serve_until_done(self->l, self->b, &a.done, 10000));
+	pthread_join(t, NULL);
+	ASSERT_EQ(-EOPNOTSUPP, a.ret);
+	struct llmp_tcp_stats st;
+	llmp_tcp_listener_stats(self->l, &st);
+	ASSERT_EQ(1, st.refused);
+	ASSERT_EQ(0, st.dropped);
+	/* The wire form of the query: variant 0x4C4C, no fields. */
+	struct llmp_wire_msg q = { .type = LLMP_TCP_REQ_EXT_QUERY }, m;
+	uint8_t b[8];
+	ASSERT_EQ(3, llmp_wire_encode_req(&q, b, sizeof(b)));
+	ASSERT_EQ(0xcc, b[0]);
+	ASSERT_EQ(0x98, b[1]);
+	ASSERT_EQ(0x01, b[2]);
+	ASSERT_EQ(0, llmp_wire_decode_req(b, 3, &m));
+	ASSERT_EQ(LLMP_TCP_REQ_EXT_QUERY, m.type);
+}
+
 /*
  * Bad peers: silent, half a length, half a body, a huge length, garbage,
  * a malformed body, an early close.  A good client registers while the
