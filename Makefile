@@ -40,7 +40,13 @@ ifeq ($(HAVE_URING),1)
 CFLAGS_ALL += -DLLMP_HAVE_LIBURING=1
 URING_LIBS := -luring
 endif
-LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(LDLIBS)
+HAVE_ZLIB := $(shell printf '#include <zlib.h>\nint main(void){return 0;}\n' | \
+	$(CC) -x c - -o /dev/null -lz 2>/dev/null && echo 1)
+ifeq ($(HAVE_ZLIB),1)
+CFLAGS_ALL += -DLLMP_HAVE_ZLIB=1
+ZLIB_LIBS := -lz
+endif
+LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 # Platform back ends guard themselves (#ifdef) and report -ENODEV elsewhere.
@@ -152,7 +158,8 @@ install: all
 	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h 2>/dev/null || true
 	for t in $(TOOLS); do install -m 755 $$t $(DESTDIR)$(BINDIR)/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(URING_LIBS) $(ZLIB_LIBS)|' \
+		lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
 	set -e; for m in $(wildcard Documentation/man/*.[1-8]); do \
 		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
