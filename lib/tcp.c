@@ -332,7 +332,10 @@ static void peer_refuse(struct llmp_tcp_listener *l, struct peer *p, const char 
 	p->state = PEER_REPLY;
 }
 
-/* A whole request is in p->body: act on it.  Returns 1 served, 0 dropped. */
+/*
+ * A whole request is in p->body: act on it.  Returns 1 served (the peer
+ * stays for its reply), 0 served and closed, -1 dropped.
+ */
 static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 {
 	struct peer *p = l->peers[i];
@@ -342,7 +345,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 
 	if (llmp_wire_decode_req(p->body, p->body_len, &m) < 0) {
 		peer_drop(l, i, "malformed request");
-		return 0;
+		return -1;
 	}
 	switch (m.type) {
 	case LLMP_TCP_REQ_LOCAL_CLIENT_HELLO:
@@ -366,7 +369,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
 		if (n < 0) {
 			peer_drop(l, i, "cannot encode the reply");
-			return 0;
+			return -1;
 		}
 		peer_frame(p, n);
 		p->state = PEER_REPLY;
@@ -381,7 +384,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		l->st.quits++;
 		/* LibAFL sends no answer to a quit. */
 		peer_close(l, i);
-		return 1;
+		return 0;
 	case LLMP_TCP_REQ_REMOTE_BROKER_HELLO:
 		if (!l->b2b_fn) {
 			peer_refuse(l, p, "broker-to-broker links are not enabled on this broker");
@@ -394,7 +397,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
 		if (n < 0) {
 			peer_drop(l, i, "cannot encode the reply");
-			return 0;
+			return -1;
 		}
 		peer_frame(p, n);
 		p->handoff = true;
@@ -411,14 +414,14 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
 		if (n < 0) {
 			peer_drop(l, i, "cannot encode the reply");
-			return 0;
+			return -1;
 		}
 		peer_frame(p, n);
 		p->state = PEER_REPLY;
 		return 1;
 	default:
 		peer_drop(l, i, "unknown request variant");
-		return 0;
+		return -1;
 	}
 }
 
@@ -503,12 +506,16 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 		}
 		p->body_got += (size_t)n;
 	}
-	if (peer_request(l, i) == 0)
-		return 0;
-	/* The reply goes out on the next step (or now, if the socket takes it). */
-	if (i < l->npeers && l->peers[i] == p)
+	switch (peer_request(l, i)) {
+	case 1:
+		/* The reply goes out now if the socket takes it, else on a later step. */
 		peer_step(l, i, now);
-	return 1;
+		return 1;
+	case 0:
+		return 1;
+	default:
+		return 0;
+	}
 pending:
 	if (now >= p->deadline) {
 		peer_drop(l, i, p->state == PEER_READ && (p->hdr_got || p->body_got)
