@@ -134,6 +134,7 @@ struct shared {
 	_Atomic int go;     /* parent → all: start sending */
 	_Atomic int finish; /* parent → senders: receivers are done, you may exit */
 	_Atomic int abort_run; /* anyone → all: give up */
+	uint16_t waker_port; /* set before fork: the loop's TCP port for llmp_waker_connect_tcp() */
 	struct tx_result tx[MAX_SENDERS];
 	struct rx_result rx[MAX_RECEIVERS];
 	/* flow control: messages of each sender each receiver has taken (atomic) */
@@ -155,6 +156,9 @@ static struct shared *sh;
  * keeping everything in flight well inside the broker's history.
  */
 static uint64_t window_msgs;
+/* A sender's handle on the broker's sleep word (--broker loop), poked after each commit. */
+static struct llmp_waker *waker;
+static bool no_poke;
 #define DEFAULT_HISTORY (64u << 20)
 
 /*
@@ -404,6 +408,10 @@ static int send_one(struct llmp_client *c, const unsigned char *pat, unsigned ch
 			r = llmp_client_send(c, TAG_DATA, 0, m, o.size);
 		else
 			r = llmp_client_commit(c, TAG_DATA, 0, o.size);
+		if (r == 0 && waker) {
+			r = llmp_waker_poke(waker); /* wakes the broker only if it sleeps */
+			return r < 0 ? r : 0;
+		}
 		if (r != -EAGAIN)
 			return r;
 again:
@@ -441,7 +449,9 @@ static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_
 	while ((r = llmp_client_send(c, TAG_END, 0, &e, sizeof(e))) == -EAGAIN)
 		if (now_ns() > give_up || flag_get(&sh->abort_run))
 			return -ETIMEDOUT;
-	return r;
+	if (r == 0 && waker)
+		r = llmp_waker_poke(waker);
+	return r < 0 ? r : 0;
 }
 
 /*
@@ -502,6 +512,13 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	if (!wait_go()) {
 		r = -ECANCELED;
 		goto out;
+	}
+	if (sh->waker_port) {
+		r = llmp_waker_connect_tcp(p, NULL, sh->waker_port, &waker);
+		if (r) {
+			r = fail(res->why, sizeof(res->why), r, "sender: waker");
+			goto out;
+		}
 	}
 	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 
@@ -570,6 +587,8 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	while (!flag_get(&sh->finish) && !flag_get(&sh->abort_run))
 		sleep_ns(1000000);
 out:
+	if (waker)
+		llmp_waker_free(waker);
 	free(pat);
 	free(priv);
 	llmp_client_free(c);
@@ -862,6 +881,7 @@ static void usage(void)
 		"                  [--duration SECS] [--rate MSGS_PER_S] [--broker run|loop|spin|poll1ms]\n"
 		"                  [--copy] [--page-size BYTES] [--history BYTES]\n"
 		"       llmp-bench --wake [--provider KIND] [--broker run|loop|poll1ms] [--idle SECS] [--count N]\n"
+		"--broker loop: senders wake the sleeping loop (llmp_waker_poke) unless --no-poke\n"
 		"KIND: default memfd sysv posix served kmod.  size: a multiple of 8, >= %u.\n",
 		HDR_LEN);
 	exit(2);
@@ -883,12 +903,13 @@ static void parse(int argc, char **argv)
 		{ "wake", no_argument, NULL, 'w' },
 		{ "idle", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'C' },
+		{ "no-poke", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:s:n:r:d:R:b:cP:H:wi:C:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:s:n:r:d:R:b:cP:H:wi:C:Nh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (llmp_shmem_kind_from_name(optarg, &o.kind))
@@ -917,6 +938,7 @@ static void parse(int argc, char **argv)
 		case 'w': o.wake = true; break;
 		case 'i': o.idle = atof(optarg); break;
 		case 'C': o.count = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'N': no_poke = true; break;
 		default: usage();
 		}
 	}
@@ -938,6 +960,7 @@ static void parse(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	struct llmp_shmem_server *server = NULL;
+	struct llmp_tcp_listener *listener = NULL;
 	struct llmp_provider *p = NULL;
 	struct llmp_broker *b = NULL;
 	struct llmp_shmem_desc bcast;
@@ -984,6 +1007,30 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmp-bench: broker: %s (%s)\n", strerror(-r), llmp_strerror_last());
 		goto out;
 	}
+	if (o.broker == BROKER_LOOP) {
+		/*
+		 * The event loop, and a loopback TCP listener through which the
+		 * senders find its control segment (EXT_QUERY) to wake it.
+		 */
+		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO };
+
+		/* senders that poke may let the loop sleep long; without pokes the nap bounds latency */
+		if (!no_poke)
+			lo.max_sleep_us = 1000000;
+		r = llmp_loop_new(b, &lo, &w.lp);
+		if (!r && !no_poke) {
+			r = llmp_tcp_listen(b, NULL, 0, NULL, &listener);
+			if (!r)
+				r = llmp_loop_add_listener(w.lp, listener);
+			if (!r)
+				sh->waker_port = llmp_tcp_listener_port(listener);
+		}
+		if (r) {
+			fprintf(stderr, "llmp-bench: event loop: %s (%s)\n", strerror(-r),
+				llmp_strerror_last());
+			goto out;
+		}
+	}
 
 	/* Receivers first, so that they are attached before anything is sent. */
 	for (unsigned i = 0; i < o.receivers + o.senders; i++) {
@@ -1026,14 +1073,6 @@ int main(int argc, char **argv)
 	w.n = nchild;
 	w.nrx = nchild < o.receivers ? nchild : o.receivers;
 	w.b = b;
-	if (!r && o.broker == BROKER_LOOP) {
-		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO };
-
-		r = llmp_loop_new(b, &lo, &w.lp);
-		if (r)
-			fprintf(stderr, "llmp-bench: event loop: %s (%s)\n", strerror(-r),
-				llmp_strerror_last());
-	}
 	w.timeout = o.duration + o.idle + (o.wake ? o.count * 0.016 : 0) + 60.0;
 	if (r)
 		flag_set(&sh->abort_run);
@@ -1107,7 +1146,8 @@ int main(int argc, char **argv)
 	if (o.page_size || o.history != DEFAULT_HISTORY)
 		snprintf(tuning, sizeof(tuning), " page_size=%zu history=%zu", o.page_size, o.history);
 	if (w.lp)
-		snprintf(bname, sizeof(bname), "loop-%s", llmp_loop_backend_name(w.lp));
+		snprintf(bname, sizeof(bname), "loop-%s%s", llmp_loop_backend_name(w.lp),
+			 sh->waker_port ? "-poke" : "");
 	else
 		snprintf(bname, sizeof(bname), "%s", broker_mode_names[o.broker]);
 	if (o.wake) {
@@ -1137,6 +1177,8 @@ int main(int argc, char **argv)
 out:
 	if (w.lp)
 		llmp_loop_free(w.lp);
+	if (listener)
+		llmp_tcp_listener_free(listener);
 	if (b)
 		llmp_broker_free(b);
 	llmp_provider_free(p);
