@@ -149,12 +149,15 @@ done
 
 echo "# broker idle CPU (its thread, 2 s without traffic) and wake-up latency: one message"
 echo "# every 5-15 ms, sender to receiver (the receiver polls).  run: llmp_broker_run;"
-echo "# loop: the event loop (llmp_loop_run); poll1ms: llmp_broker_once + fixed 1 ms sleep"
+echo "# loop: the event loop (llmp_loop_run), senders poke its sleep word after each commit"
+echo "# (loop --no-poke: they do not, the loop's nap of up to 1 ms bounds the wait);"
+echo "# poll1ms: llmp_broker_once + fixed 1 ms sleep, what polling designs do"
 wake_providers="memfd"
 [ -c /dev/llmp ] && wake_providers="kmod memfd"
 for p in $wake_providers; do
-	for mode in run loop poll1ms; do
-		line=$("$bench" --wake --provider "$p" --broker "$mode" --idle 2 --count 150)
+	for mode in run loop "loop --no-poke" poll1ms; do
+		# shellcheck disable=SC2086 # $mode may carry an option
+		line=$("$bench" --wake --provider "$p" --broker $mode --idle 2 --count 150)
 		rc=$?
 		[ $rc -eq 4 ] && { echo "# provider=$p: not available here, skipped"; continue; }
 		echo "$line"
