@@ -38,6 +38,7 @@
 /* Stop pulling local messages while this much is waiting to be sent. */
 #define OUT_HIGH (1u << 20)
 #define HANDSHAKE_TIMEOUT_MS 3000
+#define DIAL_RETRY_MS 10000
 
 struct llmp_b2b_link {
 	struct llmp_broker *b;
@@ -360,20 +361,27 @@ int llmp_b2b_dial(const char *addr, uint16_t port, const char *hostname, uint32_
 	ret = getaddrinfo(addr ? addr : "127.0.0.1", ps, &hints, &res);
 	if (ret)
 		return llmp_err(-EHOSTUNREACH, "b2b: cannot resolve %s: %s", addr, gai_strerror(ret));
-	ret = -ECONNREFUSED;
-	for (ai = res; ai; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-			ret = 0;
-			break;
+	/* A refused connection is retried every 50 ms for a while: brokers start in any order. */
+	int64_t end = llmp_now_ms() + DIAL_RETRY_MS;
+	for (;;) {
+		ret = -ECONNREFUSED;
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+			if (fd < 0)
+				continue;
+			setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+			if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+				ret = 0;
+				break;
+			}
+			ret = -errno;
+			close(fd);
+			fd = -1;
 		}
-		ret = -errno;
-		close(fd);
-		fd = -1;
+		if (ret != -ECONNREFUSED || llmp_now_ms() >= end)
+			break;
+		nanosleep(&(struct timespec){ .tv_nsec = 50 * 1000000 }, NULL);
 	}
 	freeaddrinfo(res);
 	if (ret < 0)

@@ -234,7 +234,10 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
  * messages go to the remote broker and back comes what its clients send,
  * flagged LLMP_FLAG_FROM_B2B, sender id kept.  A message crosses one link
  * only: link brokers in a full mesh.  Listeners added with
- * llmp_loop_add_listener() accept links from remote brokers.
+ * llmp_loop_add_listener() accept links from remote brokers.  A refused
+ * connection is retried for up to 10 s.  Call it before llmp_loop_run() or
+ * from the loop's own thread (e.g. in the stats callback).  A link that
+ * breaks is closed and not dialled again.
  */
 int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port);
 /* "io_uring" or "poll": what the loop actually uses. */
