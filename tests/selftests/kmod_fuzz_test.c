@@ -7,7 +7,8 @@
  * success or one of the errors the ABI documents; afterwards the process
  * holds exactly the fds it held before and the module's counters are back
  * at the baseline.  The VM harness fails the run on any kernel warning
- * this provokes.  LLMP_FUZZ_CALLS and LLMP_FUZZ_SEED override the defaults.
+ * this provokes.  In its failslab pass the loop runs with slab fault
+ * injection on, and the same checks must hold.  LLMP_FUZZ_CALLS and LLMP_FUZZ_SEED override the defaults.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -60,6 +61,31 @@ static int allowed(int err)
 
 #define MAXFDS 64
 
+/*
+ * Under the VM's failslab pass this process inherits make-it-fail=1.
+ * Keep fault injection for the ioctl loop (where the allocations are
+ * mostly the module's) and off for the setup and the final checks, so
+ * the checks prove that the module's error paths leak nothing.
+ */
+static int make_it_fail(int on)
+{
+	char c = '0';
+	int fd = open("/proc/self/make-it-fail", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (on < 0) {
+		if (read(fd, &c, 1) != 1)
+			c = '0';
+	} else {
+		c = on ? '1' : '0';
+		if (write(fd, &c, 1) != 1)
+			c = '0';
+	}
+	close(fd);
+	return c == '1';
+}
+
 FIXTURE(fuzz) {
 	int unused;
 };
@@ -82,8 +108,13 @@ TEST_F_TIMEOUT(fuzz, ioctl_fuzz, 1200)
 	unsigned long errs[160] = { 0 };
 	uint64_t seed, t0;
 	struct timespec ts;
+	int inject;
 	void *ro;
 
+	/* The VM's failslab pass sets LLMP_FUZZ_FAILSLAB=1 (see tests/vm/init). */
+	inject = make_it_fail(-1) || getenv("LLMP_FUZZ_FAILSLAB");
+	if (inject)
+		make_it_fail(0);
 	dev = open(LLMP_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 	if (dev < 0)
 		SKIP(return, "no %s: llmp.ko is not loaded", LLMP_DEVICE_PATH);
@@ -99,6 +130,10 @@ TEST_F_TIMEOUT(fuzz, ioctl_fuzz, 1200)
 	ASSERT_GT(fd0, 0);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t0 = (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (inject) {
+		FIGURE("fuzz: slab fault injection on during the loop\n");
+		make_it_fail(1);
+	}
 
 	for (unsigned long i = 0; i < calls; i++) {
 		uint64_t r = llmp_test_rand(&seed);
@@ -208,14 +243,17 @@ TEST_F_TIMEOUT(fuzz, ioctl_fuzz, 1200)
 	}
 	while (nfd)
 		close(fds[--nfd]);
+	if (inject)
+		make_it_fail(0);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	FIGURE("fuzz: %lu calls in %llu ms\n", calls,
 	       (unsigned long long)((uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - t0));
 	FIGURE("fuzz: %lu succeeded; EINVAL %lu, ENOTTY %lu, EFAULT %lu, ENOENT %lu, "
-		       "EBADF %lu, ENOTCONN %lu\n", ok, errs[EINVAL], errs[ENOTTY], errs[EFAULT],
-		       errs[ENOENT], errs[EBADF], errs[ENOTCONN]);
+		       "EBADF %lu, ENOTCONN %lu, ENOMEM %lu\n", ok, errs[EINVAL], errs[ENOTTY],
+		       errs[EFAULT], errs[ENOENT], errs[EBADF], errs[ENOTCONN], errs[ENOMEM]);
 	ASSERT_EQ(0, bad_err);
-	ASSERT_GT(ok, calls / 100); /* the loop reached past the argument checks */
+	/* The loop reached past the argument checks. */
+	ASSERT_GT(ok, calls / 100);
 	ASSERT_EQ(fd0, count_fds());
 	ASSERT_EQ(0, ioctl(dev, LLMP_IOC_STATS, &s));
 	ASSERT_EQ(base.segments_live, s.segments_live);
