@@ -282,10 +282,14 @@ TEST(b2b_message_round_trip)
 	for (size_t i = 0; i < sizeof(payload); i++)
 		payload[i] = (uint8_t)llmp_test_rand(&seed);
 	int n = llmp_wire_encode_b2b(&m, buf, sizeof(buf));
-	/* 05 | a1 86 c0 8a 05 | 02 | ac 02 | payload */
+	/* 05 | a1 86 c0 89 05 | 02 | ac 02 | payload */
 	ASSERT_EQ(1 + 5 + 1 + 2 + 300, n);
 	ASSERT_EQ(0x05, buf[0]);
 	ASSERT_EQ(0xa1, buf[1]);
+	ASSERT_EQ(0x86, buf[2]);
+	ASSERT_EQ(0xc0, buf[3]);
+	ASSERT_EQ(0x89, buf[4]);
+	ASSERT_EQ(0x05, buf[5]);
 	ASSERT_EQ(0x02, buf[6]);
 	ASSERT_EQ(0xac, buf[7]);
 	ASSERT_EQ(0x02, buf[8]);
@@ -1472,6 +1476,76 @@ TEST_F(b2b, bad_link_frames_close_the_link)
 	llmp_loop_stats(self->n[0].lp, &st);
 	ASSERT_EQ(0, st.b2b_links);
 	ASSERT_EQ(0, st.b2b_received);
+}
+
+/*
+ * A peer speaking LibAFL's B2B bytes by hand: after RemoteBrokerHello it gets
+ * TcpRemoteNewMessage frames for local messages (sender id, tag, flags,
+ * payload exactly), and a frame it sends shows up locally flagged FROM_B2B
+ * with its client id kept.
+ */
+TEST_F(b2b, libafl_wire_link)
+{
+	uint8_t buf[4096];
+	struct llmp_wire_b2b x;
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	uint32_t len;
+	int r;
+
+	if (!self->n[NB - 1].lp)
+		SKIP(return, "no broker (see the setup's reason)");
+	if (variant->compress)
+		SKIP(return, "run once, uncompressed");
+	ASSERT_EQ(0, pthread_create(&self->n[0].t, NULL, node_thread, &self->n[0]));
+	self->n[0].running = true;
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
+	ASSERT_EQ(0, llmp_client_send(c, 0x51300321, 0x0, "before the link", 15));
+
+	int fd = tcp_dial(self->n[0].port);
+	struct timeval tv = { 5, 0 };
+	ASSERT_LE(0, fd);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ASSERT_EQ(4, recv(fd, buf, 4, MSG_WAITALL));
+	ASSERT_EQ(0, llmp_wire_get_len(buf, sizeof(buf), &len));
+	ASSERT_EQ((ssize_t)len, recv(fd, buf, len, MSG_WAITALL));
+	/* RemoteBrokerHello { hostname: "libafl" }, as raw bytes. */
+	static const uint8_t hello[] = { 0, 0, 0, 8, 0x01, 0x06, 'l', 'i', 'b', 'a', 'f', 'l' };
+	ASSERT_EQ(sizeof(hello), send(fd, hello, sizeof(hello), 0));
+	ASSERT_EQ(4, recv(fd, buf, 4, MSG_WAITALL));
+	ASSERT_EQ(0, memcmp(buf, "\0\0\0\2", 4));
+	ASSERT_EQ(2, recv(fd, buf, 2, MSG_WAITALL));
+	ASSERT_EQ(LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED, buf[0]);
+	ASSERT_EQ(1, buf[1]);
+
+	/* The history: client 1's message, byte for byte. */
+	static const uint8_t want[] = { 0, 0, 0, 0x17, 0x01, 0xa1, 0x86, 0xc0, 0x89, 0x05, 0x00, 0x0f,
+					'b', 'e', 'f', 'o', 'r', 'e', ' ', 't', 'h', 'e', ' ', 'l', 'i',
+					'n', 'k' };
+	ASSERT_EQ(sizeof(want), recv(fd, buf, sizeof(want), MSG_WAITALL));
+	char hex[3 * sizeof(want) + 1];
+	for (size_t k = 0; k < sizeof(want); k++)
+		snprintf(hex + 3 * k, 4, "%02x ", buf[k]);
+	ASSERT_EQ(0, memcmp(want, buf, sizeof(want))) TH_LOG("got %s", hex);
+	ASSERT_EQ(0, llmp_wire_decode_b2b(buf + 4, sizeof(want) - 4, &x));
+	ASSERT_EQ(1, x.client_id);
+
+	/* The remote side's client 7 sends tag 0x99 flags 0x1 "zz". */
+	static const uint8_t in[] = { 0, 0, 0, 7, 0x07, 0x80 | 0x19, 0x01, 0x01, 0x02, 'z', 'z' };
+	ASSERT_EQ(sizeof(in), send(fd, in, sizeof(in), 0));
+	while ((r = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != 0x99)
+		;
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(7, v.sender);
+	ASSERT_EQ(LLMP_FLAG_FROM_B2B | LLMP_FLAG_COMPRESSED, v.flags);
+	ASSERT_EQ(1, v.broker); /* the link's number */
+	ASSERT_EQ(2, v.len);
+	ASSERT_EQ(0, memcmp("zz", v.buf, 2));
+	/* It is not sent back over the link it came from. */
+	ASSERT_EQ(-1, recv(fd, buf, 1, MSG_DONTWAIT));
+	ASSERT_EQ(EAGAIN, errno);
+	close(fd);
+	llmp_client_free(c);
 }
 
 /* ---- the tools ------------------------------------------------------------------- */
