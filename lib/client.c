@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "llmp/broker.h"
 
 #if defined(_WIN32)
 static int setenv(const char *name, const char *value, int overwrite)
@@ -29,6 +30,7 @@ struct llmp_client {
 	struct llmp_receiver in;
 	bool skip_own;
 	int timeout_ms;
+	struct llmp_waker *waker;	/* pokes a sleeping broker after commits; NULL: none */
 };
 
 static int opts_load(const struct llmp_client_opts *opts, struct llmp_client_opts *o)
@@ -122,11 +124,16 @@ static bool tag_reserved(uint32_t tag)
 int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len)
 {
+	int ret;
+
 	if (LLMP_UNLIKELY(!c || (!buf && len)))
 		return llmp_err(-EINVAL, "client send: NULL argument");
 	if (LLMP_UNLIKELY(tag_reserved(tag)))
 		return llmp_err(-EINVAL, "client send: tag 0x%08x is reserved", tag);
-	return llmp_sender_send(&c->out, tag, flags, buf, len);
+	ret = llmp_sender_send(&c->out, tag, flags, buf, len);
+	if (ret == 0 && c->waker)
+		(void)llmp_waker_poke(c->waker);
+	return ret;
 }
 
 int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf)
@@ -162,7 +169,19 @@ int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size
 	}
 	m->tag = tag;
 	m->flags = flags;
-	return llmp_sender_commit(&c->out, true);
+	ret = llmp_sender_commit(&c->out, true);
+	if (ret == 0 && c->waker)
+		(void)llmp_waker_poke(c->waker);
+	return ret;
+}
+
+void llmp_client_set_waker(struct llmp_client *c, struct llmp_waker *w)
+{
+	if (!c)
+		return;
+	if (c->waker != w)
+		llmp_waker_free(c->waker);
+	c->waker = w;
 }
 
 void llmp_client_cancel(struct llmp_client *c)
@@ -182,7 +201,9 @@ int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out)
 		ret = llmp_receiver_next(&c->in, &m);
 		if (ret <= 0)
 			return ret;
-		if (c->skip_own && m.sender == c->out.id && c->out.id != LLMP_BROKER_CLIENT_ID)
+		/* Own messages come back from the local broker only (broker 0, not B2B). */
+		if (c->skip_own && m.sender == c->out.id && c->out.id != LLMP_BROKER_CLIENT_ID &&
+		    m.broker == 0 && !(m.flags & LLMP_FLAG_FROM_B2B))
 			continue;
 		out->sender = m.sender;
 		out->tag = m.tag;
@@ -403,6 +424,7 @@ void llmp_client_free(struct llmp_client *c)
 		/* let the broker map the page holding EXITING before we release it */
 		(void)llmp_client_wait_safe(c, c->timeout_ms < 0 || c->timeout_ms > 1000 ?
 					    1000 : c->timeout_ms);
+	llmp_waker_free(c->waker);
 	llmp_receiver_fini(&c->in);
 	llmp_sender_fini(&c->out);
 	free(c);

@@ -693,6 +693,7 @@ int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t 
 	struct llmp_wire_msg m, hello = { .type = LLMP_TCP_REQ_LOCAL_CLIENT_HELLO };
 	struct llmp_shmem_desc bd, od;
 	struct llmp_client *c = NULL;
+	struct llmp_waker *w;
 	int fd, ret, n;
 
 	if (!out)
@@ -738,6 +739,13 @@ int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t 
 		goto out;
 	}
 	llmp_client_set_id(c, m.id);
+	/*
+	 * Our broker's loop hands out a control segment so that commits wake it
+	 * when it sleeps; a LibAFL broker (or a listener without a loop) has
+	 * none, and the client then works without pokes.
+	 */
+	if (llmp_waker_connect_tcp(p, addr, port, &w) == 0)
+		llmp_client_set_waker(c, w);
 	*out = c;
 	c = NULL;
 	ret = 0;

@@ -6,15 +6,19 @@
  * one FUTEX_WAKE).  Documentation/broker.rst has the ordering argument.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
 
 #include "ctl.h"
 #include "llmp/broker.h"
+#if defined(__linux__)
 #include "tcp.h"
+#endif
 
 struct llmp_waker {
 	struct llmp_shmem *m;
@@ -54,6 +58,7 @@ int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl
 	return 0;
 }
 
+#if defined(__linux__)
 int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
 			   struct llmp_waker **out)
 {
@@ -77,6 +82,18 @@ int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t p
 		return ret;
 	return llmp_waker_attach(p, &d, out);
 }
+#else
+int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			   struct llmp_waker **out)
+{
+	(void)p;
+	(void)addr;
+	(void)port;
+	if (out)
+		*out = NULL;
+	return llmp_err(-EOPNOTSUPP, "waker_connect_tcp: TCP registration is Linux-only for now");
+}
+#endif
 
 int llmp_waker_poke(struct llmp_waker *w)
 {
@@ -98,9 +115,14 @@ int llmp_waker_poke(struct llmp_waker *w)
 	if (!__atomic_compare_exchange_n(&w->c->sleep_word, &sleeping, LLMP_CTL_AWAKE, false,
 					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
 		return 0;
+#if defined(__linux__)
 	n = syscall(SYS_futex, &w->c->sleep_word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	if (n < 0)
 		return llmp_err(-errno, "waker_poke: FUTEX_WAKE");
+#else
+	(void)n;
+	return llmp_err(-EOPNOTSUPP, "waker_poke: no futex on this platform");
+#endif
 	w->woken += (uint64_t)n;
 	return n > 0;
 }

@@ -183,6 +183,12 @@ int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl
  */
 int llmp_waker_poke(struct llmp_waker *w);
 void llmp_waker_free(struct llmp_waker *w);
+/*
+ * Give the client a waker (it takes ownership; NULL drops the old one): its
+ * sends and commits then poke the broker.  llmp_client_connect_tcp() does
+ * this itself when the broker is ours.
+ */
+void llmp_client_set_waker(struct llmp_client *c, struct llmp_waker *w);
 
 /* ---- the event loop ------------------------------------------------------- */
 

@@ -1079,10 +1079,12 @@ TEST_F(evloop, wakes_from_long_sleep)
 	struct llmp_waker *w;
 	struct llmp_msg_view v;
 	struct llmp_loop_stats st;
-	int woke = 0, r;
+	int64_t slowest = 0;
+	int r;
 
 	SETUP_OR_SKIP(3000000, 0); /* naps grow up to 3 s */
 	ASSERT_EQ(0, evl_start(self));
+	/* Clients that registered over TCP with our loop poke it on every send. */
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->cp, NULL, self->port, &o, &tx));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->cp, NULL, self->port, &o, &rx));
 	ASSERT_EQ(0, llmp_waker_connect_tcp(self->cp, NULL, self->port, &w))
@@ -1094,18 +1096,15 @@ TEST_F(evloop, wakes_from_long_sleep)
 		snprintf(m, sizeof(m), "wake %d", round);
 		int64_t t0 = now_ms();
 		ASSERT_EQ(0, llmp_client_send(tx, 0x51300321, 0, m, strlen(m)));
-		r = llmp_waker_poke(w);
-		ASSERT_LE(0, r);
-		woke += r;
+		/* The send already poked: a second poke finds the broker awake. */
+		ASSERT_LE(0, llmp_waker_poke(w));
 		while ((r = llmp_client_recv_wait(rx, &v, 10000)) == 1 && v.tag != 0x51300321)
 			;
 		ASSERT_EQ(1, r);
 		ASSERT_EQ(strlen(m), v.len);
 		ASSERT_EQ(0, memcmp(m, v.buf, v.len));
-		if (woke > round) {
-			/* Woken, not left to its multi-second nap. */
-			ASSERT_LT(now_ms() - t0, 1000);
-		}
+		if (now_ms() - t0 > slowest)
+			slowest = now_ms() - t0;
 	}
 	/* A sleep that nobody wakes ends at once on stop (the eventfd). */
 	usleep(300000);
@@ -1116,14 +1115,16 @@ TEST_F(evloop, wakes_from_long_sleep)
 	ASSERT_EQ(0, self->run_ret);
 	llmp_loop_stats(self->lp, &st);
 	ASSERT_GT(st.sleeps, 0);
-	TH_LOG("pokes that woke the broker: %d", woke);
+	TH_LOG("wake-ups by pokes: %llu, slowest delivery %lld ms",
+	       (unsigned long long)st.wakeups, (long long)slowest);
 	if (variant->backend == LLMP_LOOP_URING) {
 		/* 3 with IORING_OP_FUTEX_WAIT (Linux 6.7+); without it the loop does not announce. */
-		ASSERT_TRUE(woke == 3 || woke == 0);
+		ASSERT_TRUE(st.wakeups == 3 || st.wakeups == 0);
+		if (st.wakeups == 3) /* woken, not left to its multi-second nap */
+			ASSERT_LT(slowest, 1000);
 	} else {
-		ASSERT_EQ(0, woke); /* poll does not watch the word, so it never announces on it */
+		ASSERT_EQ(0, st.wakeups); /* poll does not watch the word, so it never announces on it */
 	}
-	ASSERT_EQ(woke, st.wakeups);
 	llmp_waker_free(w);
 	llmp_client_free(tx);
 	llmp_client_free(rx);
