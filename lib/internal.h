@@ -54,6 +54,13 @@ void llmp_log(enum llmp_log_level level, const char *fmt, ...) LLMP_PRINTF(2, 3)
  * failing path reads:  return llmp_err(-EINVAL, "bad size %zu", size);
  */
 int llmp_err(int err, const char *fmt, ...) LLMP_PRINTF(2, 3);
+/*
+ * Between these, llmp_err() still records the last error but logs it at
+ * LLMP_LOG_DEBUG: for probes whose failure is an answer, not an error
+ * (e.g. "is /dev/llmp usable?" when choosing the default provider).
+ */
+void llmp_log_probe_begin(void);
+void llmp_log_probe_end(void);
 
 /* ---- shared-memory back ends ------------------------------------------- */
 

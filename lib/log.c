@@ -9,6 +9,8 @@ static llmp_log_fn log_fn;
 static void *log_ctx;
 static enum llmp_log_level log_max = LLMP_LOG_WARN;
 static _Thread_local char last_error[256];
+/* >0 while an expected failure is probed: errors are logged at DEBUG. */
+static _Thread_local int probing;
 
 void llmp_set_log(llmp_log_fn fn, void *ctx, enum llmp_log_level max_level)
 {
@@ -38,6 +40,7 @@ void llmp_log(enum llmp_log_level level, const char *fmt, ...)
 
 int llmp_err(int err, const char *fmt, ...)
 {
+	enum llmp_log_level level;
 	char buf[200];
 	va_list ap;
 
@@ -45,7 +48,18 @@ int llmp_err(int err, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	snprintf(last_error, sizeof(last_error), "%s (%s)", buf, strerror(-err));
-	if (log_fn && log_max >= LLMP_LOG_ERROR)
-		log_fn(log_ctx, LLMP_LOG_ERROR, last_error);
+	level = probing ? LLMP_LOG_DEBUG : LLMP_LOG_ERROR;
+	if (log_fn && log_max >= level)
+		log_fn(log_ctx, level, last_error);
 	return err;
+}
+
+void llmp_log_probe_begin(void)
+{
+	probing++;
+}
+
+void llmp_log_probe_end(void)
+{
+	probing--;
 }

@@ -71,7 +71,14 @@ enum llmp_shmem_kind llmp_shmem_default_kind(void)
 #elif defined(__ANDROID__)
 	return LLMP_SHMEM_ASHMEM;
 #else
-	if (llmp_shmem_kmod_ops.probe && llmp_shmem_kmod_ops.probe() == 0)
+	int ret = -ENODEV;
+
+	if (llmp_shmem_kmod_ops.probe) {
+		llmp_log_probe_begin();
+		ret = llmp_shmem_kmod_ops.probe();
+		llmp_log_probe_end();
+	}
+	if (ret == 0)
 		return LLMP_SHMEM_KMOD;
 #if defined(__linux__)
 	return LLMP_SHMEM_MEMFD;
