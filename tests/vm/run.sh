@@ -164,7 +164,9 @@ total_pass=0 total_fail=0 total_skip=0
 boot() {
 	name=$1 image=$2 extra=$3
 	serial=$vmdir/$name.log
-	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout $extra"
+	# The guest gets the host's fd limit, so a test passes or fails on both alike.
+	# shellcheck disable=SC3045 # dash and busybox sh have ulimit -n
+	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout llmp_nofile=$(ulimit -n) $extra"
 	run_only=$only
 	if [ -z "$run_only" ] && [ "$name" = debug ] && [ "${LLMP_VM_DEBUG_TESTS:-kmod}" = kmod ]; then
 		run_only=$(cd "$static/selftests" && ls kmod_*_test 2>/dev/null | tr '\n' ',' |
