@@ -156,8 +156,7 @@ static struct shared *sh;
  * keeping everything in flight well inside the broker's history.
  */
 static uint64_t window_msgs;
-/* A sender's handle on the broker's sleep word (--broker loop), poked after each commit. */
-static struct llmp_waker *waker;
+/* --broker loop --no-poke: senders get no waker, the loop's nap bounds the wait. */
 static bool no_poke;
 #define DEFAULT_HISTORY (64u << 20)
 
@@ -408,10 +407,6 @@ static int send_one(struct llmp_client *c, const unsigned char *pat, unsigned ch
 			r = llmp_client_send(c, TAG_DATA, 0, m, o.size);
 		else
 			r = llmp_client_commit(c, TAG_DATA, 0, o.size);
-		if (r == 0 && waker) {
-			r = llmp_waker_poke(waker); /* wakes the broker only if it sleeps */
-			return r < 0 ? r : 0;
-		}
 		if (r != -EAGAIN)
 			return r;
 again:
@@ -449,9 +444,7 @@ static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_
 	while ((r = llmp_client_send(c, TAG_END, 0, &e, sizeof(e))) == -EAGAIN)
 		if (now_ns() > give_up || flag_get(&sh->abort_run))
 			return -ETIMEDOUT;
-	if (r == 0 && waker)
-		r = llmp_waker_poke(waker);
-	return r < 0 ? r : 0;
+	return r;
 }
 
 /*
@@ -514,11 +507,15 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 		goto out;
 	}
 	if (sh->waker_port) {
+		/* the client pokes the broker's sleep word after each commit from now on */
+		struct llmp_waker *waker;
+
 		r = llmp_waker_connect_tcp(p, NULL, sh->waker_port, &waker);
 		if (r) {
 			r = fail(res->why, sizeof(res->why), r, "sender: waker");
 			goto out;
 		}
+		llmp_client_set_waker(c, waker);
 	}
 	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 
@@ -587,8 +584,6 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	while (!flag_get(&sh->finish) && !flag_get(&sh->abort_run))
 		sleep_ns(1000000);
 out:
-	if (waker)
-		llmp_waker_free(waker);
 	free(pat);
 	free(priv);
 	llmp_client_free(c);
