@@ -8,17 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if !defined(_WIN32)
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#endif
 
 #include "broker_internal.h"
 
 #define DEFAULT_HISTORY_BYTES (64u << 20)
 /* Messages taken from one client before moving to the next (fairness). */
 #define DRAIN_BATCH 4096
+/* llmp_broker_run() looks for dead clients this often. */
+#define CHECK_EVERY_NS (100ull * 1000000ull)
+#define DEFAULT_GRACE_MS 2000u
 
 struct bclient {
 	uint32_t id;
 	bool gone;
 	struct llmp_receiver r;
+	/* liveness: the creator of the page being read, 0 if unknown or ourselves */
+	long pid;
+	int pidfd;            /* -1: none (check with kill(pid, 0)) */
+	uint64_t pid_page;    /* r.pages_seen when pid was read */
+	uint64_t msgs;        /* messages taken from this client */
+	uint64_t dead_msgs;   /* msgs when the creator was found dead */
+	uint64_t dead_since;  /* llmp_now_ns() of that, 0: alive */
 };
 
 struct hook {
@@ -41,6 +62,8 @@ struct llmp_broker {
 	bool exiting_sent;
 	bool removals;
 	uint64_t forwarded;
+	uint64_t grace_ns;      /* dead_client_grace_ms */
+	uint64_t next_check;    /* llmp_now_ns() of run()'s next liveness check */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
@@ -83,6 +106,8 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 	b->p = p;
 	b->next_id = 1;
 	b->exit_after = o.exit_after;
+	b->grace_ns = (uint64_t)(o.dead_client_grace_ms ? o.dead_client_grace_ms :
+				 DEFAULT_GRACE_MS) * 1000000ull;
 	*out = b;
 	return 0;
 }
@@ -111,6 +136,62 @@ static bool own_page(const struct llmp_broker *b, const struct llmp_shmem_desc *
 	return false;
 }
 
+static void close_pidfd(struct bclient *c)
+{
+#if defined(__linux__)
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+#endif
+	c->pidfd = -1;
+}
+
+/* Record who created the page c reads now, and open a pidfd for it if we can. */
+static void watch_creator(struct bclient *c)
+{
+	long pid = llmp_shmem_creator_pid(c->r.shm);
+
+	c->pid_page = c->r.pages_seen;
+	c->dead_since = 0;
+	if (pid == c->pid && (c->pidfd >= 0 || pid == 0))
+		return;
+	close_pidfd(c);
+#if !defined(_WIN32)
+	if (pid == (long)getpid())
+		pid = 0; /* in our own process: alive as long as we are */
+#endif
+	c->pid = pid;
+#if defined(__linux__)
+	if (pid > 0) {
+		long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+
+		if (fd >= 0)
+			c->pidfd = (int)fd;
+		else if (errno == ESRCH)
+			c->dead_since = llmp_now_ns(); /* already gone */
+	}
+#endif
+}
+
+/* 1: the creator of c's page has exited, 0: alive or unknown. */
+static int creator_dead(struct bclient *c)
+{
+	if (c->pid <= 0)
+		return 0;
+#if defined(__linux__)
+	if (c->pidfd >= 0) {
+		struct pollfd pfd = { .fd = c->pidfd, .events = POLLIN };
+
+		/* a pidfd turns readable when its process has exited (zombie or reaped) */
+		return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
+	}
+#endif
+#if !defined(_WIN32)
+	return kill((pid_t)c->pid, 0) < 0 && errno == ESRCH;
+#else
+	return 0;
+#endif
+}
+
 int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d)
 {
 	struct bclient *c;
@@ -136,6 +217,8 @@ int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_des
 	ret = llmp_receiver_init(&c->r, b->p, d, false, 0, true, NULL);
 	if (ret < 0)
 		return ret;
+	c->pidfd = -1;
+	watch_creator(c);
 	c->id = b->next_id++;
 	b->n++;
 	b->seen++;
@@ -251,6 +334,7 @@ static void reap(struct llmp_broker *b)
 	for (unsigned i = 0; i < b->n; i++) {
 		if (b->clients[i].gone) {
 			llmp_receiver_fini(&b->clients[i].r);
+			close_pidfd(&b->clients[i]);
 			continue;
 		}
 		if (i != j)
@@ -377,6 +461,7 @@ static int drain(struct llmp_broker *b, unsigned idx)
 		}
 	}
 	llmp_sender_flush(&b->out);
+	b->clients[idx].msgs += (unsigned)handled;
 	return handled;
 }
 
@@ -400,6 +485,61 @@ int llmp_broker_once(struct llmp_broker *b)
 	return total;
 }
 
+int llmp_broker_check_clients(struct llmp_broker *b)
+{
+	unsigned n, dropped = 0;
+	uint64_t now;
+
+	if (!b)
+		return llmp_err(-EINVAL, "broker check clients: NULL argument");
+	now = llmp_now_ns();
+	n = b->n;
+	for (unsigned i = 0; i < n; i++) {
+		struct bclient *c = &b->clients[i];
+		int ret;
+
+		if (c->gone)
+			continue;
+		if (c->r.pages_seen != c->pid_page)
+			watch_creator(c); /* a page made by someone else, e.g. a restarted client */
+		if (!creator_dead(c)) {
+			c->dead_since = 0;
+			continue;
+		}
+		/* Whatever it committed is forwarded before it is dropped. */
+		do
+			ret = drain(b, i);
+		while (ret > 0 && !b->clients[i].gone);
+		if (ret < 0)
+			return ret;
+		c = &b->clients[i];
+		if (c->gone)
+			continue; /* it said goodbye (EXITING) or its page went bad */
+		if (c->r.pages_seen != c->pid_page) {
+			watch_creator(c);
+			continue;
+		}
+		if (c->r.shm && llmp_shmem_desc(c->r.shm)->kind != LLMP_SHMEM_MEMFD) {
+			/* SYSV/POSIX pages outlive their creator: a restart may reattach */
+			if (!c->dead_since || c->msgs != c->dead_msgs) {
+				c->dead_since = now;
+				c->dead_msgs = c->msgs;
+				continue;
+			}
+			if (now - c->dead_since < b->grace_ns)
+				continue;
+		}
+		llmp_log(LLMP_LOG_INFO, "broker: client %u (pid %ld) died; dropped", c->id, c->pid);
+		c->gone = true;
+		b->removals = true;
+		b->left++;
+		dropped++;
+	}
+	if (b->removals)
+		reap(b);
+	return (int)dropped;
+}
+
 static int send_exiting(struct llmp_broker *b)
 {
 	int ret;
@@ -420,7 +560,7 @@ static bool exit_due(const struct llmp_broker *b)
 
 int llmp_broker_run(struct llmp_broker *b)
 {
-	unsigned idle = 0;
+	unsigned idle = 0, passes = 0;
 
 	if (!b)
 		return llmp_err(-EINVAL, "broker run: NULL argument");
@@ -430,6 +570,13 @@ int llmp_broker_run(struct llmp_broker *b)
 
 		if (ret < 0)
 			return ret;
+		if ((ret == 0 || (++passes & 63) == 0) && llmp_now_ns() >= b->next_check) {
+			int d = llmp_broker_check_clients(b);
+
+			if (d < 0)
+				return d;
+			b->next_check = llmp_now_ns() + CHECK_EVERY_NS;
+		}
 		if (exit_due(b))
 			break;
 		if (ret > 0) {
@@ -508,8 +655,10 @@ void llmp_broker_free(struct llmp_broker *b)
 	if (!b)
 		return;
 	(void)send_exiting(b);
-	for (unsigned i = 0; i < b->n; i++)
+	for (unsigned i = 0; i < b->n; i++) {
 		llmp_receiver_fini(&b->clients[i].r);
+		close_pidfd(&b->clients[i]);
+	}
 	free(b->clients);
 	free(b->hooks);
 	llmp_sender_fini(&b->out);

@@ -148,6 +148,13 @@ extern const struct llmp_shmem_ops llmp_shmem_ashmem_ops;
 extern const struct llmp_shmem_ops llmp_shmem_win32_ops;
 extern const struct llmp_shmem_ops llmp_shmem_served_ops;
 
+/*
+ * The pid of the process that created segment m, read from its id (MEMFD
+ * "m<pid>:...", POSIX "/libafl_<pid>_<n>") or from the kernel (SYSV
+ * IPC_STAT shm_cpid); 0 when the kind does not tell (KMOD, SERVED, ...).
+ */
+long llmp_shmem_creator_pid(const struct llmp_shmem *m);
+
 LLMP_HIDDEN_END
 
 #endif /* LLMP_INTERNAL_H */

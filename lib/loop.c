@@ -102,6 +102,7 @@ struct llmp_loop {
 	unsigned exit_after;
 	int64_t nap_us, max_sleep_us;
 	int64_t start_ms, next_stats;
+	int64_t next_check;      /* next llmp_broker_check_clients() (dead clients), ms */
 	uint64_t fwd_base;       /* llmp_broker_forwarded() when run() started */
 	struct llmp_loop_stats st;
 };
@@ -402,6 +403,8 @@ static unsigned collect_peer_fds(struct llmp_loop *lp, unsigned t)
 }
 #endif
 
+/* Dead-client checks (llmp_broker_check_clients) at most this often. */
+#define LOOP_CHECK_MS 200
 /* Milliseconds until the next timer (stats, TCP deadlines); -1 for none. */
 static int next_timeout(struct llmp_loop *lp, int64_t now)
 {
@@ -412,6 +415,8 @@ static int next_timeout(struct llmp_loop *lp, int64_t now)
 
 		t = left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 	}
+	if (lp->next_check - now < (t < 0 ? LOOP_CHECK_MS : t))
+		t = lp->next_check - now < 0 ? 0 : (int)(lp->next_check - now);
 	for (unsigned i = 0; i < lp->ntcp; i++) {
 		int d = llmp_tcp_timeout_ms(lp->tcp[i], now);
 
@@ -453,6 +458,13 @@ static int service(struct llmp_loop *lp)
 	}
 	moved = links_step(lp);
 	now = llmp_now_ms();
+	if (now >= lp->next_check) {
+		int ret = llmp_broker_check_clients(lp->b);
+
+		if (ret < 0)
+			return ret;
+		lp->next_check = now + LOOP_CHECK_MS;
+	}
 	if (lp->stats_interval_ms > 0 && now >= lp->next_stats) {
 		lp->next_stats = now + lp->stats_interval_ms;
 		if (lp->on_stats) {

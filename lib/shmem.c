@@ -9,6 +9,10 @@
 
 #include "internal.h"
 
+#if !defined(_WIN32)
+#include <sys/shm.h>
+#endif
+
 #if defined(_WIN32)
 /* mingw has no setenv(); _putenv_s copies both strings. */
 static int setenv(const char *name, const char *value, int overwrite)
@@ -371,4 +375,51 @@ int llmp_shmem_desc_from_env(const char *name, struct llmp_shmem_desc *d)
 	d->size = sz;
 	memcpy(d->id, id, strlen(id));
 	return llmp_shmem_desc_check(d);
+}
+
+/* A positive decimal pid at s, ending at a character in stops: the pid, or 0. */
+static long parse_pid(const char *s, const char *stops)
+{
+	long v = 0;
+	const char *q = s;
+
+	while (*q >= '0' && *q <= '9' && q - s < 10)
+		v = v * 10 + (*q++ - '0');
+	if (q == s || !*q || !strchr(stops, *q) || v <= 0 || v > 0x7fffffffL)
+		return 0;
+	return v;
+}
+
+long llmp_shmem_creator_pid(const struct llmp_shmem *m)
+{
+	const struct llmp_shmem_desc *d;
+	char id[LLMP_SHMEM_ID_LEN + 1];
+
+	if (!m)
+		return 0;
+	d = &m->desc;
+	memcpy(id, d->id, LLMP_SHMEM_ID_LEN);
+	id[LLMP_SHMEM_ID_LEN] = '\0';
+	switch (d->kind) {
+	case LLMP_SHMEM_MEMFD:
+		return id[0] == 'm' ? parse_pid(id + 1, ":") : 0;
+	case LLMP_SHMEM_POSIX:
+		return strncmp(id, "/libafl_", 8) ? 0 : parse_pid(id + 8, "_");
+#if !defined(_WIN32)
+	case LLMP_SHMEM_SYSV: {
+		struct shmid_ds ds;
+		long sid = 0;
+		size_t k;
+
+		/* the whole id is a decimal shmid */
+		for (k = 0; id[k] >= '0' && id[k] <= '9' && k < 10; k++)
+			sid = sid * 10 + (id[k] - '0');
+		if (!k || id[k] || sid > 0x7fffffffL || shmctl((int)sid, IPC_STAT, &ds) < 0)
+			return 0;
+		return (long)ds.shm_cpid;
+	}
+#endif
+	default:
+		return 0;
+	}
 }
