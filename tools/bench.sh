@@ -7,7 +7,8 @@
 # broker's idle CPU and wake-up latency.
 #
 #   tools/bench.sh BUILD_DIR        (BENCH_SECS: seconds per row, default 2;
-#                                    BENCH_PROVIDERS: default "memfd sysv";
+#                                    BENCH_PROVIDERS: default "memfd sysv",
+#                                    plus kmod when /dev/llmp exists;
 #                                    BENCH_NICE=0: no nice -20 session as root)
 #
 # Exits non-zero if any run lost, duplicated, reordered or corrupted a
@@ -27,7 +28,9 @@ if [ "$(id -u)" = 0 ] && [ "${BENCH_NICE:-1}" != 0 ] && [ -z "${LLMP_BENCH_NICED
 fi
 build=${1:-build}
 secs=${BENCH_SECS:-2}
-providers=${BENCH_PROVIDERS:-memfd sysv}
+default_providers="memfd sysv"
+[ -c /dev/llmp ] && default_providers="memfd sysv kmod"
+providers=${BENCH_PROVIDERS:-$default_providers}
 ring=$build/tools/llmp-ring
 bench=$build/tools/llmp-bench
 sizes="64 1024 65536 1048576"
