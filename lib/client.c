@@ -12,6 +12,18 @@
 #include "broker_internal.h"
 #include "llmp/broker.h"
 
+#if !defined(_WIN32)
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#endif
+
 #if defined(_WIN32)
 static int setenv(const char *name, const char *value, int overwrite)
 {
@@ -220,9 +232,47 @@ uint64_t llmp_client_pages_skipped(const struct llmp_client *c)
 	return c ? c->in.pages_skipped : 0;
 }
 
+/*
+ * Has the process that created the broadcast page we read exited?  (The
+ * broker, unless it is this process or the kind does not tell.)  A pidfd
+ * sees an unreaped (zombie) broker as dead too; kill(pid, 0) does not.
+ */
+static bool broker_dead(const struct llmp_client *c)
+{
+	long pid = llmp_shmem_creator_pid(c->in.shm);
+
+	if (pid <= 0)
+		return false;
+#if !defined(_WIN32)
+	if (pid == (long)getpid())
+		return false;
+#if defined(__linux__)
+	{
+		long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+
+		if (fd >= 0) {
+			struct pollfd pfd = { .fd = (int)fd, .events = POLLIN };
+			int n = poll(&pfd, 1, 0);
+
+			close((int)fd);
+			return n > 0;
+		}
+		if (errno == ESRCH)
+			return true;
+	}
+#endif
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+#else
+	return false;
+#endif
+}
+
+/* While waiting, look whether the broker is still alive this often. */
+#define BROKER_CHECK_NS (100ull * 1000000ull)
+
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms)
 {
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, next_check = 0;
 	unsigned round = 0;
 	int ret;
 
@@ -232,8 +282,23 @@ int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int 
 		ret = llmp_client_recv(c, out);
 		if (ret != 0 || timeout_ms == 0)
 			return ret;
-		if (deadline && (round & 15) == 0 && llmp_now_ns() > deadline)
-			return 0;
+		if ((round & 15) == 0) {
+			uint64_t now = llmp_now_ns();
+
+			if (deadline && now > deadline)
+				return 0;
+			if (!next_check) {
+				next_check = now + BROKER_CHECK_NS;
+			} else if (now >= next_check) {
+				next_check = now + BROKER_CHECK_NS;
+				/* one more look: what it committed before dying is still read */
+				if (broker_dead(c) && (ret = llmp_client_recv(c, out)) == 0)
+					return llmp_err(-EPIPE, "client %u: broker (pid %ld) died",
+							c->out.id, llmp_shmem_creator_pid(c->in.shm));
+				if (ret != 0)
+					return ret;
+			}
+		}
 		llmp_backoff(&round);
 	}
 }
