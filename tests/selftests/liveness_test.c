@@ -1,0 +1,699 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * Dead clients and dead brokers.  Clients run in forked processes and are
+ * SIGKILLed: the broker (in the test process) must forward everything they
+ * committed, drop them (llmp_broker_check_clients), release their pages
+ * and keep serving the others.  A SysV client restarted from the
+ * environment within the grace period is not dropped.  A client whose
+ * broker was SIGKILLed gets -EPIPE from llmp_client_recv_wait().
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "llmp_test.h"
+
+#define TAG_DATA 0x4c560001u
+#define TAG_DONE 0x4c560002u
+#define TAG_HELLO 0x4c560003u
+#define MAXC 4
+#define GRACE_MS 600
+#define ENV_PREFIX "LLMPLV"
+
+extern char **environ;
+
+/* A data message: sequence number, sender number, checksum of the filler. */
+struct payload {
+	uint32_t seq;
+	uint32_t sno;
+	uint64_t sum;
+	uint8_t fill[];
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static size_t msg_len(uint32_t seq)
+{
+	return sizeof(struct payload) + (seq * 7u) % 200u;
+}
+
+static void fill_msg(uint8_t *buf, uint32_t sno, uint32_t seq)
+{
+	struct payload *pl = (struct payload *)buf;
+	size_t n = msg_len(seq) - sizeof(*pl);
+
+	pl->seq = seq;
+	pl->sno = sno;
+	for (size_t i = 0; i < n; i++)
+		pl->fill[i] = (uint8_t)(seq * 31u + sno * 7u + i);
+	pl->sum = llmp_test_fnv(pl->fill, n);
+}
+
+/* ---- the sender child ------------------------------------------------------ */
+
+enum child_end { END_PAUSE, END_EXIT };
+
+struct child_cfg {
+	enum llmp_shmem_kind kind;
+	const struct llmp_shmem_desc *bcast;
+	uint32_t sno;
+	uint32_t first, count;  /* sequence numbers first..first+count-1 */
+	int wfd, rfd;           /* to / from the parent */
+	unsigned delay_us;      /* between messages */
+	enum child_end end;
+	bool from_env;          /* reattach (llmp_client_from_env) instead of registering */
+	bool save_env;          /* after sending: wait_safe, to_env, send the env to the parent */
+};
+
+static void write_env(int fd)
+{
+	for (char **e = environ; *e; e++)
+		if (!strncmp(*e, ENV_PREFIX, strlen(ENV_PREFIX))) {
+			size_t n = strlen(*e) + 1;
+
+			if (write(fd, *e, n) != (ssize_t)n)
+				_exit(90);
+		}
+	if (write(fd, "", 1) != 1)
+		_exit(90);
+}
+
+static int run_child(const struct child_cfg *cfg)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = 64 << 10,
+				      .send_timeout_ms = 20000 };
+	struct llmp_provider *p;
+	struct llmp_client *c;
+	struct llmp_shmem_desc od;
+	uint8_t buf[256];
+	int32_t id;
+	char byte;
+
+	if (llmp_provider_new(cfg->kind, &p) < 0)
+		return 70;
+	if (cfg->from_env) {
+		if (llmp_client_from_env(p, ENV_PREFIX, &o, &c) < 0)
+			return 71;
+		if (read(cfg->rfd, &byte, 1) != 1) /* go */
+			return 72;
+	} else {
+		if (llmp_client_new(p, cfg->bcast, &o, &c) < 0 || llmp_client_out_desc(c, &od) < 0)
+			return 73;
+		if (write(cfg->wfd, &od, sizeof(od)) != sizeof(od) ||
+		    read(cfg->rfd, &id, sizeof(id)) != sizeof(id) || id <= 0)
+			return 74;
+		llmp_client_set_id(c, (uint32_t)id);
+	}
+	for (uint32_t i = cfg->first; i < cfg->first + cfg->count; i++) {
+		fill_msg(buf, cfg->sno, i);
+		if (llmp_client_send(c, TAG_DATA, 0, buf, msg_len(i)) < 0)
+			return 75;
+		if (cfg->delay_us)
+			usleep(cfg->delay_us);
+	}
+	if (cfg->save_env) {
+		if (llmp_client_wait_safe(c, 20000) < 0 || llmp_client_to_env(c, ENV_PREFIX) < 0)
+			return 76;
+		write_env(cfg->wfd);
+	} else if (write(cfg->wfd, "k", 1) != 1) {
+		return 77;
+	}
+	if (cfg->end == END_PAUSE)
+		for (;;)
+			pause();
+	{
+		uint32_t n = cfg->first + cfg->count;
+
+		if (llmp_client_send(c, TAG_DONE, 0, &n, sizeof(n)) < 0)
+			return 78;
+	}
+	llmp_client_free(c);
+	llmp_provider_free(p);
+	return 0;
+}
+
+/* ---- the test process: broker, receiver, bookkeeping -------------------------- */
+
+struct track {
+	pid_t pid;
+	int wfd, rfd;        /* to / from the child */
+	uint32_t id;         /* client id at the broker */
+	uint32_t next;       /* next expected sequence number */
+	bool done;
+	uint32_t done_n;
+};
+
+FIXTURE(live)
+{
+	struct llmp_provider *p;
+	struct llmp_broker *b;
+	struct llmp_client *r;    /* receiver in this process (never dropped) */
+	struct llmp_shmem_desc bd;
+	struct track t[MAXC + 1];
+	pid_t dead[MAXC + 2];
+	unsigned ndead;
+	int bad;                  /* first ordering / checksum violation, as a code */
+	char why[200];
+};
+
+FIXTURE_VARIANT(live)
+{
+	enum llmp_shmem_kind kind;
+};
+
+FIXTURE_VARIANT_ADD(live, memfd) { .kind = LLMP_SHMEM_MEMFD };
+FIXTURE_VARIANT_ADD(live, sysv) { .kind = LLMP_SHMEM_SYSV };
+FIXTURE_VARIANT_ADD(live, posix) { .kind = LLMP_SHMEM_POSIX };
+
+static int drops_logged;
+
+static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (strstr(msg, "died; dropped"))
+		drops_logged++;
+	if (level <= LLMP_LOG_WARN)
+		fprintf(stderr, "# llmp: %s\n", msg);
+}
+
+FIXTURE_SETUP(live)
+{
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
+				       .dead_client_grace_ms = GRACE_MS };
+	int ret = llmp_provider_new(variant->kind, &self->p);
+
+	memset(self->t, 0, sizeof(self->t));
+	for (unsigned i = 0; i <= MAXC; i++)
+		self->t[i].wfd = self->t[i].rfd = -1;
+	if (ret == -ENODEV) {
+		self->p = NULL;
+		SKIP(return, "%s provider not available here: %s",
+		     llmp_shmem_kind_name(variant->kind), llmp_strerror_last());
+	}
+	ASSERT_EQ(0, ret) TH_LOG("%s", llmp_strerror_last());
+	drops_logged = 0;
+	llmp_set_log(log_cb, NULL, LLMP_LOG_INFO);
+	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &self->bd));
+	ASSERT_EQ(0, llmp_client_new(self->p, &self->bd, NULL, &self->r))
+		TH_LOG("%s", llmp_strerror_last());
+}
+
+/* Remove the segments a killed process left behind. */
+static void remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
+{
+	if (kind == LLMP_SHMEM_SYSV) {
+		struct shm_info info;
+		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+
+		for (int i = 0; i <= max; i++) {
+			struct shmid_ds ds;
+			int id = shmctl(i, SHM_STAT, &ds);
+
+			if (id >= 0 && ds.shm_cpid == pid)
+				shmctl(id, IPC_RMID, NULL);
+		}
+	} else if (kind == LLMP_SHMEM_POSIX) {
+		char prefix[64];
+		DIR *d = opendir("/dev/shm");
+		struct dirent *e;
+
+		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
+		while (d && (e = readdir(d))) {
+			char name[300];
+
+			if (strncmp(e->d_name, prefix, strlen(prefix)))
+				continue;
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			shm_unlink(name);
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
+FIXTURE_TEARDOWN(live)
+{
+	for (unsigned i = 0; i <= MAXC; i++) {
+		if (self->t[i].pid > 0) {
+			kill(self->t[i].pid, SIGKILL);
+			waitpid(self->t[i].pid, NULL, 0);
+			remove_orphans(variant->kind, self->t[i].pid);
+		}
+		if (self->t[i].wfd >= 0)
+			close(self->t[i].wfd);
+		if (self->t[i].rfd >= 0)
+			close(self->t[i].rfd);
+	}
+	if (self->r)
+		llmp_client_free(self->r);
+	if (self->b)
+		llmp_broker_free(self->b);
+	for (unsigned i = 0; i < self->ndead; i++)
+		remove_orphans(variant->kind, self->dead[i]);
+	if (self->p)
+		llmp_provider_free(self->p);
+	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
+}
+
+/*
+ * Fork a sender (slot i), register it (unless from_env) and remember it.
+ * Returns 0, or -1.
+ */
+static int start_child(FIXTURE_DATA(live) *self, unsigned i, struct child_cfg *cfg)
+{
+	int c2p[2], p2c[2];
+	pid_t pid;
+
+	if (pipe(c2p) < 0 || pipe(p2c) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(c2p[0]);
+		close(p2c[1]);
+		cfg->wfd = c2p[1];
+		cfg->rfd = p2c[0];
+		cfg->bcast = &self->bd;
+		_exit(run_child(cfg));
+	}
+	close(c2p[1]);
+	close(p2c[0]);
+	memset(&self->t[i], 0, sizeof(self->t[i]));
+	self->t[i].pid = pid;
+	self->t[i].rfd = c2p[0];
+	self->t[i].wfd = p2c[1];
+	self->t[i].next = cfg->first;
+	if (!cfg->from_env) {
+		struct llmp_shmem_desc od;
+		int32_t id;
+
+		if (read(c2p[0], &od, sizeof(od)) != sizeof(od))
+			return -1;
+		id = llmp_broker_add_client(self->b, &od);
+		if (id <= 0 || write(p2c[1], &id, sizeof(id)) != sizeof(id))
+			return -1;
+		self->t[i].id = (uint32_t)id;
+	}
+	return 0;
+}
+
+static void set_bad(FIXTURE_DATA(live) *self, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_bad(FIXTURE_DATA(live) *self, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (self->bad)
+		return;
+	self->bad = 1;
+	va_start(ap, fmt);
+	vsnprintf(self->why, sizeof(self->why), fmt, ap);
+	va_end(ap);
+}
+
+/* One broker pass, then read everything the receiver has; checks order and sums. */
+static int pump(FIXTURE_DATA(live) *self)
+{
+	struct llmp_msg_view v;
+	int ret = llmp_broker_once(self->b), r;
+
+	if (ret < 0)
+		return ret;
+	while ((r = llmp_client_recv(self->r, &v)) == 1) {
+		struct track *t = NULL;
+
+		for (unsigned i = 0; i <= MAXC; i++)
+			if (self->t[i].pid != 0 && self->t[i].id == v.sender)
+				t = &self->t[i];
+		if (!t) {
+			set_bad(self, "message from unknown sender %u tag %x", v.sender, v.tag);
+			continue;
+		}
+		if (v.tag == TAG_DONE && v.len == sizeof(uint32_t)) {
+			t->done = true;
+			memcpy(&t->done_n, v.buf, sizeof(t->done_n));
+			continue;
+		}
+		if (v.tag != TAG_DATA || v.len < sizeof(struct payload)) {
+			set_bad(self, "sender %u: tag %x len %u", v.sender, v.tag, (uint32_t)v.len);
+			continue;
+		}
+		{
+			const struct payload *pl = v.buf;
+
+			if (pl->seq != t->next || v.len != msg_len(pl->seq))
+				set_bad(self, "sender %u: seq %u, expected %u", v.sender, pl->seq,
+					t->next);
+			else if (pl->sum != llmp_test_fnv(pl->fill, v.len - sizeof(*pl)))
+				set_bad(self, "sender %u: seq %u: bad checksum", v.sender,
+					pl->seq);
+			t->next = pl->seq + 1;
+		}
+	}
+	return r < 0 ? r : ret;
+}
+
+/* Lines of /proc/self/maps naming a segment created by pid (MEMFD, POSIX). */
+static int maps_of(enum llmp_shmem_kind kind, pid_t pid)
+{
+	char want[64], line[512];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	if (kind == LLMP_SHMEM_MEMFD)
+		snprintf(want, sizeof(want), "/memfd:llmp-%d-", (int)pid);
+	else
+		snprintf(want, sizeof(want), "/dev/shm/libafl_%d_", (int)pid);
+	while (f && fgets(line, sizeof(line), f))
+		n += strstr(line, want) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* SYSV: attachments of the segments pid created (the creator's and ours). */
+static int sysv_nattch_of(pid_t pid)
+{
+	struct shm_info info;
+	int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info), n = 0;
+
+	for (int i = 0; i <= max; i++) {
+		struct shmid_ds ds;
+
+		if (shmctl(i, SHM_STAT, &ds) >= 0 && ds.shm_cpid == pid)
+			n += (int)ds.shm_nattch;
+	}
+	return n;
+}
+
+static int mapped_of(enum llmp_shmem_kind kind, pid_t pid)
+{
+	return kind == LLMP_SHMEM_SYSV ? sysv_nattch_of(pid) : maps_of(kind, pid);
+}
+
+/* Reap a killed child: remember its pid for the segment clean-up. */
+static void forget(FIXTURE_DATA(live) *self, unsigned i, bool reap)
+{
+	if (reap)
+		waitpid(self->t[i].pid, NULL, 0);
+	self->dead[self->ndead++] = self->t[i].pid;
+	self->t[i].pid = -self->t[i].pid; /* keep the id for late messages */
+}
+
+/*
+ * (a) A client sends K messages and is SIGKILLed while a second one keeps
+ * sending: all K arrive, the dead one is dropped within grace + 1 s and its
+ * pages are unmapped; the healthy one is served to its clean exit.
+ */
+TEST_F(live, killed_client_dropped)
+{
+	const uint32_t K = 150; /* fits in the first out page */
+	struct child_cfg dc = { .kind = variant->kind, .sno = 1, .first = 0, .count = K,
+				.end = END_PAUSE };
+	struct child_cfg hc = { .kind = variant->kind, .sno = 2, .first = 0, .count = 1500,
+				.delay_us = 1000, .end = END_EXIT };
+	uint64_t t_kill = 0, t_drop = 0, t_end;
+	int dropped = 0, st;
+	pid_t dpid;
+	char byte;
+
+	ASSERT_EQ(0, start_child(self, 0, &dc));
+	ASSERT_EQ(0, start_child(self, 1, &hc));
+	dpid = self->t[0].pid;
+	ASSERT_EQ(2u, llmp_broker_nclients(self->b));
+	/* Wait until the dead-to-be has sent K, but do not read them yet. */
+	ASSERT_EQ(1, read(self->t[0].rfd, &byte, 1));
+	ASSERT_GT(mapped_of(variant->kind, dpid), 0) TH_LOG("broker does not map its page?");
+	ASSERT_EQ(0, kill(dpid, SIGKILL));
+	t_kill = now_ms();
+	ASSERT_EQ(dpid, waitpid(dpid, &st, 0));
+	forget(self, 0, false);
+	/*
+	 * Nothing of the dead client was read yet: the check itself must
+	 * forward its K messages before dropping it (MEMFD: at once).
+	 */
+	dropped = llmp_broker_check_clients(self->b);
+	ASSERT_GE(dropped, 0);
+	if (variant->kind == LLMP_SHMEM_MEMFD) {
+		ASSERT_EQ(1, dropped);
+		t_drop = now_ms();
+	} else {
+		ASSERT_EQ(0, dropped); /* in its grace period */
+	}
+	t_end = t_kill + 30000;
+	while (now_ms() < t_end && !(t_drop && self->t[1].done &&
+				     llmp_broker_nclients(self->b) == 0)) {
+		int ret = pump(self);
+
+		ASSERT_GE(ret, 0) TH_LOG("%s", llmp_strerror_last());
+		ret = llmp_broker_check_clients(self->b);
+		ASSERT_GE(ret, 0);
+		if (ret > 0) {
+			dropped += ret;
+			t_drop = now_ms();
+			ASSERT_EQ(1u, llmp_broker_nclients(self->b));
+		}
+		usleep(200);
+	}
+	ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
+	ASSERT_EQ(1, dropped);
+	ASSERT_EQ(1, drops_logged);
+	ASSERT_NE(0u, t_drop);
+	ASSERT_LE(t_drop - t_kill, (uint64_t)GRACE_MS + 1000) TH_LOG("dropped after %llu ms",
+		(unsigned long long)(t_drop - t_kill));
+	/* everything the dead client committed was forwarded, exactly once, in order */
+	ASSERT_EQ(K, self->t[0].next);
+	/* the healthy client: all of it, then its clean exit */
+	ASSERT_TRUE(self->t[1].done);
+	ASSERT_EQ(hc.count, self->t[1].done_n);
+	ASSERT_EQ(hc.count, self->t[1].next);
+	ASSERT_EQ(0u, llmp_broker_nclients(self->b));
+	/* the dead client's pages are no longer mapped by the broker */
+	ASSERT_EQ(0, mapped_of(variant->kind, dpid));
+	ASSERT_EQ(self->t[1].pid, waitpid(self->t[1].pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %d", st);
+	self->t[1].pid = 0;
+}
+
+/*
+ * (b) Four senders, two SIGKILLed mid-stream: the survivors' messages all
+ * arrive once and in order, what arrived of the killed ones is an ordered
+ * prefix, and the broker ends with no client.
+ */
+TEST_F(live, stress_kill_two_of_four)
+{
+	const uint32_t N = 20000;
+	uint64_t t_end;
+	bool killed = false;
+
+	for (unsigned i = 0; i < 4; i++) {
+		struct child_cfg cfg = { .kind = variant->kind, .sno = i + 1, .count = N,
+					 .delay_us = (i == 1 || i == 2) ? 20 : 0,
+					 .end = END_EXIT };
+
+		ASSERT_EQ(0, start_child(self, i, &cfg)) TH_LOG("child %u", i);
+	}
+	ASSERT_EQ(4u, llmp_broker_nclients(self->b));
+	t_end = now_ms() + 60000;
+	while (now_ms() < t_end) {
+		ASSERT_GE(pump(self), 0) TH_LOG("%s", llmp_strerror_last());
+		if (!killed && self->t[1].next > N / 4 && self->t[2].next > N / 4) {
+			/* kill 1 and 2 mid-stream (one of them reaped only later) */
+			ASSERT_LT(self->t[1].next, N);
+			ASSERT_LT(self->t[2].next, N);
+			ASSERT_EQ(0, kill(self->t[1].pid, SIGKILL));
+			ASSERT_EQ(0, kill(self->t[2].pid, SIGKILL));
+			forget(self, 1, true);
+			forget(self, 2, false);
+			killed = true;
+		}
+		ASSERT_GE(llmp_broker_check_clients(self->b), 0);
+		if (killed && self->t[0].done && self->t[3].done &&
+		    llmp_broker_nclients(self->b) == 0)
+			break;
+	}
+	waitpid(self->dead[1], NULL, 0);
+	ASSERT_TRUE(killed);
+	ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
+	ASSERT_TRUE(self->t[0].done && self->t[3].done);
+	ASSERT_EQ(N, self->t[0].next);
+	ASSERT_EQ(N, self->t[3].next);
+	ASSERT_EQ(N, self->t[0].done_n);
+	ASSERT_EQ(N, self->t[3].done_n);
+	ASSERT_GT(self->t[1].next, N / 4);
+	ASSERT_EQ(0u, llmp_broker_nclients(self->b));
+	ASSERT_EQ(0, mapped_of(variant->kind, self->dead[0]));
+	ASSERT_EQ(0, mapped_of(variant->kind, self->dead[1]));
+	for (unsigned i = 0; i < 4; i += 3) {
+		int st;
+
+		ASSERT_EQ(self->t[i].pid, waitpid(self->t[i].pid, &st, 0));
+		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %d", st);
+		self->t[i].pid = 0;
+	}
+}
+
+/* Read the environment the child saved (NUL-separated, empty string last). */
+static int read_env(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	while (n < cap) {
+		if (read(fd, buf + n, 1) != 1)
+			return -1;
+		if (buf[n] == '\0' && (n == 0 || buf[n - 1] == '\0'))
+			return 0;
+		n++;
+	}
+	return -1;
+}
+
+/*
+ * (c) A SysV/POSIX client killed and restarted from its environment within
+ * the grace period goes on without loss and is never dropped.
+ */
+TEST_F(live, restarted_within_grace)
+{
+	const uint32_t K1 = 200, K2 = 800;
+	struct child_cfg c1 = { .kind = variant->kind, .sno = 1, .first = 0, .count = K1,
+				.end = END_PAUSE, .save_env = true };
+	struct child_cfg c2 = { .kind = variant->kind, .sno = 1, .first = K1, .count = K2,
+				.delay_us = 1000, .end = END_EXIT, .from_env = true };
+	char env[4096];
+	uint32_t id;
+	uint64_t t_go, t_end, t_kill;
+	int st;
+
+	if (variant->kind == LLMP_SHMEM_MEMFD)
+		SKIP(return, "memfd pages cannot be reattached once their creator is gone");
+	ASSERT_EQ(0, start_child(self, 0, &c1));
+	id = self->t[0].id;
+	/* the broker must have mapped the page (wait_safe) before the child saves */
+	for (uint64_t t = now_ms() + 10000; now_ms() < t;) {
+		struct pollfd pfd = { .fd = self->t[0].rfd, .events = POLLIN };
+
+		ASSERT_GE(pump(self), 0);
+		if (poll(&pfd, 1, 1) == 1)
+			break;
+	}
+	ASSERT_EQ(0, read_env(self->t[0].rfd, env, sizeof(env)));
+	ASSERT_EQ(0, kill(self->t[0].pid, SIGKILL));
+	t_kill = now_ms();
+	ASSERT_EQ(self->t[0].pid, waitpid(self->t[0].pid, &st, 0));
+	forget(self, 0, false);
+	/* half the grace period with the creator dead: not dropped */
+	for (uint64_t t = now_ms() + GRACE_MS / 2; now_ms() < t;) {
+		ASSERT_GE(pump(self), 0);
+		ASSERT_EQ(0, llmp_broker_check_clients(self->b));
+		usleep(1000);
+	}
+	ASSERT_EQ(1u, llmp_broker_nclients(self->b));
+	ASSERT_EQ(K1, self->t[0].next);
+	/* the restarted process: same page, same id */
+	for (char *e = env; *e; e += strlen(e) + 1) {
+		char *eq = strchr(e, '=');
+
+		ASSERT_TRUE(eq != NULL);
+		*eq = '\0';
+		ASSERT_EQ(0, setenv(e, eq + 1, 1));
+		*eq = '=';
+	}
+	ASSERT_EQ(0, start_child(self, 1, &c2));
+	self->t[1].id = id;
+	self->t[1].next = K1;
+	ASSERT_EQ(1, write(self->t[1].wfd, "g", 1));
+	t_go = now_ms();
+	t_end = t_go + 30000;
+	while (now_ms() < t_end && !(self->t[1].done && llmp_broker_nclients(self->b) == 0)) {
+		ASSERT_GE(pump(self), 0);
+		ASSERT_EQ(0, llmp_broker_check_clients(self->b)) TH_LOG("restarted client dropped");
+		usleep(200);
+	}
+	ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
+	/* its first process died longer than the grace period ago: never dropped */
+	ASSERT_GT(now_ms() - t_kill, (uint64_t)GRACE_MS + 200);
+	ASSERT_TRUE(self->t[1].done);
+	ASSERT_EQ(K1 + K2, self->t[1].done_n);
+	ASSERT_EQ(K1 + K2, self->t[1].next);
+	ASSERT_EQ(0, drops_logged);
+	ASSERT_EQ(0u, llmp_broker_nclients(self->b));
+	ASSERT_EQ(self->t[1].pid, waitpid(self->t[1].pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %d", st);
+	self->t[1].pid = 0;
+}
+
+/*
+ * (d) A client whose broker process was SIGKILLed: recv_wait returns
+ * -EPIPE within a second instead of waiting out its timeout.
+ */
+TEST_F(live, broker_killed)
+{
+	struct llmp_shmem_desc bd;
+	struct llmp_client *c = NULL;
+	struct llmp_msg_view v;
+	int pfd[2], ret, st;
+	uint64_t t0;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(pfd));
+	fflush(NULL);
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct llmp_provider *p;
+		struct llmp_broker *b;
+
+		close(pfd[0]);
+		if (llmp_provider_new(variant->kind, &p) < 0 || llmp_broker_new(p, NULL, &b) < 0 ||
+		    llmp_broker_broadcast_desc(b, &bd) < 0 ||
+		    llmp_broker_send(b, TAG_HELLO, 0, "hi", 2) < 0 ||
+		    write(pfd[1], &bd, sizeof(bd)) != sizeof(bd))
+			_exit(80);
+		_exit(llmp_broker_run(b) < 0 ? 81 : 0);
+	}
+	close(pfd[1]);
+	self->dead[self->ndead++] = pid;
+	ASSERT_EQ(sizeof(bd), (size_t)read(pfd[0], &bd, sizeof(bd)));
+	close(pfd[0]);
+	ASSERT_EQ(0, llmp_client_new(self->p, &bd, NULL, &c)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(1, llmp_client_recv_wait(c, &v, 5000));
+	ASSERT_EQ(TAG_HELLO, v.tag);
+	ASSERT_EQ(2u, v.len);
+	/* alive broker, nothing to read: a plain timeout */
+	ASSERT_EQ(0, llmp_client_recv_wait(c, &v, 300));
+	ASSERT_EQ(0, kill(pid, SIGKILL));
+	/* not reaped yet: a zombie broker counts as dead */
+	t0 = now_ms();
+	ret = llmp_client_recv_wait(c, &v, 10000);
+	ASSERT_EQ(-EPIPE, ret) TH_LOG("recv_wait: %d %s", ret, llmp_strerror_last());
+	ASSERT_LT(now_ms() - t0, 2000u);
+	ASSERT_TRUE(strstr(llmp_strerror_last(), "broker") != NULL) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFSIGNALED(st));
+	/* reaped: still -EPIPE */
+	ASSERT_EQ(-EPIPE, llmp_client_recv_wait(c, &v, 10000));
+	llmp_client_free(c);
+}
+
+TEST_HARNESS_MAIN
