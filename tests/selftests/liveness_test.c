@@ -24,6 +24,7 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "llmp/broker.h"
 
 #define TAG_DATA 0x4c560001u
 #define TAG_DONE 0x4c560002u
@@ -371,7 +372,8 @@ static int pump(FIXTURE_DATA(live) *self)
 			t->next = pl->seq + 1;
 		}
 	}
-	return r < 0 ? r : ret;
+	/* -ESHUTDOWN: the broker said EXITING (after run() returned) */
+	return r < 0 && r != -ESHUTDOWN ? r : ret;
 }
 
 /* Lines of /proc/self/maps naming a segment created by pid (MEMFD, POSIX). */
@@ -552,6 +554,61 @@ TEST_F(live, stress_kill_two_of_four)
 		ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status %d", st);
 		self->t[i].pid = 0;
 	}
+}
+
+/*
+ * (e) llmp_broker_run() and the event loop check by themselves: with
+ * exit_after = 1 and one client that was SIGKILLed, both return once it is
+ * dropped, after forwarding what it committed.
+ */
+TEST_F(live, run_and_loop_drop_dead)
+{
+	const uint32_t K = 100;
+
+	for (unsigned mode = 0; mode < 2; mode++) {
+		struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
+					       .dead_client_grace_ms = GRACE_MS,
+					       .exit_after = mode == 0 ? 1 : 0 };
+		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .exit_after = 1 };
+		struct child_cfg dc = { .kind = variant->kind, .sno = 1, .count = K,
+					.end = END_PAUSE };
+		struct llmp_loop *lp = NULL;
+		uint64_t t0;
+		pid_t dpid;
+		char byte;
+		int ret;
+
+		llmp_client_free(self->r);
+		llmp_broker_free(self->b);
+		self->r = NULL;
+		self->b = NULL;
+		ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b));
+		ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &self->bd));
+		ASSERT_EQ(0, llmp_client_new(self->p, &self->bd, NULL, &self->r));
+		ASSERT_EQ(0, start_child(self, mode, &dc));
+		dpid = self->t[mode].pid;
+		ASSERT_EQ(1, read(self->t[mode].rfd, &byte, 1));
+		ASSERT_EQ(0, kill(dpid, SIGKILL));
+		ASSERT_EQ(dpid, waitpid(dpid, NULL, 0));
+		forget(self, mode, false);
+		t0 = now_ms();
+		if (mode == 0) {
+			ret = llmp_broker_run(self->b);
+		} else {
+			ASSERT_EQ(0, llmp_loop_new(self->b, &lo, &lp)) TH_LOG("%s",
+									    llmp_strerror_last());
+			ret = llmp_loop_run(lp);
+			llmp_loop_free(lp);
+		}
+		ASSERT_EQ(0, ret) TH_LOG("%s: %s", mode ? "loop" : "run", llmp_strerror_last());
+		ASSERT_LE(now_ms() - t0, (uint64_t)GRACE_MS + 1000);
+		ASSERT_EQ(0u, llmp_broker_nclients(self->b));
+		ASSERT_GE(pump(self), 0);
+		ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
+		ASSERT_EQ(K, self->t[mode].next) TH_LOG("%s", mode ? "loop" : "run");
+		ASSERT_EQ(0, mapped_of(variant->kind, dpid));
+	}
+	ASSERT_EQ(2, drops_logged);
 }
 
 /* Read the environment the child saved (NUL-separated, empty string last). */
