@@ -496,6 +496,7 @@ int llmp_broker_check_clients(struct llmp_broker *b)
 	n = b->n;
 	for (unsigned i = 0; i < n; i++) {
 		struct bclient *c = &b->clients[i];
+		bool memfd;
 		int ret;
 
 		if (c->gone)
@@ -506,10 +507,16 @@ int llmp_broker_check_clients(struct llmp_broker *b)
 			c->dead_since = 0;
 			continue;
 		}
-		/* Whatever it committed is forwarded before it is dropped. */
+		/*
+		 * Whatever it committed is forwarded before it is dropped.  A MEMFD
+		 * chain is finite now and drained to its end; a SYSV/POSIX one may
+		 * have a restarted writer, so one batch per check (the grace period
+		 * runs only while nothing new arrives).
+		 */
+		memfd = c->r.shm && llmp_shmem_desc(c->r.shm)->kind == LLMP_SHMEM_MEMFD;
 		do
 			ret = drain(b, i);
-		while (ret > 0 && !b->clients[i].gone);
+		while (memfd && ret > 0 && !b->clients[i].gone);
 		if (ret < 0)
 			return ret;
 		c = &b->clients[i];
@@ -519,7 +526,7 @@ int llmp_broker_check_clients(struct llmp_broker *b)
 			watch_creator(c);
 			continue;
 		}
-		if (c->r.shm && llmp_shmem_desc(c->r.shm)->kind != LLMP_SHMEM_MEMFD) {
+		if (!memfd) {
 			/* SYSV/POSIX pages outlive their creator: a restart may reattach */
 			if (!c->dead_since || c->msgs != c->dead_msgs) {
 				c->dead_since = now;
