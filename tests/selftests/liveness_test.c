@@ -484,6 +484,8 @@ TEST_F(live, killed_client_dropped)
 	ASSERT_NE(0u, t_drop);
 	ASSERT_LE(t_drop - t_kill, (uint64_t)GRACE_MS + 1000) TH_LOG("dropped after %llu ms",
 		(unsigned long long)(t_drop - t_kill));
+	TH_LOG("%s: dead client dropped %llu ms after SIGKILL (grace %d ms)",
+	       llmp_shmem_kind_name(variant->kind), (unsigned long long)(t_drop - t_kill), GRACE_MS);
 	/* everything the dead client committed was forwarded, exactly once, in order */
 	ASSERT_EQ(K, self->t[0].next);
 	/* the healthy client: all of it, then its clean exit */
