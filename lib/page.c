@@ -225,7 +225,7 @@ static void sender_retire(struct llmp_sender *s)
 	for (unsigned i = 0; i < n; i++) {
 		struct llmp_spage *sp = &s->pages[i];
 
-		if (s->ncache < 2) {
+		if (s->ncache < LLMP_SENDER_CACHE) {
 			/* nobody reads a retired page; the reuse re-init publishes the next magic */
 			__atomic_store_n(&sp->pg->magic, LLMP_PAGE_MAGIC_DEINIT, __ATOMIC_RELAXED);
 			s->cache[s->ncache++] = *sp;
@@ -303,10 +303,10 @@ static void sender_trim_history(struct llmp_sender *s)
 		/* pairs with the acquire load of the magic in recv_follow */
 		__atomic_store_n(&victim.pg->magic, LLMP_PAGE_MAGIC_DEINIT, __ATOMIC_RELEASE);
 		/* keep it for reuse once every reader that counted itself on it has left */
-		if (s->ncache == 2) {
+		if (s->ncache == LLMP_SENDER_CACHE) {
 			spage_release(&s->cache[0]);
-			s->cache[0] = s->cache[1];
-			s->ncache = 1;
+			memmove(s->cache, s->cache + 1, (LLMP_SENDER_CACHE - 1) * sizeof(s->cache[0]));
+			s->ncache--;
 		}
 		s->cache[s->ncache++] = victim;
 		s->pages_dropped++;

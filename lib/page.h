@@ -55,6 +55,8 @@ _Static_assert(sizeof(struct llmp_page_info) == 32, "page info is 32 bytes");
 #define LLMP_EOP_PAYLOAD_LEN 32u
 /* Smallest page we create: header, one EOP record and some room. */
 #define LLMP_PAGE_MIN_SIZE 4096u
+/* Retired pages a sender keeps for reuse: at least the default pages in flight. */
+#define LLMP_SENDER_CACHE 4u
 
 static inline size_t llmp_align_up(size_t x, size_t a)
 {
@@ -107,7 +109,7 @@ struct llmp_sender {
 	/* pages[0..npages-1], oldest first; the last is the current one */
 	struct llmp_spage *pages;
 	unsigned npages, cap;
-	struct llmp_spage cache[2]; /* PRUNE: retired pages for reuse */
+	struct llmp_spage cache[LLMP_SENDER_CACHE]; /* PRUNE: retired pages for reuse */
 	unsigned ncache;
 	size_t initial_size;
 	unsigned max_in_flight;  /* PRUNE: pages not yet left by the reader */
@@ -181,7 +183,7 @@ struct llmp_receiver {
 	bool has_anchor;         /* stale receivers resume through the anchor's EOP */
 	struct llmp_shmem_desc anchor;
 	uint32_t anchor_seq;     /* redirect count of the anchor's EOP we have accounted for */
-#define LLMP_RECV_CACHE 4
+#define LLMP_RECV_CACHE 8
 	struct llmp_shmem *rcache[LLMP_RECV_CACHE]; /* mappings of pages we left, oldest first */
 	unsigned nrcache;
 	uint64_t pages_seen;
