@@ -5,6 +5,7 @@
  * hook chain decide, and copies what survives onto the broadcast page.  A
  * client whose page is corrupt is dropped; the others keep being served.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -145,6 +146,39 @@ static void close_pidfd(struct bclient *c)
 	c->pidfd = -1;
 }
 
+#if defined(__linux__)
+/*
+ * Does process pid map the POSIX segment name?  A POSIX name carries the pid
+ * as its creator saw it, which is another process when the creator lives in
+ * another pid namespace (a container sharing /dev/shm): then we must not
+ * watch it.  Read once per page, not per check.
+ */
+static bool pid_maps_posix(long pid, const char *name)
+{
+	char path[64], want[LLMP_SHMEM_ID_LEN + 16], line[512];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/maps", pid);
+	snprintf(want, sizeof(want), "/dev/shm%.*s", LLMP_SHMEM_ID_LEN, name);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *nl = strchr(line, '\n');
+		size_t n = strlen(want);
+
+		if (nl)
+			*nl = '\0';
+		/* the path is the last field; " (deleted)" may follow it */
+		for (char *q = strstr(line, want); q && !found; q = strstr(q + 1, want))
+			found = q > line && q[-1] == ' ' && (q[n] == '\0' || q[n] == ' ');
+	}
+	fclose(f);
+	return found;
+}
+#endif
+
 /* Record who created the page c reads now, and open a pidfd for it if we can. */
 static void watch_creator(struct bclient *c)
 {
@@ -164,10 +198,17 @@ static void watch_creator(struct bclient *c)
 	if (pid > 0) {
 		long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
 
-		if (fd >= 0)
+		if (fd >= 0 && c->r.shm &&
+		    llmp_shmem_desc(c->r.shm)->kind == LLMP_SHMEM_POSIX &&
+		    !pid_maps_posix(pid, llmp_shmem_desc(c->r.shm)->id)) {
+			/* not the creator as we see it (pid namespace, or reused): unknown */
+			close((int)fd);
+			c->pid = 0;
+		} else if (fd >= 0) {
 			c->pidfd = (int)fd;
-		else if (errno == ESRCH)
+		} else if (errno == ESRCH) {
 			c->dead_since = llmp_now_ns(); /* already gone */
+		}
 	}
 #endif
 }
