@@ -28,6 +28,9 @@
 #define DRAIN_BATCH 4096
 /* llmp_broker_run() looks for dead clients this often. */
 #define CHECK_EVERY_NS (100ull * 1000000ull)
+/* llmp_broker_run's idle naps: start short, double while idle, capped. */
+#define RUN_NAP_MIN_NS 50000L
+#define RUN_NAP_MAX_NS 1000000L
 #define DEFAULT_GRACE_MS 2000u
 
 struct bclient {
@@ -609,6 +612,7 @@ static bool exit_due(const struct llmp_broker *b)
 int llmp_broker_run(struct llmp_broker *b)
 {
 	unsigned idle = 0, passes = 0;
+	long nap_ns = RUN_NAP_MIN_NS;
 
 	if (!b)
 		return llmp_err(-EINVAL, "broker run: NULL argument");
@@ -629,6 +633,7 @@ int llmp_broker_run(struct llmp_broker *b)
 			break;
 		if (ret > 0) {
 			idle = 0;
+			nap_ns = RUN_NAP_MIN_NS;
 			continue;
 		}
 		if (idle < 320) {
@@ -638,13 +643,26 @@ int llmp_broker_run(struct llmp_broker *b)
 		/* announce the sleep, then look once more; pairs with the waker's load */
 		__atomic_store_n(&b->sleeping, 1, __ATOMIC_SEQ_CST);
 		ret = llmp_broker_once(b);
-		if (ret == 0)
-			llmp_backoff(&idle); /* a short nap */
+		if (ret == 0) {
+			/*
+			 * A nap that doubles while nothing arrives, up to 1 ms: an
+			 * idle broker costs ~1% of a CPU instead of a 50 us poll's
+			 * ~12%, and a message waits at most one nap.  The event loop
+			 * (llmp_loop_run) sleeps until woken instead.
+			 */
+			struct timespec ts = { 0, nap_ns };
+
+			nanosleep(&ts, NULL);
+			if (nap_ns < RUN_NAP_MAX_NS)
+				nap_ns = nap_ns * 2 < RUN_NAP_MAX_NS ? nap_ns * 2 : RUN_NAP_MAX_NS;
+		}
 		/* same word: awake */
 		__atomic_store_n(&b->sleeping, 0, __ATOMIC_SEQ_CST);
 		if (ret < 0)
 			return ret;
 		idle = ret > 0 ? 0 : 320;
+		if (ret > 0)
+			nap_ns = RUN_NAP_MIN_NS;
 	}
 	return send_exiting(b);
 }

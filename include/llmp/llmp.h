@@ -169,7 +169,11 @@ int llmp_broker_send(struct llmp_broker *b, uint32_t tag, uint32_t flags,
  * the pass goes on with the others.
  */
 int llmp_broker_once(struct llmp_broker *b);
-/* Loop until llmp_broker_stop() or exit_after; sleeps when idle. */
+/*
+ * Loop until llmp_broker_stop() or exit_after.  While idle it spins briefly,
+ * then naps (50 us doubling up to 1 ms), so a message after an idle spell
+ * waits at most ~1 ms; llmp_loop_run() (llmp/broker.h) sleeps until woken.
+ */
 int llmp_broker_run(struct llmp_broker *b);
 /*
  * Look for clients whose process died without saying goodbye (SIGKILL):
