@@ -36,6 +36,10 @@ static void usage(FILE *f)
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
 		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
 		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients (default 1000)\n"
+		"  -g, --dead-client-grace-ms MS\n"
+		"                          drop a SysV/POSIX client this long after its process died\n"
+		"                          and its page went quiet (default 2000; memfd: at once)\n"
+		"  -H, --history BYTES     broadcast bytes kept for late joiners (default 64 MiB)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -96,12 +100,14 @@ int main(int argc, char **argv)
 		{ "loop", required_argument, 0, 'l' },
 		{ "peer-timeout", required_argument, 0, 't' },
 		{ "max-sleep-us", required_argument, 0, 'm' },
+		{ "dead-client-grace-ms", required_argument, 0, 'g' },
+		{ "history", required_argument, 0, 'H' },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
-	unsigned long max_sleep = 0;
+	unsigned long max_sleep = 0, grace_ms = 0, history = 0;
 	const char *bind_addr = "127.0.0.1";
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
@@ -116,7 +122,7 @@ int main(int argc, char **argv)
 	unsigned nb2b = 0;
 	bool compress = false;
 
-	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:vh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_uint(optarg, 65535, &port) < 0)
@@ -163,6 +169,14 @@ int main(int argc, char **argv)
 			if (parse_uint(optarg, 10000000, &max_sleep) < 0)
 				goto bad;
 			break;
+		case 'g':
+			if (parse_uint(optarg, 86400000, &grace_ms) < 0 || grace_ms == 0)
+				goto bad;
+			break;
+		case 'H':
+			if (parse_uint(optarg, 1ul << 40, &history) < 0 || history == 0)
+				goto bad;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -181,7 +195,9 @@ int main(int argc, char **argv)
 	ret = llmp_provider_new(kind, &p);
 	if (ret < 0)
 		goto fail;
-	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
+				       .history_bytes = (size_t)history,
+				       .dead_client_grace_ms = (unsigned)grace_ms };
 	ret = llmp_broker_new(p, &bo, &b);
 	if (ret < 0)
 		goto fail;
