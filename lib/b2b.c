@@ -309,36 +309,17 @@ int llmp_b2b_link_step(struct llmp_b2b_link *l)
 
 /* ---- outgoing handshake ---------------------------------------------------- */
 
-static int io_all(int fd, void *buf, size_t len, bool wr)
-{
-	size_t off = 0;
-
-	while (off < len) {
-		ssize_t n = wr ? send(fd, (char *)buf + off, len - off, MSG_NOSIGNAL)
-			       : recv(fd, (char *)buf + off, len - off, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return (errno == EAGAIN || errno == EWOULDBLOCK) ? -ETIMEDOUT : -errno;
-		if (n == 0)
-			return -ECONNRESET;
-		off += (size_t)n;
-	}
-	return 0;
-}
-
 static int read_resp(int fd, uint8_t *buf, size_t cap, struct llmp_wire_msg *m)
 {
 	uint32_t len;
-	int ret = io_all(fd, buf, 4, false);
+	int ret = llmp_tcp_io_full(fd, buf, 4, false);
 
 	if (ret < 0)
 		return llmp_err(ret, "b2b: no answer from the remote broker");
 	ret = llmp_wire_get_len(buf, (uint32_t)cap, &len);
 	if (ret < 0)
 		return ret;
-	ret = io_all(fd, buf, len, false);
+	ret = llmp_tcp_io_full(fd, buf, len, false);
 	if (ret < 0)
 		return llmp_err(ret, "b2b: the remote broker's answer was cut short");
 	return llmp_wire_decode_resp(buf, len, m);
@@ -395,7 +376,7 @@ int llmp_b2b_dial(const char *addr, uint16_t port, const char *hostname, uint32_
 			ret = n;
 		} else {
 			llmp_wire_put_len(buf, (uint32_t)n);
-			ret = io_all(fd, buf, 4 + (size_t)n, true);
+			ret = llmp_tcp_io_full(fd, buf, 4 + (size_t)n, true);
 			if (ret < 0)
 				llmp_err(ret, "b2b: cannot send RemoteBrokerHello");
 		}

@@ -638,7 +638,7 @@ static int dial(const char *addr, uint16_t port, int timeout_ms)
 	return llmp_err(ret, "tcp: cannot connect to %s:%u", addr ? addr : "127.0.0.1", port);
 }
 
-static int io_full(int fd, void *buf, size_t len, bool wr)
+int llmp_tcp_io_full(int fd, void *buf, size_t len, bool wr)
 {
 	size_t off = 0;
 
@@ -665,7 +665,7 @@ static int send_frame(int fd, const uint8_t *body, int n)
 		return -EINVAL;
 	llmp_wire_put_len(f, (uint32_t)n);
 	memcpy(f + 4, body, (size_t)n);
-	return io_full(fd, f, 4 + (size_t)n, true);
+	return llmp_tcp_io_full(fd, f, 4 + (size_t)n, true);
 }
 
 /* Read one response frame into buf (cap bytes) and decode it. */
@@ -673,14 +673,14 @@ static int recv_resp(int fd, uint8_t *buf, size_t cap, struct llmp_wire_msg *m)
 {
 	uint8_t h[4];
 	uint32_t len;
-	int ret = io_full(fd, h, 4, false);
+	int ret = llmp_tcp_io_full(fd, h, 4, false);
 
 	if (ret < 0)
 		return llmp_err(ret, "tcp: no answer from the broker");
 	ret = llmp_wire_get_len(h, (uint32_t)cap, &len);
 	if (ret < 0)
 		return ret;
-	ret = io_full(fd, buf, len, false);
+	ret = llmp_tcp_io_full(fd, buf, len, false);
 	if (ret < 0)
 		return llmp_err(ret, "tcp: the broker's answer was cut short");
 	return llmp_wire_decode_resp(buf, len, m);

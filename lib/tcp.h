@@ -28,6 +28,12 @@ int llmp_tcp_ext_query(const char *addr, uint16_t port, struct llmp_wire_msg *in
 /* Milliseconds until the earliest peer deadline (-1: none). */
 int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now);
 
+/*
+ * Blocking send (wr) or receive of exactly len bytes: 0, -ETIMEDOUT on the
+ * socket's timeout, -ECONNRESET on EOF, or -errno.
+ */
+int llmp_tcp_io_full(int fd, void *buf, size_t len, bool wr);
+
 LLMP_HIDDEN_END
 
 #endif /* LLMP_TCP_H */
