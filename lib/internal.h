@@ -140,6 +140,11 @@ struct llmp_shmem {
 		.release = name##_unavail_release,                                   \
 	}
 
+#if !defined(_WIN32)
+/* Release for fd-backed kinds: munmap m->addr, close m->fd (either may be unset). */
+void llmp_shmem_release_fd_mapping(struct llmp_provider *p, struct llmp_shmem *m);
+#endif
+
 extern const struct llmp_shmem_ops llmp_shmem_kmod_ops;
 extern const struct llmp_shmem_ops llmp_shmem_memfd_ops;
 extern const struct llmp_shmem_ops llmp_shmem_posix_ops;

@@ -10,7 +10,21 @@
 #include "internal.h"
 
 #if !defined(_WIN32)
+#include <sys/mman.h>
 #include <sys/shm.h>
+#include <unistd.h>
+
+/* The release of the fd-backed kinds (memfd, kmod, ashmem): unmap, close. */
+void llmp_shmem_release_fd_mapping(struct llmp_provider *p, struct llmp_shmem *m)
+{
+	(void)p;
+	if (m->addr)
+		munmap(m->addr, m->size);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->addr = NULL;
+	m->fd = -1;
+}
 #endif
 
 #if defined(_WIN32)

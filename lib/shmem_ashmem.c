@@ -180,23 +180,12 @@ static int ashmem_attach(struct llmp_provider *p, const struct llmp_shmem_desc *
 	return ret;
 }
 
-static void ashmem_release(struct llmp_provider *p, struct llmp_shmem *m)
-{
-	(void)p;
-	if (m->addr)
-		munmap(m->addr, m->size);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-	m->fd = -1;
-}
-
 const struct llmp_shmem_ops llmp_shmem_ashmem_ops = {
 	.kind = LLMP_SHMEM_ASHMEM,
 	.probe = ashmem_probe,
 	.create = ashmem_create,
 	.attach = ashmem_attach,
-	.release = ashmem_release,
+	.release = llmp_shmem_release_fd_mapping,
 };
 
 #else

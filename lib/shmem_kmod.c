@@ -208,16 +208,6 @@ static int kmod_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d,
 	return ret;
 }
 
-static void kmod_release(struct llmp_provider *p, struct llmp_shmem *m)
-{
-	if (m->addr)
-		munmap(m->addr, m->size);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-	m->fd = -1;
-}
-
 const struct llmp_shmem_ops llmp_shmem_kmod_ops = {
 	.kind = LLMP_SHMEM_KMOD,
 	.probe = kmod_probe,
@@ -225,7 +215,7 @@ const struct llmp_shmem_ops llmp_shmem_kmod_ops = {
 	.provider_fini = kmod_provider_fini,
 	.create = kmod_create,
 	.attach = kmod_attach,
-	.release = kmod_release,
+	.release = llmp_shmem_release_fd_mapping,
 };
 
 #else

@@ -273,23 +273,12 @@ static int memfd_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d
 	return ret;
 }
 
-static void memfd_release(struct llmp_provider *p, struct llmp_shmem *m)
-{
-	(void)p;
-	if (m->addr)
-		munmap(m->addr, m->size);
-	if (m->fd >= 0)
-		close(m->fd);
-	m->addr = NULL;
-	m->fd = -1;
-}
-
 const struct llmp_shmem_ops llmp_shmem_memfd_ops = {
 	.kind = LLMP_SHMEM_MEMFD,
 	.probe = memfd_probe,
 	.create = memfd_create_seg,
 	.attach = memfd_attach,
-	.release = memfd_release,
+	.release = llmp_shmem_release_fd_mapping,
 };
 
 #else
