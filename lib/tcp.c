@@ -332,6 +332,21 @@ static void peer_refuse(struct llmp_tcp_listener *l, struct peer *p, const char 
 	p->state = PEER_REPLY;
 }
 
+/* Queue the answer r for peer i: 1, or -1 with the peer dropped. */
+static int peer_answer(struct llmp_tcp_listener *l, unsigned i, const struct llmp_wire_msg *r)
+{
+	struct peer *p = l->peers[i];
+	int n = llmp_wire_encode_resp(r, p->out + 4, sizeof(p->out) - 4);
+
+	if (n < 0) {
+		peer_drop(l, i, "cannot encode the reply");
+		return -1;
+	}
+	peer_frame(p, n);
+	p->state = PEER_REPLY;
+	return 1;
+}
+
 /*
  * A whole request is in p->body: act on it.  Returns 1 served (the peer
  * stays for its reply), 0 served and closed, -1 dropped.
@@ -341,7 +356,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 	struct peer *p = l->peers[i];
 	struct llmp_wire_msg m, r = { 0 };
 	struct llmp_shmem_desc bd, d;
-	int ret, n;
+	int ret;
 
 	if (llmp_wire_decode_req(p->body, p->body_len, &m) < 0) {
 		peer_drop(l, i, "malformed request");
@@ -366,14 +381,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 			 d.id);
 		r.type = LLMP_TCP_RESP_LOCAL_CLIENT_ACCEPTED;
 		r.id = (uint32_t)ret;
-		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
-		if (n < 0) {
-			peer_drop(l, i, "cannot encode the reply");
-			return -1;
-		}
-		peer_frame(p, n);
-		p->state = PEER_REPLY;
-		return 1;
+		return peer_answer(l, i, &r);
 	case LLMP_TCP_REQ_CLIENT_QUIT:
 		ret = llmp_broker_remove_client(l->b, m.id);
 		if (ret < 0)
@@ -394,15 +402,10 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 			 m.text, p->name);
 		r.type = LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED;
 		r.id = ++l->b2b_next;
-		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
-		if (n < 0) {
-			peer_drop(l, i, "cannot encode the reply");
-			return -1;
-		}
-		peer_frame(p, n);
-		p->handoff = true;
-		p->state = PEER_REPLY;
-		return 1;
+		ret = peer_answer(l, i, &r);
+		if (ret > 0) /* p is gone if the answer failed */
+			p->handoff = true;
+		return ret;
 	case LLMP_TCP_REQ_EXT_QUERY:
 		if (!l->has_ext) {
 			peer_refuse(l, p, "no extensions here");
@@ -411,14 +414,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		r.type = LLMP_TCP_RESP_EXT_INFO;
 		r.desc = l->ext;
 		r.id = l->ext_version;
-		n = llmp_wire_encode_resp(&r, p->out + 4, sizeof(p->out) - 4);
-		if (n < 0) {
-			peer_drop(l, i, "cannot encode the reply");
-			return -1;
-		}
-		peer_frame(p, n);
-		p->state = PEER_REPLY;
-		return 1;
+		return peer_answer(l, i, &r);
 	default:
 		peer_drop(l, i, "unknown request variant");
 		return -1;
