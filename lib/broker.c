@@ -9,17 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if !defined(_WIN32)
-#include <poll.h>
-#include <signal.h>
-#include <unistd.h>
-#endif
-#if defined(__linux__)
-#include <sys/syscall.h>
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#endif
 
 #include "broker_internal.h"
 
@@ -38,8 +27,7 @@ struct bclient {
 	bool gone;
 	struct llmp_receiver r;
 	/* liveness: the creator of the page being read, 0 if unknown or ourselves */
-	long pid;
-	int pidfd;            /* -1: none (check with kill(pid, 0)) */
+	struct llmp_pidwatch watch;
 	uint64_t pid_page;    /* r.pages_seen when pid was read */
 	uint64_t msgs;        /* messages taken from this client */
 	uint64_t dead_msgs;   /* msgs when the creator was found dead */
@@ -140,15 +128,6 @@ static bool own_page(const struct llmp_broker *b, const struct llmp_shmem_desc *
 	return false;
 }
 
-static void close_pidfd(struct bclient *c)
-{
-#if defined(__linux__)
-	if (c->pidfd >= 0)
-		close(c->pidfd);
-#endif
-	c->pidfd = -1;
-}
-
 #if defined(__linux__)
 /*
  * Does process pid map the POSIX segment name?  A POSIX name carries the pid
@@ -182,57 +161,24 @@ static bool pid_maps_posix(long pid, const char *name)
 }
 #endif
 
-/* Record who created the page c reads now, and open a pidfd for it if we can. */
+/* Record who created the page c reads now, and watch that process. */
 static void watch_creator(struct bclient *c)
 {
 	long pid = llmp_shmem_creator_pid(c->r.shm);
 
 	c->pid_page = c->r.pages_seen;
 	c->dead_since = 0;
-	if (pid == c->pid && (c->pidfd >= 0 || pid == 0))
+	if (pid == c->watch.pid && (c->watch.fd >= 0 || pid == 0))
 		return;
-	close_pidfd(c);
-#if !defined(_WIN32)
-	if (pid == (long)getpid())
-		pid = 0; /* in our own process: alive as long as we are */
-#endif
-	c->pid = pid;
-#if defined(__linux__)
-	if (pid > 0) {
-		long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
-
-		if (fd >= 0 && c->r.shm &&
-		    llmp_shmem_desc(c->r.shm)->kind == LLMP_SHMEM_POSIX &&
-		    !pid_maps_posix(pid, llmp_shmem_desc(c->r.shm)->id)) {
-			/* not the creator as we see it (pid namespace, or reused): unknown */
-			close((int)fd);
-			c->pid = 0;
-		} else if (fd >= 0) {
-			c->pidfd = (int)fd;
-		} else if (errno == ESRCH) {
-			c->dead_since = llmp_now_ns(); /* already gone */
-		}
+	if (llmp_pidwatch_set(&c->watch, pid) > 0) {
+		c->dead_since = llmp_now_ns(); /* already gone */
+		return;
 	}
-#endif
-}
-
-/* 1: the creator of c's page has exited, 0: alive or unknown. */
-static int creator_dead(struct bclient *c)
-{
-	if (c->pid <= 0)
-		return 0;
 #if defined(__linux__)
-	if (c->pidfd >= 0) {
-		struct pollfd pfd = { .fd = c->pidfd, .events = POLLIN };
-
-		/* a pidfd turns readable when its process has exited (zombie or reaped) */
-		return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
-	}
-#endif
-#if !defined(_WIN32)
-	return kill((pid_t)c->pid, 0) < 0 && errno == ESRCH;
-#else
-	return 0;
+	if (c->watch.fd >= 0 && llmp_shmem_desc(c->r.shm)->kind == LLMP_SHMEM_POSIX &&
+	    !pid_maps_posix(c->watch.pid, llmp_shmem_desc(c->r.shm)->id))
+		/* not the creator as we see it (pid namespace, or reused): unknown */
+		llmp_pidwatch_close(&c->watch);
 #endif
 }
 
@@ -261,7 +207,7 @@ int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_des
 	ret = llmp_receiver_init(&c->r, b->p, d, false, 0, true, NULL);
 	if (ret < 0)
 		return ret;
-	c->pidfd = -1;
+	c->watch.fd = -1;
 	watch_creator(c);
 	c->id = b->next_id++;
 	b->n++;
@@ -378,7 +324,7 @@ static void reap(struct llmp_broker *b)
 	for (unsigned i = 0; i < b->n; i++) {
 		if (b->clients[i].gone) {
 			llmp_receiver_fini(&b->clients[i].r);
-			close_pidfd(&b->clients[i]);
+			llmp_pidwatch_close(&b->clients[i].watch);
 			continue;
 		}
 		if (i != j)
@@ -547,7 +493,7 @@ int llmp_broker_check_clients(struct llmp_broker *b)
 			continue;
 		if (c->r.pages_seen != c->pid_page)
 			watch_creator(c); /* a page made by someone else, e.g. a restarted client */
-		if (!creator_dead(c)) {
+		if (!llmp_pidwatch_dead(&c->watch)) {
 			c->dead_since = 0;
 			continue;
 		}
@@ -580,7 +526,7 @@ int llmp_broker_check_clients(struct llmp_broker *b)
 			if (now - c->dead_since < b->grace_ns)
 				continue;
 		}
-		llmp_log(LLMP_LOG_INFO, "broker: client %u (pid %ld) died; dropped", c->id, c->pid);
+		llmp_log(LLMP_LOG_INFO, "broker: client %u (pid %ld) died; dropped", c->id, c->watch.pid);
 		c->gone = true;
 		b->removals = true;
 		b->left++;
@@ -723,7 +669,7 @@ void llmp_broker_free(struct llmp_broker *b)
 	(void)send_exiting(b);
 	for (unsigned i = 0; i < b->n; i++) {
 		llmp_receiver_fini(&b->clients[i].r);
-		close_pidfd(&b->clients[i]);
+		llmp_pidwatch_close(&b->clients[i].watch);
 	}
 	free(b->clients);
 	free(b->hooks);

@@ -12,17 +12,6 @@
 #include "broker_internal.h"
 #include "llmp/broker.h"
 
-#if !defined(_WIN32)
-#include <poll.h>
-#include <signal.h>
-#include <unistd.h>
-#endif
-#if defined(__linux__)
-#include <sys/syscall.h>
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#endif
 
 #if defined(_WIN32)
 static int setenv(const char *name, const char *value, int overwrite)
@@ -239,32 +228,13 @@ uint64_t llmp_client_pages_skipped(const struct llmp_client *c)
  */
 static bool broker_dead(const struct llmp_client *c)
 {
-	long pid = llmp_shmem_creator_pid(c->in.shm);
+	struct llmp_pidwatch w = { .fd = -1 };
+	int dead = llmp_pidwatch_set(&w, llmp_shmem_creator_pid(c->in.shm));
 
-	if (pid <= 0)
-		return false;
-#if !defined(_WIN32)
-	if (pid == (long)getpid())
-		return false;
-#if defined(__linux__)
-	{
-		long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
-
-		if (fd >= 0) {
-			struct pollfd pfd = { .fd = (int)fd, .events = POLLIN };
-			int n = poll(&pfd, 1, 0);
-
-			close((int)fd);
-			return n > 0;
-		}
-		if (errno == ESRCH)
-			return true;
-	}
-#endif
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-#else
-	return false;
-#endif
+	if (!dead)
+		dead = llmp_pidwatch_dead(&w);
+	llmp_pidwatch_close(&w);
+	return dead > 0;
 }
 
 /* While waiting, look whether the broker is still alive this often. */

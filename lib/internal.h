@@ -145,6 +145,19 @@ struct llmp_shmem {
 void llmp_shmem_release_fd_mapping(struct llmp_provider *p, struct llmp_shmem *m);
 #endif
 
+/*
+ * A watch on a peer process (lib/pidwatch.c).  Start with { .fd = -1 }.
+ * set: watch pid (<= 0 or our own pid: unknown, never "dead"); 1 if it has
+ * already exited, else 0.  dead: 1 once it has exited (a zombie counts).
+ */
+struct llmp_pidwatch {
+	long pid;
+	int fd;		/* pidfd, -1: none (kill(pid, 0) instead) */
+};
+int llmp_pidwatch_set(struct llmp_pidwatch *w, long pid);
+int llmp_pidwatch_dead(const struct llmp_pidwatch *w);
+void llmp_pidwatch_close(struct llmp_pidwatch *w);
+
 extern const struct llmp_shmem_ops llmp_shmem_kmod_ops;
 extern const struct llmp_shmem_ops llmp_shmem_memfd_ops;
 extern const struct llmp_shmem_ops llmp_shmem_posix_ops;
