@@ -802,10 +802,18 @@ static int __init llmp_init(void)
 
 static void __exit llmp_exit(void)
 {
+	unsigned long first = 0;
+
 	debugfs_remove_recursive(llmp_debugfs);
 	misc_deregister(&llmp_misc);
-	/* Every segment and bell holds a module reference through its fd. */
-	WARN_ON(!xa_empty(&llmp_segs));
+	/*
+	 * Every segment and bell holds a module reference through its fd, so
+	 * no entry can be left.  Nodes can: an xa_alloc_cyclic() that failed
+	 * for want of memory may leave empty interior nodes behind, which only
+	 * xa_destroy() frees.
+	 */
+	WARN_ON(xa_find(&llmp_segs, &first, ULONG_MAX, XA_PRESENT));
+	xa_destroy(&llmp_segs);
 	WARN_ON(!list_empty(&llmp_bells));
 }
 
