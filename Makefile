@@ -60,7 +60,7 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean dkms bench demo \
+.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean dkms dkms-check bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
@@ -134,6 +134,8 @@ kmod-clean:
 # DKMS: the module's sources and kmod/dkms.conf into /usr/src/llmp-$(VERSION),
 # then `dkms add/build/install` when dkms is installed (and DESTDIR is empty).
 DKMS_SRC = $(DESTDIR)/usr/src/llmp-$(VERSION)
+# The kernel release to build for: KDIR's, when KDIR is /lib/modules/<release>/build.
+DKMS_KVER ?= $(if $(filter /lib/modules/%/build,$(KDIR)),$(patsubst /lib/modules/%/build,%,$(KDIR)),$(shell uname -r))
 dkms:
 	install -d $(DKMS_SRC)/kmod $(DKMS_SRC)/include/uapi/linux
 	install -m 644 Kbuild $(DKMS_SRC)/Kbuild
@@ -142,11 +144,15 @@ dkms:
 	sed 's/^PACKAGE_VERSION=.*/PACKAGE_VERSION="$(VERSION)"/' kmod/dkms.conf > $(DKMS_SRC)/dkms.conf
 	@if [ -z "$(DESTDIR)" ] && command -v dkms >/dev/null 2>&1; then \
 		dkms status llmp/$(VERSION) | grep -q . || dkms add llmp/$(VERSION); \
-		dkms build llmp/$(VERSION) && dkms install llmp/$(VERSION); \
+		dkms build llmp/$(VERSION) -k $(DKMS_KVER) && dkms install llmp/$(VERSION) -k $(DKMS_KVER); \
 	else \
 		echo "dkms: sources in $(DKMS_SRC); register them with:"; \
-		echo "  dkms add llmp/$(VERSION) && dkms build llmp/$(VERSION) && dkms install llmp/$(VERSION)"; \
+		echo "  dkms add llmp/$(VERSION) && dkms build llmp/$(VERSION) -k $(DKMS_KVER) && dkms install llmp/$(VERSION) -k $(DKMS_KVER)"; \
 	fi
+
+# The DKMS route end to end in a scratch tree (dkms add/build/install).
+dkms-check:
+	tools/dkms-check.sh $(KDIR)
 
 # ---- install ----
 install: all
