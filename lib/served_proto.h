@@ -25,13 +25,21 @@
 #include "llmp/shmem.h"
 
 #define SERVED_MAGIC 0x534d4c4cu /* "LLMS" read as a little-endian u32 */
-#define SERVED_VERSION 1u	 /* the only version this build speaks */
+/*
+ * Versions: 1, the first; 2 adds creator pids (HELLO reply size = the
+ * client's pid as the server sees it; CREATE/ATTACH reply pid = the pid of
+ * the process whose connection created the segment).  A version-1 peer
+ * gets and sends exactly the bytes it always did (those fields are 0).
+ */
+#define SERVED_VERSION 2u	 /* the newest version this build speaks */
 #define SERVED_VERSION_MIN 1u
+#define SERVED_VERSION_PIDS 2u	 /* first version with creator pids */
 
 enum served_op {
-	SERVED_OP_HELLO = 1,   /* body: served_hello; reply value = version, pid = server pid */
-	SERVED_OP_CREATE = 2,  /* body: served_create; reply: id, size, fd */
-	SERVED_OP_ATTACH = 3,  /* body: served_id; reply: id, size, fd */
+	SERVED_OP_HELLO = 1,   /* body: served_hello; reply value = version, pid = server pid,
+				* (v2) size = the client's pid as the server sees it */
+	SERVED_OP_CREATE = 2,  /* body: served_create; reply: id, size, fd, (v2) pid = creator */
+	SERVED_OP_ATTACH = 3,  /* body: served_id; reply: id, size, fd, (v2) pid = creator */
 	SERVED_OP_RELEASE = 4, /* body: served_id; reply value = references left in total */
 	SERVED_OP_STAT = 5,    /* body: none; reply value = segments, size = bytes, clients */
 	SERVED_OP_HOLD = 6,    /* body: none; reply value = fork hold number (before fork) */
@@ -70,9 +78,11 @@ struct served_id {
 struct served_reply {
 	int32_t status;	 /* 0 or a negative errno */
 	uint32_t value;	 /* per op, see enum served_op */
-	uint64_t size;	 /* CREATE/ATTACH: segment bytes; STAT: bytes held */
+	uint64_t size;	 /* CREATE/ATTACH: segment bytes; STAT: bytes held;
+			  * HELLO (v2): the client's pid in the server's pid namespace */
 	uint32_t clients; /* STAT: connected clients */
-	uint32_t pid;	 /* HELLO/STAT: the server's pid */
+	uint32_t pid;	 /* HELLO/STAT: the server's pid; CREATE/ATTACH (v2): the
+			  * creator's pid in the server's pid namespace, 0 unknown */
 	char id[LLMP_SHMEM_ID_LEN]; /* CREATE/ATTACH: the segment's id */
 	uint32_t reserved; /* 0 */
 	/* followed by (length - sizeof(struct served_reply)) bytes of message text, no NUL */

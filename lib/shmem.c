@@ -419,6 +419,13 @@ long llmp_shmem_creator_pid(const struct llmp_shmem *m)
 		return id[0] == 'm' ? parse_pid(id + 1, ":") : 0;
 	case LLMP_SHMEM_POSIX:
 		return strncmp(id, "/libafl_", 8) ? 0 : parse_pid(id + 8, "_");
+	case LLMP_SHMEM_WIN32:
+		/* "llmp_<pid>_<n>" (lib/shmem_win32.c); the pid is a Windows process id */
+		return strncmp(id, "llmp_", 5) ? 0 : parse_pid(id + 5, "_");
+	case LLMP_SHMEM_KMOD:
+	case LLMP_SHMEM_SERVED:
+		/* told at create/attach by the module (SEG_INFO) or the server (v2) */
+		return (long)(intptr_t)m->priv;
 #if !defined(_WIN32)
 	case LLMP_SHMEM_SYSV: {
 		struct shmid_ds ds;

@@ -7,6 +7,11 @@
  * 12 bytes id (32-bit little endian) and key (64-bit little endian): 17
  * characters, so it fits the protocol's 20-byte id field.  Fork-safe: the
  * child inherits the fds and mappings and the kernel counts them.
+ *
+ * The creator's pid (for the broker's dead-client check and the client's
+ * dead-broker check) comes from LLMP_IOC_SEG_INFO at attach, in our own pid
+ * namespace (0 when the creator is not visible from it), and is kept in
+ * m->priv for llmp_shmem_creator_pid().
  */
 #include "internal.h"
 
@@ -174,7 +179,26 @@ static int kmod_create(struct llmp_provider *p, size_t size, struct llmp_shmem *
 		return ret;
 	}
 	kmod_encode(req.id, req.key, m->desc.id);
+	m->priv = (void *)(intptr_t)getpid();
 	return 0;
+}
+
+/*
+ * The creator's tgid as our pid namespace sees it, 0 if not visible or not
+ * told.  The module keeps a reference on the creator's struct pid and
+ * reports its number even after the creator exited, so a number read long
+ * after the creator's death may have been reused; we read it at attach.
+ */
+static long kmod_creator(int fd)
+{
+	struct llmp_seg_info info;
+
+	memset(&info, 0, sizeof(info));
+	if (ioctl(fd, LLMP_IOC_SEG_INFO, &info) < 0) {
+		llmp_log(LLMP_LOG_DEBUG, "kmod: SEG_INFO: %s (creator unknown)", strerror(errno));
+		return 0;
+	}
+	return info.creator_pid <= 0x7fffffffu ? (long)info.creator_pid : 0;
 }
 
 static int kmod_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d,
@@ -203,9 +227,12 @@ static int kmod_attach(struct llmp_provider *p, const struct llmp_shmem_desc *d,
 				(unsigned long long)req.size);
 	}
 	ret = kmod_map(m, req.fd, (size_t)d->size);
-	if (ret < 0)
+	if (ret < 0) {
 		close(req.fd);
-	return ret;
+		return ret;
+	}
+	m->priv = (void *)(intptr_t)kmod_creator(req.fd);
+	return 0;
 }
 
 const struct llmp_shmem_ops llmp_shmem_kmod_ops = {

@@ -18,6 +18,12 @@
  * parent released them meanwhile.  Without a hold (no pre_fork, or it
  * expired) the child re-registers its segments with ATTACH by id, at
  * post_fork or at its first request.
+ *
+ * Creator pids (protocol version 2): the server tells which process created
+ * a segment, as it sees that process.  We use them (m->priv holds the pid,
+ * read by llmp_shmem_creator_pid()) only when the server sees our own pid
+ * as we do, i.e. the pids it reports name processes of our pid namespace;
+ * otherwise, and with a version-1 server, the creator is unknown (0).
  */
 #include "internal.h"
 
@@ -45,6 +51,7 @@ struct served {
 	pid_t pid;	/* process that opened sock */
 	uint16_t version;
 	uint32_t server_pid;
+	bool pids_ok;		/* creator pids from the server are valid here */
 	char *path;
 	struct llmp_shmem **held; /* mappings registered with the server */
 	size_t nheld, cap;
@@ -247,6 +254,12 @@ static int served_connect(struct served *s)
 	}
 	s->version = (uint16_t)a.r.value;
 	s->server_pid = a.r.pid;
+	/* the server names us as we name ourselves: same pid namespace view */
+	s->pids_ok = s->version >= SERVED_VERSION_PIDS && a.r.size == (uint64_t)getpid();
+	if (s->version >= SERVED_VERSION_PIDS && !s->pids_ok)
+		llmp_log(LLMP_LOG_INFO, "served: the shmem server at %s sees this process as pid "
+			 "%llu, not %ld (another pid namespace): creator pids unknown", s->path,
+			 (unsigned long long)a.r.size, (long)getpid());
 	return 0;
 }
 
@@ -399,6 +412,13 @@ static int served_ready(struct served *s)
 	return 0;
 }
 
+/* Remember the creator the server reported, if its pids mean something here. */
+static void served_set_creator(const struct served *s, struct llmp_shmem *m,
+			       const struct served_answer *a)
+{
+	m->priv = (void *)(intptr_t)(s->pids_ok && a->r.pid <= 0x7fffffffu ? a->r.pid : 0);
+}
+
 static int served_map(struct llmp_shmem *m, int fd, uint64_t size)
 {
 	void *addr = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -486,6 +506,7 @@ static int served_create(struct llmp_provider *p, size_t size, struct llmp_shmem
 		ret = served_map(m, a.fd, size);
 	if (ret == 0) {
 		memcpy(m->desc.id, a.r.id, LLMP_SHMEM_ID_LEN);
+		served_set_creator(s, m, &a);
 		ret = held_add(s, m);
 		if (ret < 0)
 			munmap(m->addr, m->size);
@@ -521,6 +542,7 @@ static int served_attach(struct llmp_provider *p, const struct llmp_shmem_desc *
 		ret = served_map(m, a.fd, d->size);
 	if (ret == 0) {
 		memcpy(m->desc.id, d->id, LLMP_SHMEM_ID_LEN);
+		served_set_creator(s, m, &a);
 		ret = held_add(s, m);
 		if (ret < 0)
 			munmap(m->addr, m->size);

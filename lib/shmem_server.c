@@ -58,6 +58,7 @@ struct srv_seg {
 	int fd;			   /* sealed memfd */
 	uint64_t size;
 	uint32_t refs;		   /* sum of every client's count */
+	uint32_t creator;	   /* pid of the connection that created it (SO_PEERCRED) */
 };
 
 struct srv_ref {
@@ -70,6 +71,7 @@ struct srv_client {
 	bool hello;
 	bool dead;
 	uint16_t version;
+	uint32_t pid; /* SO_PEERCRED at accept, in our pid namespace; 0 if not visible */
 	size_t have; /* bytes in `in` */
 	unsigned char in[sizeof(struct served_hdr) + SERVED_MAX_REQ_BODY];
 	struct srv_ref *refs;
@@ -394,6 +396,7 @@ static int do_create(struct srv_state *st, struct srv_client *c, const unsigned 
 	}
 	s->fd = fd;
 	s->size = req.size;
+	s->creator = c->pid;
 	st->nsegs++;
 	st->bytes += req.size;
 	if (client_ref(c, s) < 0) {
@@ -402,6 +405,8 @@ static int do_create(struct srv_state *st, struct srv_client *c, const unsigned 
 	}
 	memcpy(rep->r.id, s->id, sizeof(s->id));
 	rep->r.size = s->size;
+	if (c->version >= SERVED_VERSION_PIDS)
+		rep->r.pid = s->creator;
 	rep->fd = s->fd;
 	return 0;
 }
@@ -438,6 +443,8 @@ static int do_attach(struct srv_state *st, struct srv_client *c, const unsigned 
 				 "too many references on this segment");
 	memcpy(rep->r.id, s->id, sizeof(s->id));
 	rep->r.size = s->size;
+	if (c->version >= SERVED_VERSION_PIDS)
+		rep->r.pid = s->creator;
 	rep->fd = s->fd;
 	return 0;
 }
@@ -586,6 +593,8 @@ static void handle(struct srv_state *st, struct srv_client *c, const struct serv
 				c->version = v;
 				rep.r.value = v;
 				rep.r.pid = (uint32_t)getpid();
+				if (v >= SERVED_VERSION_PIDS)
+					rep.r.size = c->pid;
 			}
 		}
 	} else if (!c->hello) {
@@ -743,6 +752,7 @@ static void srv_accept(struct srv_state *st)
 		}
 		st->cls = cls;
 		c->fd = fd;
+		c->pid = cred.pid > 0 ? (uint32_t)cred.pid : 0;
 		st->cls[st->ncls++] = c;
 	}
 }

@@ -744,6 +744,117 @@ TEST_F(served, fork_without_post_fork_gets_own_connection)
 	ASSERT_EQ(0, server_segments(self->path, NULL));
 }
 
+/* ---- creator pids (protocol version 2) ------------------------------------- */
+
+/* Request and reply with an explicit header version (raw_call uses the newest). */
+static int raw_call_v(int fd, uint16_t version, uint16_t op, const void *body, uint32_t len,
+		      struct raw_reply *r)
+{
+	int ret = raw_send(fd, SERVED_MAGIC, version, op, len, body, len);
+
+	if (ret < 0)
+		return ret;
+	ret = raw_recv(fd, r);
+	if (ret < 0)
+		return ret;
+	if (r->h.op != (op | SERVED_OP_REPLY))
+		return -EBADMSG;
+	return r->r.status;
+}
+
+/*
+ * Version 2 replies name who created a segment (the pid of the connection
+ * that sent CREATE, as the server sees it) and tell a client its own pid as
+ * the server sees it; a version-1 connection gets zeros in those fields.
+ */
+TEST_F(served, creator_pid_in_replies)
+{
+	struct served_hello h1 = { .min_version = 1, .max_version = 1 };
+	struct served_hello h2 = { .min_version = 1, .max_version = SERVED_VERSION_PIDS };
+	struct served_create cr = { .size = 8192 };
+	struct raw_reply r;
+	char id[LLMP_SHMEM_ID_LEN], own[LLMP_SHMEM_ID_LEN];
+	int v1, v2, sp[2], st;
+	pid_t pid;
+
+	ASSERT_EQ(2u, SERVED_VERSION_PIDS);
+	v1 = raw_connect(self->path);
+	v2 = raw_connect(self->path);
+	ASSERT_LE(0, v1);
+	ASSERT_LE(0, v2);
+	ASSERT_EQ(0, raw_call_v(v1, 1, SERVED_OP_HELLO, &h1, sizeof(h1), &r));
+	ASSERT_EQ(1u, r.r.value);
+	ASSERT_EQ(0u, r.r.size);
+	ASSERT_EQ(self->server_pid, (pid_t)r.r.pid);
+	ASSERT_EQ(0, raw_call_v(v2, 2, SERVED_OP_HELLO, &h2, sizeof(h2), &r));
+	ASSERT_EQ(2u, r.r.value);
+	ASSERT_EQ((uint64_t)getpid(), r.r.size);
+	/* Our own segment: CREATE names us. */
+	ASSERT_EQ(0, raw_call_v(v2, 2, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+	ASSERT_EQ((uint32_t)getpid(), r.r.pid);
+	ASSERT_LE(0, r.fd);
+	close(r.fd);
+	memcpy(own, r.r.id, sizeof(own));
+	/* A segment created by another process over its own connection. */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
+	fflush(NULL);
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		int fd = raw_connect(self->path);
+		char b;
+
+		close(sp[0]);
+		if (fd < 0 || raw_call_v(fd, 2, SERVED_OP_HELLO, &h2, sizeof(h2), &r) != 0)
+			_exit(2);
+		if (r.r.size != (uint64_t)getpid())
+			_exit(3);
+		if (raw_call_v(fd, 2, SERVED_OP_CREATE, &cr, sizeof(cr), &r) != 0 ||
+		    r.r.pid != (uint32_t)getpid())
+			_exit(4);
+		if (write(sp[1], r.r.id, sizeof(r.r.id)) != (ssize_t)sizeof(r.r.id))
+			_exit(5);
+		/* hold the segment until the parent says so */
+		_exit(read(sp[1], &b, 1) == 1 ? 0 : 6);
+	}
+	close(sp[1]);
+	ASSERT_EQ(sizeof(id), read(sp[0], id, sizeof(id)));
+	ASSERT_EQ(0, raw_id_op(v2, SERVED_OP_ATTACH, id, &r));
+	ASSERT_EQ((uint32_t)pid, r.r.pid);
+	ASSERT_EQ(8192u, r.r.size);
+	close(r.fd);
+	ASSERT_EQ(0, raw_id_op(v2, SERVED_OP_ATTACH, own, &r));
+	ASSERT_EQ((uint32_t)getpid(), r.r.pid);
+	close(r.fd);
+	/* Version 1: the same replies, creator field 0. */
+	{
+		struct served_id req;
+
+		memset(&req, 0, sizeof(req));
+		memcpy(req.id, id, sizeof(req.id));
+		ASSERT_EQ(0, raw_call_v(v1, 1, SERVED_OP_ATTACH, &req, sizeof(req), &r));
+		ASSERT_EQ(0u, r.r.pid);
+		ASSERT_EQ(8192u, r.r.size);
+		close(r.fd);
+		ASSERT_EQ(0, raw_call_v(v1, 1, SERVED_OP_CREATE, &cr, sizeof(cr), &r));
+		ASSERT_EQ(0u, r.r.pid);
+		close(r.fd);
+	}
+	/* The creator exits; we hold its segment, which still names it. */
+	ASSERT_EQ(1, write(sp[0], "x", 1));
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	close(sp[0]);
+	ASSERT_EQ(0, raw_id_op(v2, SERVED_OP_ATTACH, id, &r));
+	ASSERT_EQ((uint32_t)pid, r.r.pid);
+	close(r.fd);
+	ASSERT_EQ(3, server_segments(self->path, NULL));
+	close(v1);
+	close(v2);
+	ASSERT_EQ(0, wait_segments(self->path, 0));
+}
+
 /* ---- bad input ------------------------------------------------------------- */
 
 TEST_F(served, malformed_requests_get_error_replies)
@@ -784,7 +895,7 @@ TEST_F(served, malformed_requests_get_error_replies)
 	ASSERT_EQ(SERVED_VERSION, r.r.value);
 	ASSERT_EQ(self->server_pid, (pid_t)r.r.pid);
 	/* A request in another version than the negotiated one. */
-	ASSERT_EQ(0, raw_send(fd, SERVED_MAGIC, 2, SERVED_OP_STAT, 0, NULL, 0));
+	ASSERT_EQ(0, raw_send(fd, SERVED_MAGIC, SERVED_VERSION + 1, SERVED_OP_STAT, 0, NULL, 0));
 	ASSERT_EQ(0, raw_recv(fd, &r));
 	ASSERT_EQ(-EPROTONOSUPPORT, r.r.status);
 	/* Unknown op. */
