@@ -6,6 +6,14 @@
  * and keep serving the others.  A SysV client restarted from the
  * environment within the grace period is not dropped.  A client whose
  * broker was SIGKILLed gets -EPIPE from llmp_client_recv_wait().
+ *
+ * Every provider kind that tells a page's creator runs these: MEMFD, POSIX
+ * and SYSV from the id or IPC_STAT, SERVED from its server (protocol
+ * version 2; a server process per test) and KMOD from LLMP_IOC_SEG_INFO
+ * (SKIP without /dev/llmp; runs in the VM).  For SERVED and KMOD, "pages
+ * released" is also checked against the segment counts of the server (STAT)
+ * and of the module (LLMP_IOC_STATS): back to the count before the broker
+ * existed once the broker and the receiver are freed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,8 +24,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +36,9 @@
 #include "kselftest_harness.h"
 #include "llmp_test.h"
 #include "llmp/broker.h"
+#include "uapi/linux/llmp.h"
+/* The served wire format (internal), reached through include/ as in shmem_served_test. */
+#include "llmp/../../lib/served_proto.h"
 
 #define TAG_DATA 0x4c560001u
 #define TAG_DONE 0x4c560002u
@@ -173,6 +187,8 @@ FIXTURE(live)
 	unsigned ndead;
 	int bad;                  /* first ordering / checksum violation, as a code */
 	char why[200];
+	struct llmp_shmem_server *srv; /* SERVED: this test's server */
+	long base_segs;           /* SERVED/KMOD: live segments before the broker existed */
 };
 
 FIXTURE_VARIANT(live)
@@ -183,8 +199,210 @@ FIXTURE_VARIANT(live)
 FIXTURE_VARIANT_ADD(live, memfd) { .kind = LLMP_SHMEM_MEMFD };
 FIXTURE_VARIANT_ADD(live, sysv) { .kind = LLMP_SHMEM_SYSV };
 FIXTURE_VARIANT_ADD(live, posix) { .kind = LLMP_SHMEM_POSIX };
+FIXTURE_VARIANT_ADD(live, served) { .kind = LLMP_SHMEM_SERVED };
+FIXTURE_VARIANT_ADD(live, kmod) { .kind = LLMP_SHMEM_KMOD };
+
+/* ---- SERVED and KMOD: who created a segment, how many live ------------------ */
+
+static char served_path[64]; /* this test's server ("" without one) */
+
+/* Exactly len bytes from fd; a passed descriptor is closed. */
+static int recv_exact(int fd, void *buf, size_t len)
+{
+	char *b = buf;
+
+	while (len) {
+		union {
+			struct cmsghdr a;
+			char c[CMSG_SPACE(sizeof(int) * 4)];
+		} ctl;
+		struct iovec iov = { b, len };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.c,
+				      .msg_controllen = sizeof(ctl.c) };
+		ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+
+		if (n <= 0)
+			return -1;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int pfd;
+
+				memcpy(&pfd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				close(pfd);
+			}
+		}
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* One request on a raw served connection (version 2); the reply's status. */
+static int served_rpc(int fd, uint16_t op, const void *body, uint32_t len,
+		      struct served_reply *r)
+{
+	unsigned char buf[sizeof(struct served_hdr) + SERVED_MAX_REPLY_BODY];
+	struct served_hdr h = { .magic = SERVED_MAGIC, .version = SERVED_VERSION_PIDS, .op = op,
+				.length = len };
+
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), body, len);
+	if (send(fd, buf, sizeof(h) + len, MSG_NOSIGNAL) != (ssize_t)(sizeof(h) + len) ||
+	    recv_exact(fd, &h, sizeof(h)) < 0 || h.op != (op | SERVED_OP_REPLY) ||
+	    h.length < sizeof(*r) || h.length > SERVED_MAX_REPLY_BODY ||
+	    recv_exact(fd, buf, h.length) < 0)
+		return -EBADMSG;
+	memcpy(r, buf, sizeof(*r));
+	return r->status;
+}
+
+/* A raw connection to this test's server that spoke HELLO (version 2), or -1. */
+static int served_raw(void)
+{
+	struct served_hello hi = { .min_version = SERVED_VERSION_PIDS,
+				   .max_version = SERVED_VERSION_PIDS };
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct timeval tv = { .tv_sec = 5 };
+	struct served_reply r;
+	size_t n = strlen(served_path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || n < 2)
+		goto fail;
+	memcpy(sa.sun_path + 1, served_path + 1, n - 1); /* abstract: leading NUL */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa,
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0 ||
+	    served_rpc(fd, SERVED_OP_HELLO, &hi, sizeof(hi), &r) != 0)
+		goto fail;
+	return fd;
+fail:
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* Segments the server holds, or -1. */
+static long served_segments(void)
+{
+	struct served_reply r;
+	int fd = served_raw();
+	long n = -1;
+
+	if (fd >= 0 && served_rpc(fd, SERVED_OP_STAT, NULL, 0, &r) == 0)
+		n = r.value;
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* SERVED: distinct segments this process maps that pid created (asked of the server). */
+static int served_mapped_of(pid_t pid)
+{
+	char line[512], seen[64][LLMP_SHMEM_ID_LEN];
+	unsigned nseen = 0;
+	FILE *f = fopen("/proc/self/maps", "r");
+	int fd = served_raw(), n = 0;
+
+	while (f && fd >= 0 && fgets(line, sizeof(line), f)) {
+		const char *q = strstr(line, "/memfd:llmp-served:");
+		struct served_id req;
+		struct served_reply r;
+		size_t k = 0;
+		unsigned i;
+
+		if (!q)
+			continue;
+		q += strlen("/memfd:llmp-served:");
+		memset(&req, 0, sizeof(req));
+		while (q[k] && q[k] != ' ' && q[k] != '\n' && k < LLMP_SHMEM_ID_LEN - 1) {
+			req.id[k] = q[k];
+			k++;
+		}
+		for (i = 0; i < nseen && strcmp(seen[i], req.id); i++)
+			;
+		if (i < nseen || nseen == 64)
+			continue;
+		memcpy(seen[nseen++], req.id, LLMP_SHMEM_ID_LEN);
+		if (served_rpc(fd, SERVED_OP_ATTACH, &req, sizeof(req), &r) != 0)
+			continue; /* mapped, but the server forgot it: nobody holds it */
+		n += r.pid == (uint32_t)pid;
+		served_rpc(fd, SERVED_OP_RELEASE, &req, sizeof(req), &r);
+	}
+	if (f)
+		fclose(f);
+	if (fd >= 0)
+		close(fd);
+	return fd < 0 ? -1 : n;
+}
+
+/* KMOD: live segments pid created (debugfs, as the init pid namespace sees it), or -1. */
+static int kmod_created_by(pid_t pid)
+{
+	FILE *f = fopen("/sys/kernel/debug/llmp/segments", "r");
+	char line[256];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned id, uid;
+		unsigned long long size;
+		int cpid;
+
+		if (sscanf(line, "%u %llu %u %d", &id, &size, &uid, &cpid) == 4 && cpid == pid)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* KMOD: the module's live segments (LLMP_IOC_STATS), or -1. */
+static long kmod_segments(void)
+{
+	struct llmp_stats st;
+	int fd = open("/dev/llmp", O_RDWR | O_CLOEXEC);
+	long n = -1;
+
+	memset(&st, 0, sizeof(st));
+	if (fd >= 0 && ioctl(fd, LLMP_IOC_STATS, &st) == 0)
+		n = (long)st.segments_live;
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+static long live_segments(enum llmp_shmem_kind kind)
+{
+	return kind == LLMP_SHMEM_SERVED ? served_segments() :
+	       kind == LLMP_SHMEM_KMOD ? kmod_segments() : -1;
+}
+
+/* Wait (up to 3 s) until the kind counts want live segments; the last count. */
+static long wait_segments(enum llmp_shmem_kind kind, long want)
+{
+	long n = -1;
+
+	for (int i = 0; i < 300; i++) {
+		n = live_segments(kind);
+		if (n == want)
+			break;
+		usleep(10000);
+	}
+	return n;
+}
+
+static bool counted_kind(enum llmp_shmem_kind kind)
+{
+	return kind == LLMP_SHMEM_SERVED || kind == LLMP_SHMEM_KMOD;
+}
 
 static int drops_logged;
+
+/* This harness runs the test after a SKIP in setup: return at once then. */
+#define NEED_PROVIDER() do { if (!self->p) return; } while (0)
 
 static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
 {
@@ -199,11 +417,20 @@ FIXTURE_SETUP(live)
 {
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
 				       .dead_client_grace_ms = GRACE_MS };
-	int ret = llmp_provider_new(variant->kind, &self->p);
+	int ret;
 
 	memset(self->t, 0, sizeof(self->t));
 	for (unsigned i = 0; i <= MAXC; i++)
 		self->t[i].wfd = self->t[i].rfd = -1;
+	served_path[0] = '\0';
+	if (variant->kind == LLMP_SHMEM_SERVED) {
+		/* a server process of our own; the children find it through the environment */
+		snprintf(served_path, sizeof(served_path), "@llmp-liveness-%d", (int)getpid());
+		ASSERT_EQ(0, llmp_shmem_server_start(served_path, LLMP_SHMEM_SERVER_PROCESS,
+						     &self->srv)) TH_LOG("%s", llmp_strerror_last());
+		ASSERT_EQ(0, setenv("LLMP_SHMEM_SERVER", served_path, 1));
+	}
+	ret = llmp_provider_new(variant->kind, &self->p);
 	if (ret == -ENODEV) {
 		self->p = NULL;
 		SKIP(return, "%s provider not available here: %s",
@@ -212,6 +439,9 @@ FIXTURE_SETUP(live)
 	ASSERT_EQ(0, ret) TH_LOG("%s", llmp_strerror_last());
 	drops_logged = 0;
 	llmp_set_log(log_cb, NULL, LLMP_LOG_INFO);
+	self->base_segs = live_segments(variant->kind);
+	if (counted_kind(variant->kind))
+		ASSERT_LE(0, self->base_segs);
 	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(0, llmp_broker_broadcast_desc(self->b, &self->bd));
 	ASSERT_EQ(0, llmp_client_new(self->p, &self->bd, NULL, &self->r))
@@ -272,7 +502,24 @@ FIXTURE_TEARDOWN(live)
 		remove_orphans(variant->kind, self->dead[i]);
 	if (self->p)
 		llmp_provider_free(self->p);
+	if (self->srv) {
+		llmp_shmem_server_stop(self->srv);
+		unsetenv("LLMP_SHMEM_SERVER");
+	}
 	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
+}
+
+/*
+ * SERVED/KMOD: free the broker and the receiver; then every segment is
+ * gone, the dead clients' included: the live count is what it was before.
+ */
+static int release_all(FIXTURE_DATA(live) *self, enum llmp_shmem_kind kind)
+{
+	llmp_client_free(self->r);
+	self->r = NULL;
+	llmp_broker_free(self->b);
+	self->b = NULL;
+	return counted_kind(kind) ? wait_segments(kind, self->base_segs) == self->base_segs : 1;
 }
 
 /*
@@ -409,9 +656,19 @@ static int sysv_nattch_of(pid_t pid)
 	return n;
 }
 
+/*
+ * Segments pid created that are still mapped (SYSV: attachments, MEMFD and
+ * POSIX: our mappings, SERVED: our mappings by the server's creator, KMOD:
+ * live segments by the module's creator; -1 if that cannot be read).
+ */
 static int mapped_of(enum llmp_shmem_kind kind, pid_t pid)
 {
-	return kind == LLMP_SHMEM_SYSV ? sysv_nattch_of(pid) : maps_of(kind, pid);
+	switch (kind) {
+	case LLMP_SHMEM_SYSV: return sysv_nattch_of(pid);
+	case LLMP_SHMEM_SERVED: return served_mapped_of(pid);
+	case LLMP_SHMEM_KMOD: return kmod_created_by(pid);
+	default: return maps_of(kind, pid);
+	}
 }
 
 /* Reap a killed child: remember its pid for the segment clean-up. */
@@ -440,6 +697,7 @@ TEST_F(live, killed_client_dropped)
 	pid_t dpid;
 	char byte;
 
+	NEED_PROVIDER();
 	ASSERT_EQ(0, start_child(self, 0, &dc));
 	ASSERT_EQ(0, start_child(self, 1, &hc));
 	dpid = self->t[0].pid;
@@ -501,6 +759,8 @@ TEST_F(live, killed_client_dropped)
 	 * after the other child is gone: it inherited our SysV attachments.)
 	 */
 	ASSERT_EQ(0, mapped_of(variant->kind, dpid));
+	ASSERT_TRUE(release_all(self, variant->kind)) TH_LOG("%ld live segments, %ld before",
+		live_segments(variant->kind), self->base_segs);
 }
 
 /*
@@ -514,6 +774,7 @@ TEST_F(live, stress_kill_two_of_four)
 	uint64_t t_end;
 	bool killed = false;
 
+	NEED_PROVIDER();
 	for (unsigned i = 0; i < 4; i++) {
 		struct child_cfg cfg = { .kind = variant->kind, .sno = i + 1, .count = N,
 					 .delay_us = (i == 1 || i == 2) ? 20 : 0,
@@ -560,6 +821,8 @@ TEST_F(live, stress_kill_two_of_four)
 	/* all children gone (they inherited SysV attachments): nothing of the dead mapped */
 	ASSERT_EQ(0, mapped_of(variant->kind, self->dead[0]));
 	ASSERT_EQ(0, mapped_of(variant->kind, self->dead[1]));
+	ASSERT_TRUE(release_all(self, variant->kind)) TH_LOG("%ld live segments, %ld before",
+		live_segments(variant->kind), self->base_segs);
 }
 
 /*
@@ -571,6 +834,7 @@ TEST_F(live, run_and_loop_drop_dead)
 {
 	const uint32_t K = 100;
 
+	NEED_PROVIDER();
 	for (unsigned mode = 0; mode < 2; mode++) {
 		struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
 					       .dead_client_grace_ms = GRACE_MS,
@@ -648,6 +912,7 @@ TEST_F(live, restarted_within_grace)
 	uint64_t t_go, t_end, t_kill;
 	int st;
 
+	NEED_PROVIDER();
 	if (variant->kind == LLMP_SHMEM_MEMFD)
 		SKIP(return, "memfd pages cannot be reattached once their creator is gone");
 	ASSERT_EQ(0, start_child(self, 0, &c1));
@@ -719,6 +984,7 @@ TEST_F(live, broker_killed)
 	uint64_t t0;
 	pid_t pid;
 
+	NEED_PROVIDER();
 	ASSERT_EQ(0, pipe(pfd));
 	fflush(NULL);
 	pid = fork();
