@@ -726,15 +726,27 @@ static void recv_use(struct llmp_receiver *r, struct llmp_shmem *shm)
 	r->last_off = 0;
 }
 
-/* Keep the mapping of a page we left: writers ping-pong between few segments. */
+/* Drop the i-th cached mapping from the cache (the caller puts or uses it). */
+static void recv_cache_take(struct llmp_receiver *r, unsigned i)
+{
+	r->rcache_bytes -= llmp_shmem_size(r->rcache[i]);
+	memmove(r->rcache + i, r->rcache + i + 1, (r->nrcache - i - 1) * sizeof(r->rcache[0]));
+	r->nrcache--;
+}
+
+/* Keep the mapping of a page we left: writers recycle their segments. */
 static void recv_cache_put(struct llmp_receiver *r, struct llmp_shmem *shm)
 {
-	if (r->nrcache == LLMP_RECV_CACHE) {
-		llmp_shmem_put(r->rcache[0]);
-		memmove(r->rcache, r->rcache + 1, (LLMP_RECV_CACHE - 1) * sizeof(r->rcache[0]));
-		r->nrcache--;
+	while (r->nrcache == LLMP_RECV_CACHE ||
+	       (r->nrcache >= LLMP_RECV_CACHE_MIN &&
+		r->rcache_bytes + llmp_shmem_size(shm) > LLMP_RECV_CACHE_BYTES)) {
+		struct llmp_shmem *old = r->rcache[0];
+
+		recv_cache_take(r, 0);
+		llmp_shmem_put(old);
 	}
 	r->rcache[r->nrcache++] = shm;
+	r->rcache_bytes += llmp_shmem_size(shm);
 }
 
 /* Map d, from the cache if we still hold a mapping of that very segment. */
@@ -751,9 +763,7 @@ static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_d
 			struct llmp_shmem *hit = r->rcache[i];
 			const struct llmp_page *hp = llmp_shmem_addr(hit);
 
-			memmove(r->rcache + i, r->rcache + i + 1,
-				(r->nrcache - i - 1) * sizeof(r->rcache[0]));
-			r->nrcache--;
+			recv_cache_take(r, i);
 			/*
 			 * Ids can come back for another segment (a restarted writer
 			 * reuses POSIX names and memfd fd numbers).  A page being named
@@ -854,6 +864,7 @@ void llmp_receiver_fini(struct llmp_receiver *r)
 	for (unsigned i = 0; i < r->nrcache; i++)
 		llmp_shmem_put(r->rcache[i]);
 	r->nrcache = 0;
+	r->rcache_bytes = 0;
 }
 
 const struct llmp_shmem_desc *llmp_receiver_desc(const struct llmp_receiver *r)

@@ -183,9 +183,20 @@ struct llmp_receiver {
 	bool has_anchor;         /* stale receivers resume through the anchor's EOP */
 	struct llmp_shmem_desc anchor;
 	uint32_t anchor_seq;     /* redirect count of the anchor's EOP we have accounted for */
-#define LLMP_RECV_CACHE 8
-	struct llmp_shmem *rcache[LLMP_RECV_CACHE]; /* mappings of pages we left, oldest first */
+/*
+ * Mappings of pages we left, oldest first: a writer recycles its segments,
+ * and a reader that still maps the one named next skips an mmap, populating
+ * its page tables and a munmap.  The broker cycles through its whole kept
+ * history (64 MiB of 1 MiB pages by default), so up to LLMP_RECV_CACHE
+ * mappings are kept while they total at most LLMP_RECV_CACHE_BYTES; the
+ * newest LLMP_RECV_CACHE_MIN whatever their size.
+ */
+#define LLMP_RECV_CACHE 128
+#define LLMP_RECV_CACHE_MIN 8
+#define LLMP_RECV_CACHE_BYTES ((size_t)128 << 20)
+	struct llmp_shmem *rcache[LLMP_RECV_CACHE];
 	unsigned nrcache;
+	size_t rcache_bytes;     /* sum of the sizes of rcache[] */
 	uint64_t pages_seen;
 	uint64_t stale_count;
 	uint64_t page_index;     /* position of our page in the chain (anchor = 0) */
