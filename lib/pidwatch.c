@@ -2,9 +2,22 @@
 /*
  * Watching a peer process for exit (a client's page creator, the broker of a
  * broadcast page): a pidfd where the kernel has one (it also sees an
- * unreaped zombie as exited), else kill(pid, 0).  Nothing on Windows.
+ * unreaped zombie as exited), else kill(pid, 0).
+ *
+ * Windows: a process handle opened with SYNCHRONIZE, polled with
+ * WaitForSingleObject(h, 0); it is signalled once the process has exited.
+ * The handle is kept in w->fd: Windows guarantees that handles fit in 32
+ * bits (HandleToLong/LongToHandle, for 32/64-bit interop).  Holding the
+ * handle keeps the process object, so its id cannot be reused while we
+ * watch; an id reused between the creator's exit and set() is watched as
+ * if it were the creator (as with a pid on Linux without a pidfd).  A
+ * process we may not open (another user's: ERROR_ACCESS_DENIED) is
+ * unknown, never "dead".
  */
 #include <errno.h>
+#if defined(_WIN32)
+#include <windows.h>
+#endif
 #if !defined(_WIN32)
 #include <poll.h>
 #include <signal.h>
@@ -21,7 +34,10 @@
 
 void llmp_pidwatch_close(struct llmp_pidwatch *w)
 {
-#if !defined(_WIN32)
+#if defined(_WIN32)
+	if (w->fd != -1)
+		CloseHandle(LongToHandle(w->fd));
+#else
 	if (w->fd >= 0)
 		close(w->fd);
 #endif
@@ -33,8 +49,23 @@ int llmp_pidwatch_set(struct llmp_pidwatch *w, long pid)
 {
 	llmp_pidwatch_close(w);
 #if defined(_WIN32)
-	(void)pid;
-	return 0;
+	{
+		HANDLE h;
+
+		if (pid <= 0 || pid > 0x7fffffffL || (DWORD)pid == GetCurrentProcessId())
+			return 0; /* unknown, or ourselves */
+		w->pid = pid;
+		h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)pid);
+		if (h) {
+			w->fd = HandleToLong(h);
+			return 0;
+		}
+		/* no such process (any more): ERROR_INVALID_PARAMETER */
+		if (GetLastError() == ERROR_INVALID_PARAMETER)
+			return 1;
+		w->pid = 0; /* e.g. access denied: unknown */
+		return 0;
+	}
 #else
 	if (pid <= 0 || pid == (long)getpid())
 		return 0; /* unknown, or ourselves: alive as long as we are */
@@ -56,8 +87,12 @@ int llmp_pidwatch_set(struct llmp_pidwatch *w, long pid)
 int llmp_pidwatch_dead(const struct llmp_pidwatch *w)
 {
 #if defined(_WIN32)
-	(void)w;
-	return 0;
+	if (w->pid <= 0)
+		return 0;
+	if (w->fd == -1)
+		return 1; /* set() found no such process */
+	/* a process handle is signalled when the process has exited */
+	return WaitForSingleObject(LongToHandle(w->fd), 0) == WAIT_OBJECT_0;
 #else
 	if (w->pid <= 0)
 		return 0;

@@ -394,14 +394,14 @@ int llmp_shmem_desc_from_env(const char *name, struct llmp_shmem_desc *d)
 /* A positive decimal pid at s, ending at a character in stops: the pid, or 0. */
 static long parse_pid(const char *s, const char *stops)
 {
-	long v = 0;
+	unsigned long long v = 0; /* 10 digits fit; long is 32 bits on Windows */
 	const char *q = s;
 
 	while (*q >= '0' && *q <= '9' && q - s < 10)
 		v = v * 10 + (*q++ - '0');
-	if (q == s || !*q || !strchr(stops, *q) || v <= 0 || v > 0x7fffffffL)
+	if (q == s || !*q || !strchr(stops, *q) || v == 0 || v > 0x7fffffffULL)
 		return 0;
-	return v;
+	return (long)v;
 }
 
 long llmp_shmem_creator_pid(const struct llmp_shmem *m)
