@@ -21,23 +21,36 @@
  * once (the word no longer holds SLEEPING) instead of being lost.
  *
  * The wait: with io_uring, one io_uring_wait covers every TCP socket, the
- * signalfd, the stop eventfd, the nap timeout and (kernels with
- * IORING_OP_FUTEX_WAIT, 6.7+) the futex word.  With poll(2), the same fds
- * and timeout, but not the word.  A sleep lasts at most the nap, which
- * doubles from 50 us up to max_sleep_us while nothing happens: today's
- * clients do not wake the word (it lives in the broker's process), so the
- * nap bounds the latency of the first message after idle.
+ * signalfd, the stop eventfd and the nap timeout; with poll(2), the same
+ * fds and timeout.  The word itself is watched one of three ways (wake
+ * mode, see Documentation/broker.rst "Sleep and wake"):
+ *
+ *   futex-op      one more io_uring request, IORING_OP_FUTEX_WAIT (6.7+);
+ *   futex-bridge  a helper thread FUTEX_WAITs on the word and writes the
+ *                 stop eventfd when a waker flips it (poll backend, older
+ *                 kernels); parked on a private futex while the loop is awake;
+ *   bell          with the KMOD provider: the control segment is bound to a
+ *                 /dev/llmp bell, wakers ring it, the bell fd is one more fd
+ *                 in the wait set.
+ *
+ * A sleep lasts at most the nap, which doubles from 50 us up to
+ * max_sleep_us while nothing happens; it bounds the latency of clients
+ * that do not poke (LibAFL's).
  */
 #include <errno.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +58,7 @@
 #include <liburing.h>
 #endif
 
+#include "llmp/bell.h"
 #include "llmp/broker.h"
 #include "tcp.h"
 #include "broker_internal.h"
@@ -56,6 +70,8 @@
 #define MIN_NAP_US 50
 #define DEFAULT_MAX_SLEEP_US 1000
 #define BUSY_TCP_EVERY 64
+/* Dead-client checks (llmp_broker_check_clients) this often by default. */
+#define LOOP_CHECK_MS 200
 #define SLEEP_AWAKE 0u
 #define SLEEP_SLEEPING 1u
 /* IORING_OP_FUTEX_WAIT (Linux 6.7); liburing 2.3's headers predate it. */
@@ -65,8 +81,15 @@
 #define UD_FUTEX 1
 #define UD_DYN (1ull << 32) /* + index: TCP peers and links, armed for one wait, then cancelled */
 #define UD_CANCEL 3
-#define UD_STATIC 16  /* + slot: 0 eventfd, 1 signalfd, 2.. listening sockets: stay armed */
-#define NSTATIC (2 + MAX_LISTENERS)
+#define UD_STATIC 16  /* + slot: 0 eventfd, 1 signalfd, 2.. listening sockets, bell: stay armed */
+#define SLOT_BELL (2 + MAX_LISTENERS)
+#define NSTATIC (3 + MAX_LISTENERS)
+/* The bridge thread's gate (lp->gate) */
+#define GATE_RUN 0u    /* watching the word (or about to) */
+#define GATE_PARKED 1u /* waiting for the loop's next sleep */
+#define GATE_QUIT 2u
+/* How the sleep word is watched: see the top of this file. */
+enum wake_mode { WAKE_NAP, WAKE_FUTEX_OP, WAKE_BRIDGE, WAKE_BELL };
 
 struct llmp_loop {
 	struct llmp_broker *b;
@@ -76,9 +99,19 @@ struct llmp_loop {
 	unsigned nlinks;
 	uint32_t next_link_id;
 	bool b2b_compress;
-	uint64_t b2b_sent_gone, b2b_received_gone; /* counters of closed links */
+	bool b2b_zstd;
+	struct llmp_b2b_counters b2b_gone; /* counters of closed links */
 	struct llmp_shmem *ctl_seg;  /* our control segment (NULL if it could not be made) */
 	struct llmp_ctl *ctl;
+	enum wake_mode wake;
+	struct llmp_bell *bell;      /* WAKE_BELL: bound to ctl_seg */
+	unsigned bell_idx;           /* its slot in lp->pfd (poll backend) */
+	bool bell_ready;             /* the bell fd polled readable: drain it */
+	pthread_t bridge;            /* WAKE_BRIDGE: started at the first sleep */
+	bool bridge_on;
+	uint32_t gate;               /* GATE_*: futex between the loop and the bridge */
+	uint32_t sleep_seq;          /* sleeps announced; the bridge handles each once */
+	int check_ms;                /* dead-client checks this often */
 	int sigfd;
 	int evfd;
 	sigset_t oldmask;
@@ -107,6 +140,67 @@ struct llmp_loop {
 	struct llmp_loop_stats st;
 };
 
+/* An option that an older caller's smaller struct may not have: dflt then. */
+#define LOOP_OPT(o, f, dflt)                                                                  \
+	((o) && (o)->struct_size >= offsetof(struct llmp_loop_opts, f) + sizeof((o)->f) ? (o)->f \
+										       : (dflt))
+
+/* Bind our control segment to a new bell: clients then ring instead of FUTEX_WAKE. */
+static int setup_bell(struct llmp_loop *lp)
+{
+	enum llmp_shmem_kind kind = llmp_provider_kind(llmp_broker_provider(lp->b));
+	int ret;
+
+	if (kind != LLMP_SHMEM_KMOD)
+		return llmp_err(-EOPNOTSUPP, "loop: a bell needs the KMOD provider, the broker uses %s",
+				llmp_shmem_kind_name(kind));
+	ret = llmp_bell_new(&lp->bell);
+	if (ret < 0)
+		return ret;
+	ret = llmp_bell_bind(lp->ctl_seg, lp->bell, LLMP_CTL_BELL_COOKIE);
+	if (ret < 0) {
+		llmp_bell_free(lp->bell);
+		lp->bell = NULL;
+	}
+	return ret;
+}
+
+/* Pick how the sleep word is watched (after the backend is known). */
+static int choose_wake(struct llmp_loop *lp, enum llmp_loop_wake want)
+{
+	const char *env = getenv("LLMP_LOOP_NO_FUTEX_OP");
+	bool no_op = env && !strcmp(env, "1");
+	int ret;
+
+	if (!lp->ctl) {
+		if (want == LLMP_LOOP_WAKE_BELL)
+			return llmp_err(-ENODEV, "loop_new: no control segment to bind to a bell");
+		return 0; /* WAKE_NAP */
+	}
+	if (want == LLMP_LOOP_WAKE_BELL ||
+	    (want == LLMP_LOOP_WAKE_AUTO &&
+	     llmp_provider_kind(llmp_broker_provider(lp->b)) == LLMP_SHMEM_KMOD)) {
+		ret = setup_bell(lp);
+		if (ret == 0) {
+			lp->wake = WAKE_BELL;
+			return 0;
+		}
+		if (want == LLMP_LOOP_WAKE_BELL)
+			return ret;
+		llmp_log(LLMP_LOG_INFO, "loop: no bell (%s), clients wake the futex word",
+			 llmp_strerror_last());
+	}
+#ifdef LLMP_HAVE_LIBURING
+	if (want != LLMP_LOOP_WAKE_BRIDGE && !no_op && lp->backend == LLMP_LOOP_URING &&
+	    lp->futex_op) {
+		lp->wake = WAKE_FUTEX_OP;
+		return 0;
+	}
+#endif
+	lp->wake = WAKE_BRIDGE;
+	return 0;
+}
+
 int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct llmp_loop **out)
 {
 	struct llmp_loop *lp;
@@ -119,11 +213,17 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		return llmp_err(-EINVAL, "loop_new: NULL broker");
 	if (o && o->struct_size < sizeof(uint32_t))
 		return llmp_err(-EINVAL, "loop_new: opts.struct_size not set");
-	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < 0))
+	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < 0 ||
+		  LOOP_OPT(o, wake, LLMP_LOOP_WAKE_AUTO) > LLMP_LOOP_WAKE_BELL ||
+		  LOOP_OPT(o, check_clients_ms, 0) < 0))
 		return llmp_err(-EINVAL, "loop_new: bad options");
 #ifndef LLMP_HAVE_ZLIB
 	if (o && o->b2b_compress)
 		return llmp_err(-EOPNOTSUPP, "loop_new: built without zlib: no B2B compression");
+#endif
+#ifndef LLMP_HAVE_ZSTD
+	if (LOOP_OPT(o, b2b_zstd, false))
+		return llmp_err(-EOPNOTSUPP, "loop_new: built without libzstd: no B2B zstd");
 #endif
 	lp = calloc(1, sizeof(*lp));
 	if (!lp)
@@ -135,6 +235,9 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->nap_us = MIN_NAP_US;
 	lp->exit_after = o ? o->exit_after : 0;
 	lp->b2b_compress = o ? o->b2b_compress : false;
+	lp->b2b_zstd = LOOP_OPT(o, b2b_zstd, false);
+	lp->check_ms = LOOP_OPT(o, check_clients_ms, 0) > 0 ? LOOP_OPT(o, check_clients_ms, 0)
+							     : LOOP_CHECK_MS;
 	if (o) {
 		lp->stats_interval_ms = o->stats_interval_ms;
 		lp->on_stats = o->on_stats;
@@ -168,7 +271,7 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		lp->ctl->magic = LLMP_CTL_MAGIC;
 		lp->ctl->version = LLMP_CTL_VERSION;
 		/* No waker can map it before EXT_QUERY hands out its description. */
-		__atomic_store_n(&lp->ctl->sleep_word, LLMP_CTL_AWAKE, __ATOMIC_RELAXED);
+		__atomic_store_n(&lp->ctl->sleep_word, LLMP_CTL_RUNNING, __ATOMIC_RELAXED);
 	} else {
 		llmp_log(LLMP_LOG_WARN, "loop: no control segment, clients cannot wake the broker: %s",
 			 llmp_strerror_last());
@@ -198,8 +301,23 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		return llmp_err(-ENOSYS, "loop_new: built without liburing");
 	}
 #endif
+	ret = choose_wake(lp, LOOP_OPT(o, wake, LLMP_LOOP_WAKE_AUTO));
+	if (ret < 0) {
+		llmp_loop_free(lp);
+		return ret;
+	}
+	if (lp->wake == WAKE_BELL) {
+		/* Before EXT_QUERY hands out the description: version-1 wakers refuse it. */
+		lp->ctl->wake = LLMP_CTL_WAKE_BELL;
+		lp->ctl->version = LLMP_CTL_VERSION_WAKE;
+	}
 	*out = lp;
 	return 0;
+}
+
+static unsigned b2b_codecs(const struct llmp_loop *lp)
+{
+	return (lp->b2b_compress ? LLMP_B2B_DEFLATE : 0) | (lp->b2b_zstd ? LLMP_B2B_ZSTD : 0);
 }
 
 static int add_link(struct llmp_loop *lp, int fd, const char *peer)
@@ -209,7 +327,7 @@ static int add_link(struct llmp_loop *lp, int fd, const char *peer)
 
 	if (lp->nlinks == MAX_LINKS)
 		return llmp_err(-ENOSPC, "b2b: at most %d links", MAX_LINKS);
-	ret = llmp_b2b_link_new(lp->b, fd, ++lp->next_link_id, lp->b2b_compress, peer, &k);
+	ret = llmp_b2b_link_new(lp->b, fd, ++lp->next_link_id, b2b_codecs(lp), peer, &k);
 	if (ret < 0)
 		return ret;
 	lp->links[lp->nlinks++] = k;
@@ -231,38 +349,34 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
 	lp->tcp[lp->ntcp++] = l;
 	llmp_tcp_set_b2b_handler(l, accept_link, lp);
 	if (lp->ctl_seg)
-		llmp_tcp_set_ext(l, llmp_shmem_desc(lp->ctl_seg), LLMP_CTL_VERSION);
+		llmp_tcp_set_ext(l, llmp_shmem_desc(lp->ctl_seg), lp->ctl->version);
 	return 0;
 }
 
 int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port)
 {
-	char host[256], peer[80];
-	uint32_t their_id;
-	int fd, ret;
+	struct llmp_b2b_link *k;
+	char host[256];
+	int ret;
 
 	if (!lp)
 		return llmp_err(-EINVAL, "loop_connect_b2b: NULL loop");
+	if (lp->nlinks == MAX_LINKS)
+		return llmp_err(-ENOSPC, "b2b: at most %d links", MAX_LINKS);
 	if (gethostname(host, sizeof(host) - 1))
 		strcpy(host, "<unknown>");
 	host[sizeof(host) - 1] = 0;
-	fd = llmp_b2b_dial(addr, port, host, &their_id);
-	if (fd < 0)
-		return fd;
-	snprintf(peer, sizeof(peer), "%s:%u", addr ? addr : "127.0.0.1", port);
-	ret = add_link(lp, fd, peer);
+	/* Resolved now; connects (and re-dials) from the loop without blocking it. */
+	ret = llmp_b2b_link_dial(lp->b, addr, port, host, ++lp->next_link_id, b2b_codecs(lp), &k);
 	if (ret < 0)
-		close(fd);
-	return ret;
+		return ret;
+	lp->links[lp->nlinks++] = k;
+	return 0;
 }
 
 static void drop_link(struct llmp_loop *lp, unsigned i)
 {
-	uint64_t s, r;
-
-	llmp_b2b_link_stats(lp->links[i], &s, &r);
-	lp->b2b_sent_gone += s;
-	lp->b2b_received_gone += r;
+	llmp_b2b_link_counters(lp->links[i], &lp->b2b_gone);
 	llmp_b2b_link_free(lp->links[i]);
 	lp->links[i] = lp->links[--lp->nlinks];
 }
@@ -288,6 +402,13 @@ static int links_step(struct llmp_loop *lp)
 const char *llmp_loop_backend_name(const struct llmp_loop *lp)
 {
 	return lp && lp->backend == LLMP_LOOP_URING ? "io_uring" : "poll";
+}
+
+const char *llmp_loop_wake_name(const struct llmp_loop *lp)
+{
+	static const char *const names[] = { "nap", "futex-op", "futex-bridge", "bell" };
+
+	return lp ? names[lp->wake] : "nap";
 }
 
 void llmp_loop_stop(struct llmp_loop *lp)
@@ -322,25 +443,31 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 		st->tcp.refused += t.refused;
 		st->tcp.accept_pauses += t.accept_pauses;
 	}
-	st->b2b_links = lp->nlinks;
-	st->b2b_sent = lp->b2b_sent_gone;
-	st->b2b_received = lp->b2b_received_gone;
-	for (unsigned i = 0; i < lp->nlinks; i++) {
-		uint64_t s, r;
+	struct llmp_b2b_counters bc = lp->b2b_gone;
 
-		llmp_b2b_link_stats(lp->links[i], &s, &r);
-		st->b2b_sent += s;
-		st->b2b_received += r;
+	st->b2b_links = 0;
+	for (unsigned i = 0; i < lp->nlinks; i++) {
+		llmp_b2b_link_counters(lp->links[i], &bc);
+		st->b2b_links += llmp_b2b_link_up(lp->links[i]);
 	}
+	st->b2b_sent = bc.sent;
+	st->b2b_received = bc.received;
+	st->b2b_deflated = bc.deflated;
+	st->b2b_zstd = bc.zstd;
+	st->b2b_dials = bc.dials;
 	st->forwarded = llmp_broker_forwarded(lp->b) - lp->fwd_base;
 	st->pages_live = llmp_broker_bcast(lp->b)->npages;
 	st->uptime_ms = llmp_now_ms() - lp->start_ms;
 }
 
+static void bridge_stop(struct llmp_loop *lp);
+
 void llmp_loop_free(struct llmp_loop *lp)
 {
 	if (!lp)
 		return;
+	bridge_stop(lp);
+	llmp_bell_free(lp->bell);
 	while (lp->nlinks)
 		drop_link(lp, lp->nlinks - 1);
 #ifdef LLMP_HAVE_LIBURING
@@ -367,7 +494,7 @@ void llmp_loop_free(struct llmp_loop *lp)
 /* Collect every fd the loop waits on into lp->pfd; returns the count or <0. */
 static int collect_fds(struct llmp_loop *lp)
 {
-	unsigned n = 2 + lp->nlinks;
+	unsigned n = 3 + lp->nlinks;
 
 	for (unsigned i = 0; i < lp->ntcp; i++)
 		n += llmp_tcp_nfds(lp->tcp[i]);
@@ -383,6 +510,10 @@ static int collect_fds(struct llmp_loop *lp)
 	lp->pfd[n++] = (struct pollfd){ .fd = lp->evfd, .events = POLLIN };
 	if (lp->sigfd >= 0)
 		lp->pfd[n++] = (struct pollfd){ .fd = lp->sigfd, .events = POLLIN };
+	if (lp->bell) {
+		lp->bell_idx = n;
+		lp->pfd[n++] = (struct pollfd){ .fd = llmp_bell_fd(lp->bell), .events = POLLIN };
+	}
 	for (unsigned i = 0; i < lp->nlinks; i++)
 		llmp_b2b_link_pollfd(lp->links[i], &lp->pfd[n++]);
 	for (unsigned i = 0; i < lp->ntcp; i++)
@@ -403,8 +534,6 @@ static unsigned collect_peer_fds(struct llmp_loop *lp, unsigned t)
 }
 #endif
 
-/* Dead-client checks (llmp_broker_check_clients) at most this often. */
-#define LOOP_CHECK_MS 200
 /* Milliseconds until the next timer (stats, TCP deadlines); -1 for none. */
 static int next_timeout(struct llmp_loop *lp, int64_t now)
 {
@@ -415,7 +544,7 @@ static int next_timeout(struct llmp_loop *lp, int64_t now)
 
 		t = left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 	}
-	if (lp->next_check - now < (t < 0 ? LOOP_CHECK_MS : t))
+	if (lp->next_check - now < (t < 0 ? lp->check_ms : t))
 		t = lp->next_check - now < 0 ? 0 : (int)(lp->next_check - now);
 	for (unsigned i = 0; i < lp->ntcp; i++) {
 		int d = llmp_tcp_timeout_ms(lp->tcp[i], now);
@@ -463,7 +592,7 @@ static int service(struct llmp_loop *lp)
 
 		if (ret < 0)
 			return ret;
-		lp->next_check = now + LOOP_CHECK_MS;
+		lp->next_check = now + lp->check_ms;
 	}
 	if (lp->stats_interval_ms > 0 && now >= lp->next_stats) {
 		lp->next_stats = now + lp->stats_interval_ms;
@@ -479,7 +608,7 @@ static int service(struct llmp_loop *lp)
 
 /* ---- waiting ---------------------------------------------------------------- */
 
-/* Wait up to wait_us for an fd (poll backend; the futex word is not watched). */
+/* Wait up to wait_us for an fd (poll backend: the word through the bridge's eventfd or the bell). */
 static int wait_poll(struct llmp_loop *lp, int64_t wait_us)
 {
 	struct timespec ts = { (time_t)(wait_us / 1000000), (long)(wait_us % 1000000) * 1000 };
@@ -487,8 +616,13 @@ static int wait_poll(struct llmp_loop *lp, int64_t wait_us)
 
 	if (n < 0)
 		return n;
-	if (ppoll(lp->pfd, (nfds_t)n, &ts, NULL) < 0 && errno != EINTR)
-		return llmp_err(-errno, "loop: poll");
+	if (ppoll(lp->pfd, (nfds_t)n, &ts, NULL) < 0) {
+		if (errno != EINTR)
+			return llmp_err(-errno, "loop: poll");
+		return 0;
+	}
+	if (lp->bell && lp->pfd[lp->bell_idx].revents)
+		lp->bell_ready = true;
 	return 0;
 }
 
@@ -512,8 +646,6 @@ static void uring_seen(struct llmp_loop *lp, struct io_uring_cqe *cqe, unsigned 
 
 	if (ud == UD_FUTEX) {
 		lp->futex_armed = false;
-		if (cqe->res == 0)
-			lp->st.wakeups++;
 	} else if (ud >= UD_DYN && ud - UD_DYN < *dyn_n && lp->dyn_live[ud - UD_DYN]) {
 		lp->dyn_live[ud - UD_DYN] = false;
 		(*dyn)--;
@@ -521,6 +653,8 @@ static void uring_seen(struct llmp_loop *lp, struct io_uring_cqe *cqe, unsigned 
 		(*cancels)--;
 	} else if (ud >= UD_STATIC && ud < UD_STATIC + NSTATIC) {
 		lp->armed[ud - UD_STATIC] = false;
+		if (ud - UD_STATIC == SLOT_BELL)
+			lp->bell_ready = true;
 	}
 	io_uring_cqe_seen(&lp->ring, cqe);
 }
@@ -557,6 +691,7 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 	fds[1] = lp->sigfd;
 	for (unsigned i = 0; i < MAX_LISTENERS; i++)
 		fds[2 + i] = i < lp->ntcp ? llmp_tcp_listen_fd(lp->tcp[i]) : -1;
+	fds[SLOT_BELL] = lp->bell ? llmp_bell_fd(lp->bell) : -1;
 	for (unsigned i = 0; i < NSTATIC; i++) {
 		if (fds[i] < 0 || lp->armed[i] || !(sqe = get_sqe(&lp->ring)))
 			continue;
@@ -565,7 +700,7 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 		lp->armed[i] = true;
 		prepped++;
 	}
-	if (word && lp->futex_op && !lp->futex_armed && (sqe = get_sqe(&lp->ring))) {
+	if (word && lp->wake == WAKE_FUTEX_OP && !lp->futex_armed && (sqe = get_sqe(&lp->ring))) {
 		/* Completes when a waker flips the word and calls FUTEX_WAKE on it. */
 		io_uring_prep_rw(OP_FUTEX_WAIT, sqe, FUTEX2_U32, word, 0, SLEEP_SLEEPING);
 		sqe->addr3 = FUTEX_BITSET_MATCH_ANY;
@@ -627,6 +762,118 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 }
 #endif
 
+/* ---- the bridge: the sleep word, watched by a thread ----------------------- */
+
+static long futex_call(uint32_t *addr, int op, uint32_t val)
+{
+	return syscall(SYS_futex, addr, op, val, NULL, NULL, 0);
+}
+
+/*
+ * The bridge thread (WAKE_BRIDGE).  For each sleep the loop announces
+ * (sleep_seq), it waits on the control word while it holds SLEEPING; when
+ * a waker has flipped it to AWAKE it writes the loop's eventfd, once for
+ * that sleep.  Then, or when it finds the loop awake by itself (RUNNING),
+ * it parks on the gate until the loop announces its next sleep.  It never
+ * spins: each turn either blocks in a futex wait or marks the current
+ * sleep handled, and a handled sleep parks it.
+ */
+static void *bridge_main(void *arg)
+{
+	struct llmp_loop *lp = arg;
+	uint32_t *word = &lp->ctl->sleep_word;
+	uint32_t handled = 0, run = GATE_RUN, parked = GATE_PARKED, seq, v;
+	uint64_t one = 1;
+
+	for (;;) {
+		/* Pairs with the seq_cst stores of the gate in bridge_arm() and bridge_stop(). */
+		if (__atomic_load_n(&lp->gate, __ATOMIC_SEQ_CST) == GATE_QUIT)
+			break;
+		/* Pairs with the loop's seq_cst store of sleep_seq in sleep_once(). */
+		seq = __atomic_load_n(&lp->sleep_seq, __ATOMIC_SEQ_CST);
+		if (seq == handled) {
+			/*
+			 * Park.  Pairs with bridge_arm(): the loop stores sleep_seq,
+			 * then loads the gate; we store the gate, then load
+			 * sleep_seq (all seq_cst): one of us sees the other's store.
+			 */
+			run = GATE_RUN;
+			if (!__atomic_compare_exchange_n(&lp->gate, &run, GATE_PARKED, false,
+							 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				continue; /* GATE_QUIT */
+			if (__atomic_load_n(&lp->sleep_seq, __ATOMIC_SEQ_CST) != handled) {
+				parked = GATE_PARKED;
+				/* Unpark ourselves (fails harmlessly if the loop did). */
+				__atomic_compare_exchange_n(&lp->gate, &parked, GATE_RUN, false,
+							    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+				continue;
+			}
+			/* Pairs with the seq_cst CAS/store and FUTEX_WAKE in bridge_arm()/bridge_stop(). */
+			while (__atomic_load_n(&lp->gate, __ATOMIC_SEQ_CST) == GATE_PARKED)
+				futex_call(&lp->gate, FUTEX_WAIT_PRIVATE, GATE_PARKED);
+			continue;
+		}
+		/*
+		 * Pairs with the loop's seq_cst store of SLEEPING (made before
+		 * sleep_seq, so this sees that sleep's value or a later one) and
+		 * with the waker's seq_cst CAS to AWAKE.
+		 */
+		v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+		if (v == LLMP_CTL_SLEEPING) {
+			/* Until a waker's FUTEX_WAKE; at once if the word no longer holds SLEEPING. */
+			futex_call(word, FUTEX_WAIT, LLMP_CTL_SLEEPING);
+			continue;
+		}
+		if (v == LLMP_CTL_AWAKE && write(lp->evfd, &one, sizeof(one)) < 0) {
+			/* counter full: the loop has a wake-up pending anyway */
+		}
+		handled = seq;
+	}
+	return NULL;
+}
+
+/* Start the bridge (at the first sleep, so a fork after llmp_loop_new copies no thread). */
+static int bridge_start(struct llmp_loop *lp)
+{
+	sigset_t all, old;
+	int err;
+
+	/* The bridge takes no signal: SIGINT/SIGTERM stay for the signalfd or the caller. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&lp->bridge, NULL, bridge_main, lp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err)
+		return llmp_err(-err, "loop: cannot start the wake bridge thread: %s", strerror(err));
+	lp->bridge_on = true;
+	return 0;
+}
+
+/* Before waiting: unpark the bridge if it waits for this sleep. */
+static void bridge_arm(struct llmp_loop *lp)
+{
+	uint32_t parked = GATE_PARKED;
+
+	/* Pairs with the bridge's CAS to GATE_PARKED (see bridge_main()). */
+	if (__atomic_load_n(&lp->gate, __ATOMIC_SEQ_CST) == GATE_PARKED &&
+	    __atomic_compare_exchange_n(&lp->gate, &parked, GATE_RUN, false, __ATOMIC_SEQ_CST,
+					__ATOMIC_SEQ_CST))
+		futex_call(&lp->gate, FUTEX_WAKE_PRIVATE, 1);
+}
+
+static void bridge_stop(struct llmp_loop *lp)
+{
+	if (!lp->bridge_on)
+		return;
+	/* Pairs with the bridge's seq_cst loads of the gate. */
+	__atomic_store_n(&lp->gate, GATE_QUIT, __ATOMIC_SEQ_CST);
+	futex_call(&lp->gate, FUTEX_WAKE_PRIVATE, INT_MAX);
+	/* The word holds RUNNING or AWAKE (no sleep is announced): a waiting bridge returns. */
+	futex_call(&lp->ctl->sleep_word, FUTEX_WAKE, INT_MAX);
+	pthread_join(lp->bridge, NULL);
+	lp->bridge_on = false;
+}
+
 /*
  * Announce sleep, look once more, wait.  Returns what the second look
  * forwarded (>0), 0 after a wait, <0 on error.
@@ -634,16 +881,19 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 static int sleep_once(struct llmp_loop *lp)
 {
 	uint32_t *word = llmp_broker_sleep_word(lp->b);
-	uint32_t *cword = NULL;
+	uint32_t *cword = NULL, prev;
 	int timeout = next_timeout(lp, llmp_now_ms());
 	int64_t wait_us = lp->nap_us;
 	int ret;
 
-#ifdef LLMP_HAVE_LIBURING
+	if (lp->wake == WAKE_BRIDGE && !lp->bridge_on && bridge_start(lp) < 0) {
+		llmp_log(LLMP_LOG_WARN, "loop: clients cannot wake the broker, it naps: %s",
+			 llmp_strerror_last());
+		lp->wake = WAKE_NAP;
+	}
 	/* Announce on the control segment only if the wait below watches it. */
-	if (lp->ctl && lp->backend == LLMP_LOOP_URING && lp->futex_op)
+	if (lp->wake != WAKE_NAP)
 		cword = &lp->ctl->sleep_word;
-#endif
 	if (timeout >= 0 && (int64_t)timeout * 1000 < wait_us)
 		wait_us = (int64_t)timeout * 1000;
 	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
@@ -651,6 +901,9 @@ static int sleep_once(struct llmp_loop *lp)
 	if (cword)
 		/* Pairs with the load in llmp_waker_poke() (both sides fence, seq_cst). */
 		__atomic_store_n(cword, LLMP_CTL_SLEEPING, __ATOMIC_SEQ_CST);
+	if (lp->wake == WAKE_BRIDGE)
+		/* After SLEEPING; pairs with the bridge's load of sleep_seq (then of the word). */
+		__atomic_store_n(&lp->sleep_seq, lp->sleep_seq + 1, __ATOMIC_SEQ_CST);
 	/* Orders those stores before the loads of current_msg_id in the second look. */
 	atomic_thread_fence(memory_order_seq_cst);
 	ret = llmp_broker_once(lp->b);
@@ -658,20 +911,37 @@ static int sleep_once(struct llmp_loop *lp)
 	/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
 	if (ret == 0 && !atomic_load_explicit(&lp->stop, memory_order_acquire)) {
 		lp->st.sleeps++;
+		if (lp->wake == WAKE_BRIDGE)
+			bridge_arm(lp);
 #ifdef LLMP_HAVE_LIBURING
 		if (lp->backend == LLMP_LOOP_URING)
 			ret = wait_uring(lp, cword, wait_us);
 		else
 #endif
 			ret = wait_poll(lp, wait_us);
+		if (lp->bell_ready) {
+			uint32_t cookies[8];
+
+			/* Non-blocking: the rings of this sleep (coalesced into one cookie). */
+			lp->bell_ready = false;
+			if (llmp_bell_read(lp->bell, cookies, 8) < 0)
+				llmp_log(LLMP_LOG_WARN, "loop: reading the bell: %s", llmp_strerror_last());
+		}
 		/* Nap longer next time, up to max_sleep_us, while nothing happens. */
 		lp->nap_us = lp->nap_us * 2 > lp->max_sleep_us ? lp->max_sleep_us : lp->nap_us * 2;
 	} else {
 		lp->nap_us = MIN_NAP_US;
 	}
-	if (cword)
-		/* Pairs with the waker's load: it sees the broker awake and does not wake it. */
-		__atomic_store_n(cword, LLMP_CTL_AWAKE, __ATOMIC_SEQ_CST);
+	if (cword) {
+		/*
+		 * Pairs with the waker's load and CAS: from now on it sees the
+		 * broker awake and does not wake it.  AWAKE here: a waker
+		 * flipped the word during this sleep.
+		 */
+		prev = __atomic_exchange_n(cword, LLMP_CTL_RUNNING, __ATOMIC_SEQ_CST);
+		if (prev == LLMP_CTL_AWAKE)
+			lp->st.wakeups++;
+	}
 	/* Same, for the broker's own word. */
 	__atomic_store_n(word, SLEEP_AWAKE, __ATOMIC_SEQ_CST);
 	return ret;

@@ -3,7 +3,9 @@
  * The client side of the broker's sleep word: after committing a message,
  * a sender pokes the broker's control segment, which costs a load and
  * nothing else unless the broker announced that it sleeps (then a CAS and
- * one FUTEX_WAKE).  Documentation/broker.rst has the ordering argument.
+ * one FUTEX_WAKE, or, when the control segment says so, one ring of the
+ * broker's /dev/llmp bell through the segment's fd).
+ * Documentation/broker.rst has the ordering argument.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #endif
 
 #include "ctl.h"
+#include "llmp/bell.h"
 #include "llmp/broker.h"
 #if defined(__linux__)
 #include "tcp.h"
@@ -23,6 +26,7 @@
 struct llmp_waker {
 	struct llmp_shmem *m;
 	struct llmp_ctl *c;
+	bool bell;	/* ring the control segment instead of FUTEX_WAKE */
 	uint64_t woken;
 };
 
@@ -48,14 +52,31 @@ int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl
 	w->c = llmp_shmem_addr(w->m);
 	/* Written once by the broker before it told anyone the description. */
 	if (llmp_shmem_size(w->m) < sizeof(*w->c) || w->c->magic != LLMP_CTL_MAGIC ||
-	    w->c->version != LLMP_CTL_VERSION) {
-		llmp_shmem_put(w->m);
-		free(w);
-		return llmp_err(-EPROTO, "waker_attach: not an llmp control segment (version %u)",
-				LLMP_CTL_VERSION);
+	    (w->c->version != LLMP_CTL_VERSION && w->c->version != LLMP_CTL_VERSION_WAKE)) {
+		ret = llmp_err(-EPROTO, "waker_attach: not an llmp control segment of version %u "
+			       "or %u", LLMP_CTL_VERSION, LLMP_CTL_VERSION_WAKE);
+		goto fail;
+	}
+	if (w->c->version == LLMP_CTL_VERSION_WAKE) {
+		uint32_t how = w->c->wake;
+
+		if (how == LLMP_CTL_WAKE_BELL && llmp_provider_kind(p) != LLMP_SHMEM_KMOD) {
+			ret = llmp_err(-EOPNOTSUPP, "waker_attach: the broker listens on a bell, "
+				       "which needs the KMOD provider");
+			goto fail;
+		}
+		if (how != LLMP_CTL_WAKE_FUTEX && how != LLMP_CTL_WAKE_BELL) {
+			ret = llmp_err(-EPROTO, "waker_attach: unknown wake method %u", how);
+			goto fail;
+		}
+		w->bell = how == LLMP_CTL_WAKE_BELL;
 	}
 	*out = w;
 	return 0;
+fail:
+	llmp_shmem_put(w->m);
+	free(w);
+	return ret;
 }
 
 #if defined(__linux__)
@@ -74,9 +95,9 @@ int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t p
 	ret = llmp_tcp_ext_query(addr, port, &m);
 	if (ret < 0)
 		return ret;
-	if (m.id != LLMP_CTL_VERSION)
+	if (m.id != LLMP_CTL_VERSION && m.id != LLMP_CTL_VERSION_WAKE)
 		return llmp_err(-EOPNOTSUPP, "waker: the broker's control segment has version %u, "
-				"we know %u", m.id, LLMP_CTL_VERSION);
+				"we know %u and %u", m.id, LLMP_CTL_VERSION, LLMP_CTL_VERSION_WAKE);
 	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &d);
 	if (ret < 0)
 		return ret;
@@ -111,10 +132,22 @@ int llmp_waker_poke(struct llmp_waker *w)
 	/* Pairs with the broker's seq_cst stores of the word. */
 	if (LLMP_LIKELY(__atomic_load_n(&w->c->sleep_word, __ATOMIC_RELAXED) != LLMP_CTL_SLEEPING))
 		return 0;
-	/* Only one waker flips it; the broker's futex wait then returns even if it is not in it yet. */
+	/*
+	 * Only one waker flips it (pairs with the broker's seq_cst exchange
+	 * when it wakes); the broker's wait then returns even if it is not in
+	 * it yet: the futex wait finds the word changed, the bell keeps the
+	 * ring pending.
+	 */
 	if (!__atomic_compare_exchange_n(&w->c->sleep_word, &sleeping, LLMP_CTL_AWAKE, false,
 					 __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
 		return 0;
+	if (w->bell) {
+		n = llmp_bell_ring(w->m);
+		if (n < 0)
+			return (int)n;
+		w->woken++;
+		return 1;
+	}
 #if defined(__linux__)
 	n = syscall(SYS_futex, &w->c->sleep_word, FUTEX_WAKE, 1, NULL, NULL, 0);
 	if (n < 0)
@@ -123,8 +156,8 @@ int llmp_waker_poke(struct llmp_waker *w)
 	(void)n;
 	return llmp_err(-EOPNOTSUPP, "waker_poke: no futex on this platform");
 #endif
-	w->woken += (uint64_t)n;
-	return n > 0;
+	w->woken++;
+	return 1;
 }
 
 void llmp_waker_free(struct llmp_waker *w)

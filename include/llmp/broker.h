@@ -74,6 +74,23 @@ struct llmp_wire_msg {
 	size_t text_len;
 };
 
+/*
+ * Ours, only between two of our brokers that agreed on it (see
+ * Documentation/broker.rst, "Compression"): the payload of a B2B frame is
+ * one zstd frame.  The receiving broker decompresses, so it is never seen
+ * on a page.  LibAFL uses bits 0x1, 0x2 and 0x4.
+ */
+#define LLMP_FLAG_ZSTD 0x100u
+/*
+ * Ours: the capabilities frame two of our brokers exchange first on a B2B
+ * link (tag, client id 0, flags 0; payload: the 8 bytes of
+ * LLMP_B2B_CAPS_MAGIC, then a u32 little endian of LLMP_B2B_CAPS_* bits:
+ * the codecs the sender decodes).  Never sent to a LibAFL peer.
+ */
+#define LLMP_TAG_B2B_CAPS 0x4C4C4243u
+#define LLMP_B2B_CAPS_MAGIC "LLMPCAPS"
+#define LLMP_B2B_CAPS_ZSTD 0x1u
+
 /* A broker-to-broker message (LibAFL's TcpRemoteNewMessage). */
 struct llmp_wire_b2b {
 	uint32_t client_id;
@@ -179,7 +196,8 @@ int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl
 		      struct llmp_waker **out);
 /*
  * Call after committing a message: if the broker announced that it sleeps,
- * wake it (1), else do nothing (0: a fence and a load, no system call).
+ * wake it (1: this call flipped the word and woke it, by FUTEX_WAKE or by
+ * ringing its bell), else do nothing (0: a fence and a load, no system call).
  */
 int llmp_waker_poke(struct llmp_waker *w);
 void llmp_waker_free(struct llmp_waker *w);
@@ -206,16 +224,31 @@ struct llmp_loop_stats {
 	unsigned pages_live;  /* broadcast pages kept */
 	uint64_t rounds;      /* llmp_broker_once() calls */
 	uint64_t sleeps;      /* times the broker announced sleep and waited */
-	uint64_t wakeups;     /* sleeps ended by a client's wake (not a timer or fd) */
+	uint64_t wakeups;     /* sleeps a client's poke ended (it flipped the word) */
 	unsigned clients;     /* clients registered now */
 	struct llmp_tcp_stats tcp; /* summed over the listeners */
 	unsigned b2b_links;   /* broker-to-broker links up now */
 	uint64_t b2b_sent;    /* messages shipped to remote brokers */
 	uint64_t b2b_received; /* messages received from remote brokers */
+	uint64_t b2b_deflated; /* of those sent, deflated (LLMP_FLAG_COMPRESSED) */
+	uint64_t b2b_zstd;    /* of those sent, zstd frames (LLMP_FLAG_ZSTD, our brokers only) */
+	uint64_t b2b_dials;   /* connection attempts of the links this broker dials */
 	int64_t uptime_ms;
 };
 
 typedef void (*llmp_loop_stats_fn)(void *ctx, const struct llmp_loop_stats *st);
+
+/*
+ * How a client's llmp_waker_poke() wakes the sleeping loop (see
+ * Documentation/broker.rst, "Sleep and wake").  Environment:
+ * LLMP_LOOP_NO_FUTEX_OP=1 turns FUTEX (and AUTO's futex choice) into BRIDGE.
+ */
+enum llmp_loop_wake {
+	LLMP_LOOP_WAKE_AUTO = 0,   /* BELL with the KMOD provider if it works, else FUTEX */
+	LLMP_LOOP_WAKE_FUTEX = 1,  /* futex word: io_uring's FUTEX_WAIT (Linux 6.7+), else BRIDGE */
+	LLMP_LOOP_WAKE_BRIDGE = 2, /* futex word watched by a helper thread that writes an eventfd */
+	LLMP_LOOP_WAKE_BELL = 3,   /* a /dev/llmp bell: KMOD provider only, else llmp_loop_new fails */
+};
 
 struct llmp_loop_opts {
 	uint32_t struct_size;      /* sizeof(struct llmp_loop_opts) */
@@ -228,6 +261,13 @@ struct llmp_loop_opts {
 	int max_sleep_us;          /* longest single sleep when idle; 0: 1000 (see broker.rst) */
 	unsigned exit_after;       /* return once this many clients came and all left; 0: never */
 	bool b2b_compress;         /* B2B links deflate payloads >= 1 KiB (needs zlib) */
+	/*
+	 * Links to our brokers that set it too send payloads >= 256 bytes as zstd
+	 * (needs libzstd); other peers get b2b_compress's deflate or nothing.
+	 */
+	bool b2b_zstd;
+	enum llmp_loop_wake wake;  /* how clients wake the sleeping loop; 0: AUTO */
+	int check_clients_ms;      /* look for dead clients this often; 0: 200 */
 };
 
 /* A loop for b (which it does not own).  Runs on the calling thread. */
@@ -248,6 +288,8 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
 int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port);
 /* "io_uring" or "poll": what the loop actually uses. */
 const char *llmp_loop_backend_name(const struct llmp_loop *lp);
+/* "futex-op", "futex-bridge", "bell" or "nap" (nothing wakes it: no control segment). */
+const char *llmp_loop_wake_name(const struct llmp_loop *lp);
 /*
  * Forward messages and serve TCP peers until llmp_loop_stop(), a handled
  * signal, or the broker's exit_after condition.  Forwarding spins while
