@@ -252,22 +252,12 @@ static bool tag_reserved(uint32_t tag)
 static int forward_deferred(struct llmp_broker *b, uint32_t sender, uint32_t tag, uint32_t flags,
 			    uint32_t broker_id, const void *buf, size_t len)
 {
-	struct llmp_msg *m;
 	int ret;
 
 	if (LLMP_UNLIKELY(tag_reserved(tag)))
 		return llmp_err(-EINVAL, "broker forward: tag 0x%08x is reserved", tag);
-	ret = llmp_sender_alloc(&b->out, len, &m);
-	if (LLMP_UNLIKELY(ret < 0))
-		return ret;
-	m->tag = tag;
-	m->sender = sender;
-	m->broker = broker_id;
-	m->flags = flags;
-	if (len)
-		memcpy(m->buf, buf, len);
-	ret = llmp_sender_commit(&b->out, false);
-	if (ret == 0)
+	ret = llmp_sender_put(&b->out, tag, sender, broker_id, flags, buf, len);
+	if (LLMP_LIKELY(ret == 0))
 		b->forwarded++;
 	return ret;
 }

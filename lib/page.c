@@ -618,6 +618,54 @@ void llmp_sender_flush(struct llmp_sender *s)
 	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
 }
 
+int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32_t broker,
+		    uint32_t flags, const void *buf, size_t len)
+{
+	char *slot = s->base + LLMP_PAGE_HEADER_LEN + s->used;
+	size_t padded = llmp_msg_padded((uintptr_t)slot, len);
+	size_t need = LLMP_MSG_HEADER_LEN + padded;
+	struct llmp_msg *m;
+	uint64_t id;
+	int ret;
+
+	if (LLMP_UNLIKELY(s->pending || need > s->max_alloc || len > LLMP_SHMEM_MAX_SIZE / 4 ||
+			  s->used + need + LLMP_EOP_MSG_SIZE > s->total)) {
+		/* the general path: errors, a new largest message, end of page */
+		ret = llmp_sender_alloc(s, len, &m);
+		if (ret < 0)
+			return ret;
+		m->tag = tag;
+		m->sender = sender;
+		m->broker = broker;
+		m->flags = flags;
+		if (len)
+			memcpy(m->buf, buf, len);
+		return llmp_sender_commit(s, false);
+	}
+	m = (struct llmp_msg *)slot;
+	m->tag = tag;
+	m->sender = sender;
+	m->broker = broker;
+	m->flags = flags;
+	m->buf_len = len;
+	m->buf_len_padded = padded;
+	if (len)
+		memcpy(m->buf, buf, len);
+	s->used += need;
+	MSG_AT(slot, need)->tag = LLMP_TAG_UNSET;
+	id = s->cur_id + 1;
+	m->message_id = id;
+	s->cur_id = id;
+	s->last = m;
+	if (s->defer && ++s->unpublished < 64)
+		return 0;
+	s->unpublished = 0;
+	s->pg->size_used = s->used;
+	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
+	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int llmp_sender_shrink(struct llmp_sender *s, size_t new_len)
 {
 	struct llmp_msg *m = s->pending;

@@ -157,6 +157,13 @@ int llmp_sender_shrink(struct llmp_sender *s, size_t new_len);
  * flush publishes the rest (one release store for the whole batch).
  */
 void llmp_sender_flush(struct llmp_sender *s);
+/*
+ * Allocate, fill and commit in one step (the broker's forward path): the
+ * same bytes as alloc + memcpy + commit without overwriting the sender
+ * field; with s->defer set, published like any deferred commit.
+ */
+int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32_t broker,
+		    uint32_t flags, const void *buf, size_t len);
 void llmp_sender_cancel(struct llmp_sender *s);
 int llmp_sender_send(struct llmp_sender *s, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len);
