@@ -46,7 +46,13 @@ ifeq ($(HAVE_ZLIB),1)
 CFLAGS_ALL += -DLLMP_HAVE_ZLIB=1
 ZLIB_LIBS := -lz
 endif
-LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(LDLIBS)
+HAVE_ZSTD := $(shell printf '#include <zstd.h>\nint main(void){return 0;}\n' | \
+	$(CC) -x c - -o /dev/null -lzstd 2>/dev/null && echo 1)
+ifeq ($(HAVE_ZSTD),1)
+CFLAGS_ALL += -DLLMP_HAVE_ZSTD=1
+ZSTD_LIBS := -lzstd
+endif
+LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS) $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 # Platform back ends guard themselves (#ifdef) and report -ENODEV elsewhere.
@@ -167,7 +173,7 @@ install: all
 	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h 2>/dev/null || true
 	for t in $(TOOLS); do install -m 755 $$t $(DESTDIR)$(BINDIR)/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(URING_LIBS) $(ZLIB_LIBS)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS)|' \
 		lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
 	set -e; for m in $(wildcard Documentation/man/*.[1-8]); do \
 		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
