@@ -353,6 +353,100 @@ static int env_get_u64(const char *name, const char *suffix, uint64_t *v)
 	return 1;
 }
 
+/*
+ * Restart by exec and the pages of the old image.  POSIX and SYSV segments
+ * stay until their creator destroys them, and an exec loses the old image's
+ * mappings and owner flags.  The new image reattaches the current out page
+ * and adopts it (llmp_shmem_adopt: same pid, no owner left here), so its
+ * release destroys it again.  The other out pages the old image held (those
+ * the broker has left, and retired ones kept for reuse) are named in
+ * NAME_SENDER_OLD ("id:size,id:size...", ours; LibAFL ignores it): the new
+ * image destroys those the broker has left.  A page chained after the
+ * saved one by the old image is reattached but not adopted.
+ */
+#define OLD_PAGES_MAX 32
+#define OLD_ENV_LEN (OLD_PAGES_MAX * (LLMP_SHMEM_ID_LEN + 24))
+
+static void old_pages_add(char *buf, size_t *n, const struct llmp_spage *sp)
+{
+	const struct llmp_shmem_desc *d = llmp_shmem_desc(sp->shm);
+	int k;
+
+	if (d->kind != LLMP_SHMEM_POSIX && d->kind != LLMP_SHMEM_SYSV)
+		return; /* the other kinds free themselves */
+	k = snprintf(buf + *n, OLD_ENV_LEN - *n, "%s%.19s:%llu", *n ? "," : "", d->id,
+		     (unsigned long long)d->size);
+	if (k > 0 && (size_t)k < OLD_ENV_LEN - *n)
+		*n += (size_t)k;
+	else
+		buf[*n] = '\0'; /* no room: that one stays an orphan */
+}
+
+static int old_pages_to_env(const struct llmp_sender *s, const char *name)
+{
+	char key[ENV_NAME_MAX], val[OLD_ENV_LEN];
+	size_t n = 0;
+	int ret = env_name(key, name, "_SENDER_OLD");
+
+	if (ret < 0)
+		return ret;
+	val[0] = '\0';
+	for (unsigned i = 0; i < s->ncache; i++)
+		old_pages_add(val, &n, &s->cache[i]);
+	for (unsigned i = 0; i + 1 < s->npages; i++)
+		old_pages_add(val, &n, &s->pages[i]);
+	if (setenv(key, n ? val : "-", 1))
+		return llmp_err(-errno, "setenv %s failed", key);
+	return 0;
+}
+
+/* In the new image: destroy the old image's pages the broker has left. */
+static void old_pages_from_env(struct llmp_provider *p, uint32_t kind, const char *name)
+{
+	char key[ENV_NAME_MAX], val[OLD_ENV_LEN];
+	const char *e;
+	char *save = NULL, *tok;
+
+	if (env_name(key, name, "_SENDER_OLD") < 0 || !(e = getenv(key)) || !strcmp(e, "-"))
+		return;
+	snprintf(val, sizeof(val), "%s", e);
+	for (tok = strtok_r(val, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct llmp_shmem_desc d;
+		struct llmp_shmem *m;
+		struct llmp_page *pg;
+		char *colon = strrchr(tok, ':'), *end;
+		unsigned long long size;
+
+		if (!colon || colon == tok || (size_t)(colon - tok) >= LLMP_SHMEM_ID_LEN)
+			continue;
+		errno = 0;
+		size = strtoull(colon + 1, &end, 10);
+		if (errno || *end || size < sizeof(struct llmp_page))
+			continue;
+		memset(&d, 0, sizeof(d));
+		d.kind = kind;
+		d.size = size;
+		memcpy(d.id, tok, (size_t)(colon - tok));
+		llmp_log_probe_begin(); /* gone already is fine */
+		if (llmp_shmem_attach(p, &d, &m) < 0) {
+			llmp_log_probe_end();
+			continue;
+		}
+		llmp_log_probe_end();
+		pg = llmp_shmem_addr(m);
+		/*
+		 * Left by the broker (pairs with its release increment of left
+		 * when it moves on), or retired: nobody reads it any more.
+		 */
+		if ((__atomic_load_n(&pg->receivers_left, __ATOMIC_ACQUIRE) >= 1 ||
+		     __atomic_load_n(&pg->magic, __ATOMIC_ACQUIRE) == LLMP_PAGE_MAGIC_DEINIT) &&
+		    llmp_shmem_adopt(m) == 1)
+			/* pairs with the acquire load of the magic in recv_follow / llmp_page_check */
+			__atomic_store_n(&pg->magic, LLMP_PAGE_MAGIC_DEINIT, __ATOMIC_RELEASE);
+		llmp_shmem_put(m); /* destroys it if adopted */
+	}
+}
+
 int llmp_client_to_env(const struct llmp_client *c, const char *name)
 {
 	char key[ENV_NAME_MAX];
@@ -373,6 +467,9 @@ int llmp_client_to_env(const struct llmp_client *c, const char *name)
 	if (ret < 0)
 		return ret;
 	ret = env_set_u64(name, "_SENDER_CLIENT_ID", true, c->out.id);
+	if (ret < 0)
+		return ret;
+	ret = old_pages_to_env(&c->out, name);
 	if (ret < 0)
 		return ret;
 	ret = env_name(key, name, "_RECEIVER");
@@ -436,6 +533,10 @@ int llmp_client_from_env(struct llmp_provider *p, const char *name,
 	ret = llmp_sender_attach(&c->out, p, &cfg, &sd, hs == 1, soff);
 	if (ret < 0)
 		goto fail;
+	/* our out pages from before an exec: ours to destroy again (see above) */
+	for (unsigned i = 0; i < c->out.npages; i++)
+		(void)llmp_shmem_adopt(c->out.pages[i].shm);
+	old_pages_from_env(p, sd.kind, name);
 	ret = llmp_receiver_init(&c->in, p, &rd, hr == 1, roff, false, &bd);
 	if (ret < 0) {
 		llmp_sender_fini(&c->out);

@@ -168,10 +168,17 @@ extern const struct llmp_shmem_ops llmp_shmem_served_ops;
 
 /*
  * The pid of the process that created segment m, read from its id (MEMFD
- * "m<pid>:...", POSIX "/libafl_<pid>_<n>") or from the kernel (SYSV
- * IPC_STAT shm_cpid); 0 when the kind does not tell (KMOD, SERVED, ...).
+ * "m<pid>:...", POSIX "/libafl_<pid>_<n>", WIN32 "llmp_<pid>_<n>"), from the
+ * kernel (SYSV IPC_STAT shm_cpid), or told at attach (KMOD SEG_INFO, SERVED
+ * server v2); 0 when unknown (ASHMEM, foreign names, another pid namespace).
  */
 long llmp_shmem_creator_pid(const struct llmp_shmem *m);
+/*
+ * Restart after exec: take over the destruction of a POSIX/SYSV segment our
+ * pid created when no mapping of this process image owns it (the owner was
+ * an earlier image).  1 adopted, 0 not (other kind, not ours, owned here).
+ */
+int llmp_shmem_adopt(struct llmp_shmem *m);
 
 LLMP_HIDDEN_END
 

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #if !defined(_WIN32)
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <unistd.h>
@@ -24,6 +25,137 @@ void llmp_shmem_release_fd_mapping(struct llmp_provider *p, struct llmp_shmem *m
 		close(m->fd);
 	m->addr = NULL;
 	m->fd = -1;
+}
+#endif
+
+/* ---- owners of POSIX and SYSV segments in this process image ------------ */
+
+/* Kinds whose segments stay until their creator destroys them. */
+static bool creator_destroys(uint32_t kind)
+{
+	return kind == LLMP_SHMEM_POSIX || kind == LLMP_SHMEM_SYSV;
+}
+
+#if !defined(_WIN32)
+/*
+ * The owning mappings this process image holds, by kind and id.  A segment
+ * our pid created but that no mapping here owns was made by an earlier image
+ * of this process, whose owner flag an exec lost: llmp_shmem_adopt() takes
+ * over its destruction.  A second mapping of a segment this image still owns
+ * must not (the segment would be destroyed twice, or under the owner).
+ */
+struct owned_seg {
+	uint32_t kind;
+	char id[LLMP_SHMEM_ID_LEN];
+};
+
+static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct owned_seg *owned;
+static size_t nowned, owned_cap;
+
+/* Index of (kind, id) in owned, or nowned.  Caller holds owned_lock. */
+static size_t owned_find(uint32_t kind, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < nowned; i++) {
+		if (owned[i].kind == kind && !strncmp(owned[i].id, id, LLMP_SHMEM_ID_LEN))
+			break;
+	}
+	return i;
+}
+
+/* Record m as its segment's owner here: 0, or -ENOMEM.  Caller holds owned_lock. */
+static int owned_add(const struct llmp_shmem *m)
+{
+	if (nowned == owned_cap) {
+		size_t cap = owned_cap ? owned_cap * 2 : 16;
+		struct owned_seg *n = realloc(owned, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		owned = n;
+		owned_cap = cap;
+	}
+	owned[nowned].kind = m->desc.kind;
+	memcpy(owned[nowned].id, m->desc.id, LLMP_SHMEM_ID_LEN);
+	nowned++;
+	return 0;
+}
+
+static int owned_register(const struct llmp_shmem *m)
+{
+	int ret;
+
+	if (!creator_destroys(m->desc.kind))
+		return 0;
+	pthread_mutex_lock(&owned_lock);
+	ret = owned_add(m);
+	pthread_mutex_unlock(&owned_lock);
+	return ret;
+}
+
+static void owned_unregister(const struct llmp_shmem *m)
+{
+	size_t i;
+
+	if (!m->owner || !creator_destroys(m->desc.kind))
+		return;
+	pthread_mutex_lock(&owned_lock);
+	i = owned_find(m->desc.kind, m->desc.id);
+	if (i < nowned)
+		owned[i] = owned[--nowned];
+	if (!nowned) {
+		free(owned);
+		owned = NULL;
+		owned_cap = 0;
+	}
+	pthread_mutex_unlock(&owned_lock);
+}
+
+int llmp_shmem_adopt(struct llmp_shmem *m)
+{
+	int ret = 0;
+
+	if (!m)
+		return llmp_err(-EINVAL, "shmem adopt: NULL");
+	if (m->owner || !creator_destroys(m->desc.kind) ||
+	    llmp_shmem_creator_pid(m) != (long)getpid())
+		return 0;
+	pthread_mutex_lock(&owned_lock);
+	if (owned_find(m->desc.kind, m->desc.id) == nowned) {
+		ret = owned_add(m);
+		if (ret == 0) {
+			m->owner = true;
+			m->priv = (void *)(intptr_t)getpid(); /* who may destroy, as at create */
+			ret = 1;
+		}
+	}
+	pthread_mutex_unlock(&owned_lock);
+	if (ret < 0)
+		return llmp_err(ret, "shmem adopt: out of memory");
+	if (ret > 0)
+		llmp_log(LLMP_LOG_DEBUG, "shmem: %s %.19s was made by an earlier image of this "
+			 "process: adopted, destroyed at its release",
+			 llmp_shmem_kind_name(m->desc.kind), m->desc.id);
+	return ret;
+}
+#else
+static int owned_register(const struct llmp_shmem *m)
+{
+	(void)m;
+	return 0;
+}
+
+static void owned_unregister(const struct llmp_shmem *m)
+{
+	(void)m;
+}
+
+int llmp_shmem_adopt(struct llmp_shmem *m)
+{
+	(void)creator_destroys;
+	return m ? 0 : llmp_err(-EINVAL, "shmem adopt: NULL");
 }
 #endif
 
@@ -226,6 +358,11 @@ int llmp_shmem_new(struct llmp_provider *p, size_t size, struct llmp_shmem **out
 	m->owner = true;
 	m->desc.kind = p->kind;
 	m->desc.size = m->size;
+	if (owned_register(m) < 0) {
+		p->ops->release(p, m);
+		free(m);
+		return llmp_err(-ENOMEM, "shmem_new: out of memory");
+	}
 	*out = m;
 	return 0;
 }
@@ -311,6 +448,7 @@ void llmp_shmem_put(struct llmp_shmem *m)
 {
 	if (!m)
 		return;
+	owned_unregister(m);
 	m->p->ops->release(m->p, m);
 	free(m);
 }
