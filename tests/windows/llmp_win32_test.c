@@ -11,8 +11,12 @@
  * Child modes (this executable started again with an argument):
  *   sender    registers through a mailbox segment, sends N messages, waits
  *             until the broker mapped its last page, exits 0;
- *   receiver  reads the broker's broadcast pages and checks N messages.
- * Both find their segments through descriptions in the environment.
+ *   receiver  reads the broker's broadcast pages and checks N messages;
+ *   bbroker   runs a broker, posts its broadcast page and a hello, then
+ *             waits to be killed.
+ * They find their segments through descriptions in the environment.  With
+ * LLMP_WT_HANG set, the sender posts state 3 after its last message and
+ * waits to be killed instead of exiting.
  */
 #include <stdatomic.h>
 
@@ -22,6 +26,9 @@
 #define ENV_BCAST "LLMP_WT_BCAST"
 #define ENV_BOX "LLMP_WT_BOX"
 #define ENV_COUNT "LLMP_WT_COUNT"
+#define ENV_HANG "LLMP_WT_HANG"
+#define TAG_HELLO 0x0D47A002u
+#define GRACE_MS 300
 
 #define PAGE (64 * 1024)
 #define TAG_DATA 0x0D47A001u
@@ -163,6 +170,11 @@ static int child_sender(void)
 	}
 	if (ret == CHILD_OK && llmp_client_wait_safe(c, 30000) < 0)
 		ret = CHILD_SAFE;
+	if (ret == CHILD_OK && getenv(ENV_HANG) && *getenv(ENV_HANG)) {
+		/* release: all sent; pairs with the parent's acquire load of state */
+		atomic_store_explicit(&box->state, 3, memory_order_release);
+		Sleep(INFINITE); /* the parent kills us */
+	}
 	llmp_client_free(c); /* EXITING */
 	llmp_shmem_put(boxm);
 	llmp_provider_free(p);
@@ -202,6 +214,27 @@ static int child_receiver(void)
 	llmp_client_free(c);
 	llmp_provider_free(p);
 	return ret;
+}
+
+static int child_bbroker(void)
+{
+	struct llmp_shmem_desc boxd, bd;
+	struct llmp_provider *p;
+	struct llmp_shmem *boxm;
+	struct llmp_broker *b;
+	struct mailbox *box;
+
+	if (llmp_provider_new(LLMP_SHMEM_WIN32, &p) < 0 ||
+	    llmp_shmem_desc_from_env(ENV_BOX, &boxd) < 0 || llmp_shmem_attach(p, &boxd, &boxm) < 0 ||
+	    new_broker(p, &b) < 0 || llmp_broker_broadcast_desc(b, &bd) < 0 ||
+	    llmp_broker_send(b, TAG_HELLO, 0, "hi", 2) < 0)
+		return CHILD_SETUP;
+	box = llmp_shmem_addr(boxm);
+	box->out = bd;
+	/* release: publishes box->out; pairs with the parent's acquire load of state */
+	atomic_store_explicit(&box->state, 1, memory_order_release);
+	Sleep(INFINITE); /* the parent kills us */
+	return CHILD_OK;
 }
 
 /* ---- tests ----------------------------------------------------------------------- */
@@ -398,6 +431,162 @@ static int t_receiver_child_detects_corruption(void)
 	return 0;
 }
 
+/*
+ * A client process killed (TerminateProcess) after sending: the broker
+ * forwards all it sent, drops it within the grace period (its creator pid
+ * from the win32 id, watched with a process handle), and releases its page:
+ * the mapping is gone once the broker's handle closes.
+ */
+static int t_killed_client_dropped(void)
+{
+	const uint32_t n = 20; /* < 64 KiB: all on its first out page */
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE,
+				       .dead_client_grace_ms = GRACE_MS };
+	struct llmp_provider *p;
+	struct llmp_broker *b;
+	struct llmp_client *rx;
+	struct llmp_shmem *boxm, *probe;
+	struct llmp_shmem_desc bd, od;
+	struct llmp_msg_view v;
+	struct mailbox *box;
+	uint32_t got = 0;
+	int id = 0, r, dropped = 0;
+	ULONGLONG deadline, t_kill, t_drop = 0;
+	HANDLE h;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_broker_new(p, &bo, &b));
+	CHECK(local_client(p, b, 0, &rx) > 0);
+	CHECK_EQ(0, llmp_shmem_new(p, sizeof(*box), &boxm));
+	box = llmp_shmem_addr(boxm);
+	CHECK_EQ(0, llmp_broker_broadcast_desc(b, &bd));
+	CHECK_EQ(0, llmp_shmem_desc_to_env(&bd, ENV_BCAST));
+	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(boxm), ENV_BOX));
+	CHECK_EQ(0, set_count(n));
+	CHECK_EQ(0, wtest_setenv(ENV_HANG, "1"));
+	h = wtest_spawn("sender");
+	CHECK_EQ(0, wtest_setenv(ENV_HANG, ""));
+	CHECK(h != NULL);
+	/* register it, then serve until it has sent everything and waits */
+	deadline = GetTickCount64() + TIMEOUT_MS;
+	for (;;) {
+		/* acquire: pairs with the child's release stores of 1 and 3 */
+		unsigned st = atomic_load_explicit(&box->state, memory_order_acquire);
+
+		if (GetTickCount64() > deadline) {
+			wtest_wait(h, 0);
+			FAIL("child state %u after %d ms", st, TIMEOUT_MS);
+		}
+		if (st == 1 && !id) {
+			od = box->out;
+			id = llmp_broker_add_client(b, &od);
+			if (id <= 0) {
+				wtest_wait(h, 0);
+				FAIL("add_client: %d (%s)", id, llmp_strerror_last());
+			}
+			box->id = (uint32_t)id;
+			/* release: publishes box->id; pairs with the child's acquire load */
+			atomic_store_explicit(&box->state, 2, memory_order_release);
+		}
+		if (st == 3)
+			break;
+		CHECK(llmp_broker_once(b) >= 0);
+		Sleep(1);
+	}
+	CHECK_EQ(2, llmp_broker_nclients(b));
+	CHECK(TerminateProcess(h, 9));
+	CHECK_EQ(WAIT_OBJECT_0, WaitForSingleObject(h, 10000));
+	t_kill = GetTickCount64();
+	/* its page is still there: the broker holds it */
+	CHECK_EQ(0, llmp_shmem_attach(p, &od, &probe));
+	llmp_shmem_put(probe);
+	while (GetTickCount64() < t_kill + 10000 && !dropped) {
+		CHECK(llmp_broker_once(b) >= 0);
+		while ((r = llmp_client_recv(rx, &v)) == 1) {
+			if (v.tag != TAG_DATA)
+				continue;
+			if (v.sender != (uint32_t)id || !msg_ok(got, &v))
+				FAIL("message %" PRIu32 ": sender %" PRIu32 " tag %#x len %zu", got,
+				     v.sender, v.tag, v.len);
+			got++;
+		}
+		CHECK_EQ(0, r);
+		r = llmp_broker_check_clients(b);
+		CHECK(r >= 0);
+		if (r > 0) {
+			dropped = r;
+			t_drop = GetTickCount64();
+		}
+		Sleep(5);
+	}
+	CHECK_EQ(1, dropped);
+	CHECK_EQ(n, got);
+	CHECK_EQ(1, llmp_broker_nclients(b));
+	CHECK(t_drop - t_kill <= GRACE_MS + 1000);
+	printf("# killed client dropped %llu ms after TerminateProcess (grace %d ms)\n",
+	       (unsigned long long)(t_drop - t_kill), GRACE_MS);
+	/* the broker released it: no handle left, the mapping is gone */
+	CHECK_EQ(-ENOENT, llmp_shmem_attach(p, &od, &probe));
+	wtest_wait(h, 0);
+	llmp_shmem_put(boxm);
+	llmp_client_free(rx);
+	llmp_broker_free(b);
+	llmp_provider_free(p);
+	return 0;
+}
+
+/* A client whose broker process was killed gets -EPIPE instead of waiting out its timeout. */
+static int t_broker_killed(void)
+{
+	struct llmp_client_opts o = client_opts(0);
+	struct llmp_provider *p;
+	struct llmp_shmem *boxm;
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	struct mailbox *box;
+	ULONGLONG deadline, t0;
+	int r;
+	HANDLE h;
+
+	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
+	CHECK_EQ(0, llmp_shmem_new(p, sizeof(*box), &boxm));
+	box = llmp_shmem_addr(boxm);
+	CHECK_EQ(0, llmp_shmem_desc_to_env(llmp_shmem_desc(boxm), ENV_BOX));
+	h = wtest_spawn("bbroker");
+	CHECK(h != NULL);
+	deadline = GetTickCount64() + TIMEOUT_MS;
+	/* acquire: pairs with the child's release store of 1 after writing box->out */
+	while (atomic_load_explicit(&box->state, memory_order_acquire) != 1) {
+		if (GetTickCount64() > deadline || WaitForSingleObject(h, 0) == WAIT_OBJECT_0) {
+			wtest_wait(h, 0);
+			FAIL("the broker child did not post its page");
+		}
+		Sleep(1);
+	}
+	r = llmp_client_new(p, &box->out, &o, &c);
+	if (r < 0) {
+		wtest_wait(h, 0);
+		FAIL("client_new: %s", llmp_strerror_last());
+	}
+	CHECK_EQ(1, llmp_client_recv_wait(c, &v, 5000));
+	CHECK_EQ(TAG_HELLO, v.tag);
+	CHECK_EQ(2, v.len);
+	/* alive broker, nothing to read: a plain timeout */
+	CHECK_EQ(0, llmp_client_recv_wait(c, &v, 300));
+	CHECK(TerminateProcess(h, 9));
+	CHECK_EQ(WAIT_OBJECT_0, WaitForSingleObject(h, 10000));
+	t0 = GetTickCount64();
+	r = llmp_client_recv_wait(c, &v, 10000);
+	CHECK_EQ(-EPIPE, r);
+	CHECK(GetTickCount64() - t0 < 2000);
+	CHECK(strstr(llmp_strerror_last(), "broker") != NULL);
+	wtest_wait(h, 0);
+	llmp_client_free(c);
+	llmp_shmem_put(boxm);
+	llmp_provider_free(p);
+	return 0;
+}
+
 /* ---- runner ------------------------------------------------------------------ */
 
 static const struct wtest tests[] = {
@@ -405,6 +594,8 @@ static const struct wtest tests[] = {
 	WTEST(t_client_in_second_process),
 	WTEST(t_broadcast_to_second_process),
 	WTEST(t_receiver_child_detects_corruption),
+	WTEST(t_killed_client_dropped),
+	WTEST(t_broker_killed),
 };
 
 int main(int argc, char **argv)
@@ -413,5 +604,7 @@ int main(int argc, char **argv)
 		return child_sender();
 	if (argc > 1 && !strcmp(argv[1], "receiver"))
 		return child_receiver();
+	if (argc > 1 && !strcmp(argv[1], "bbroker"))
+		return child_bbroker();
 	return wtest_main(tests, sizeof(tests) / sizeof(tests[0]));
 }
