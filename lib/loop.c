@@ -35,7 +35,8 @@
  *
  * A sleep lasts at most the nap, which doubles from 50 us up to
  * max_sleep_us while nothing happens; it bounds the latency of clients
- * that do not poke (LibAFL's).
+ * that do not poke (LibAFL's).  max_sleep_us -1: no nap at all, a sleep
+ * ends only on a poke, an fd or a timer (every client pokes).
  */
 #include <errno.h>
 #include <limits.h>
@@ -213,7 +214,7 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		return llmp_err(-EINVAL, "loop_new: NULL broker");
 	if (o && o->struct_size < sizeof(uint32_t))
 		return llmp_err(-EINVAL, "loop_new: opts.struct_size not set");
-	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < 0 ||
+	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < -1 ||
 		  LOOP_OPT(o, wake, LLMP_LOOP_WAKE_AUTO) > LLMP_LOOP_WAKE_BELL ||
 		  LOOP_OPT(o, check_clients_ms, 0) < 0))
 		return llmp_err(-EINVAL, "loop_new: bad options");
@@ -231,7 +232,7 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->b = b;
 	lp->sigfd = -1;
 	lp->idle_rounds = o && o->idle_rounds ? o->idle_rounds : 64;
-	lp->max_sleep_us = o && o->max_sleep_us > 0 ? o->max_sleep_us : DEFAULT_MAX_SLEEP_US;
+	lp->max_sleep_us = o && o->max_sleep_us ? o->max_sleep_us : DEFAULT_MAX_SLEEP_US;
 	lp->nap_us = MIN_NAP_US;
 	lp->exit_after = o ? o->exit_after : 0;
 	lp->b2b_compress = o ? o->b2b_compress : false;
@@ -616,7 +617,8 @@ static int wait_poll(struct llmp_loop *lp, int64_t wait_us)
 
 	if (n < 0)
 		return n;
-	if (ppoll(lp->pfd, (nfds_t)n, &ts, NULL) < 0) {
+	/* wait_us < 0: until an fd fires */
+	if (ppoll(lp->pfd, (nfds_t)n, wait_us < 0 ? NULL : &ts, NULL) < 0) {
 		if (errno != EINTR)
 			return llmp_err(-errno, "loop: poll");
 		return 0;
@@ -735,7 +737,8 @@ static int wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us)
 		if (ret < 0)
 			return llmp_err(ret, "loop: io_uring_submit");
 	}
-	ret = io_uring_wait_cqe_timeout(&lp->ring, &cqe, &ts);
+	/* wait_us < 0: until a completion */
+	ret = io_uring_wait_cqe_timeout(&lp->ring, &cqe, wait_us < 0 ? NULL : &ts);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR)
 		err = llmp_err(ret, "loop: io_uring_wait_cqe");
 	while (io_uring_peek_cqe(&lp->ring, &cqe) == 0)
@@ -883,7 +886,8 @@ static int sleep_once(struct llmp_loop *lp)
 	uint32_t *word = llmp_broker_sleep_word(lp->b);
 	uint32_t *cword = NULL, prev;
 	int timeout = next_timeout(lp, llmp_now_ms());
-	int64_t wait_us = lp->nap_us;
+	int64_t wait_us = lp->max_sleep_us < 0 ? -1 : lp->nap_us;
+	bool waited = false;
 	int ret;
 
 	if (lp->wake == WAKE_BRIDGE && !lp->bridge_on && bridge_start(lp) < 0) {
@@ -894,7 +898,7 @@ static int sleep_once(struct llmp_loop *lp)
 	/* Announce on the control segment only if the wait below watches it. */
 	if (lp->wake != WAKE_NAP)
 		cword = &lp->ctl->sleep_word;
-	if (timeout >= 0 && (int64_t)timeout * 1000 < wait_us)
+	if (timeout >= 0 && (wait_us < 0 || (int64_t)timeout * 1000 < wait_us))
 		wait_us = (int64_t)timeout * 1000;
 	/* Pairs with a waker's load of the word after its commit (both seq_cst). */
 	__atomic_store_n(word, SLEEP_SLEEPING, __ATOMIC_SEQ_CST);
@@ -911,6 +915,7 @@ static int sleep_once(struct llmp_loop *lp)
 	/* Pairs with the release stores in llmp_loop_stop() and check_signals(). */
 	if (ret == 0 && !atomic_load_explicit(&lp->stop, memory_order_acquire)) {
 		lp->st.sleeps++;
+		waited = true;
 		if (lp->wake == WAKE_BRIDGE)
 			bridge_arm(lp);
 #ifdef LLMP_HAVE_LIBURING
@@ -928,7 +933,9 @@ static int sleep_once(struct llmp_loop *lp)
 				llmp_log(LLMP_LOG_WARN, "loop: reading the bell: %s", llmp_strerror_last());
 		}
 		/* Nap longer next time, up to max_sleep_us, while nothing happens. */
-		lp->nap_us = lp->nap_us * 2 > lp->max_sleep_us ? lp->max_sleep_us : lp->nap_us * 2;
+		if (lp->max_sleep_us > 0)
+			lp->nap_us = lp->nap_us * 2 > lp->max_sleep_us ? lp->max_sleep_us
+								  : lp->nap_us * 2;
 	} else {
 		lp->nap_us = MIN_NAP_US;
 	}
@@ -939,7 +946,7 @@ static int sleep_once(struct llmp_loop *lp)
 		 * flipped the word during this sleep.
 		 */
 		prev = __atomic_exchange_n(cword, LLMP_CTL_RUNNING, __ATOMIC_SEQ_CST);
-		if (prev == LLMP_CTL_AWAKE)
+		if (prev == LLMP_CTL_AWAKE && waited)
 			lp->st.wakeups++;
 	}
 	/* Same, for the broker's own word. */

@@ -258,7 +258,7 @@ struct llmp_loop_opts {
 	llmp_loop_stats_fn on_stats;
 	void *ctx;
 	unsigned idle_rounds;      /* empty broker passes before sleeping; 0: 64 */
-	int max_sleep_us;          /* longest single sleep when idle; 0: 1000 (see broker.rst) */
+	int max_sleep_us;          /* longest single sleep when idle; 0: 1000; -1: no nap (see broker.rst) */
 	unsigned exit_after;       /* return once this many clients came and all left; 0: never */
 	bool b2b_compress;         /* B2B links deflate payloads >= 1 KiB (needs zlib) */
 	/*
