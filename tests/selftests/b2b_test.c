@@ -1,0 +1,1090 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+/*
+ * Broker-to-broker links: exactly-once delivery in a full mesh with each
+ * codec (none, deflate, zstd, mixed fleets), bad and corrupt frames, a
+ * LibAFL peer played by hand, dialled links that re-dial after their peer
+ * was killed and restarted or that wait for a peer not up yet, and three
+ * broker processes in three network namespaces.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+#ifdef LLMP_HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+#include "kselftest_harness.h"
+#include "llmp_test.h"
+#include "llmp/broker.h"
+
+#define TAG 0x51300321u
+#define NB 3
+#define PER_CLIENT 40
+/* Codec bits of a node in the fixture's variants. */
+#define C_DEFLATE 1
+#define C_ZSTD 2
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* POSIX segments (named, any process attaches); SysV where /dev/shm is missing. */
+static int pick_kind(enum llmp_shmem_kind *k)
+{
+	if (llmp_test_kind_available(LLMP_SHMEM_POSIX)) {
+		*k = LLMP_SHMEM_POSIX;
+		return 0;
+	}
+	if (llmp_test_kind_available(LLMP_SHMEM_SYSV)) {
+		*k = LLMP_SHMEM_SYSV;
+		return 0;
+	}
+	return -1;
+}
+
+/* Decode a hex string (spaces ignored) into out; returns the byte count. */
+static size_t unhex(const char *s, uint8_t *out, size_t cap)
+{
+	size_t n = 0;
+	unsigned v;
+
+	while (*s && n < cap) {
+		if (*s == ' ') {
+			s++;
+			continue;
+		}
+		if (sscanf(s, "%2x", &v) != 1)
+			break;
+		out[n++] = (uint8_t)v;
+		s += 2;
+	}
+	return n;
+}
+
+static int tcp_dial(uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A loopback port nobody listens on (bound, read, closed). */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* Exactly one length-prefixed frame from fd into buf (5 s timeout set by the caller). */
+static int read_frame(int fd, uint8_t *buf, uint32_t cap, uint32_t *len)
+{
+	if (recv(fd, buf, 4, MSG_WAITALL) != 4 || llmp_wire_get_len(buf, cap, len) < 0)
+		return -1;
+	return recv(fd, buf, *len, MSG_WAITALL) == (ssize_t)*len ? 0 : -1;
+}
+
+static int send_b2b(int fd, uint32_t client, uint32_t tag, uint32_t flags, const void *p, size_t n)
+{
+	struct llmp_wire_b2b w = { .client_id = client, .tag = tag, .flags = flags, .buf = p, .len = n };
+	static uint8_t buf[70000];
+	int k = llmp_wire_encode_b2b(&w, buf + 4, sizeof(buf) - 4);
+
+	if (k < 0)
+		return -1;
+	llmp_wire_put_len(buf, (uint32_t)k);
+	return send(fd, buf, 4 + (size_t)k, MSG_NOSIGNAL) == 4 + k ? 0 : -1;
+}
+
+/* Log lines of the library that start with "b2b:". */
+static char b2b_log[16384];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	if (strncmp(msg, "b2b:", 4))
+		return;
+	pthread_mutex_lock(&log_lock);
+	if (strlen(b2b_log) + strlen(msg) + 2 < sizeof(b2b_log)) {
+		strcat(b2b_log, msg);
+		strcat(b2b_log, "\n");
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+static bool log_has(const char *s)
+{
+	bool r;
+
+	pthread_mutex_lock(&log_lock);
+	r = strstr(b2b_log, s) != NULL;
+	pthread_mutex_unlock(&log_lock);
+	return r;
+}
+
+/* ---- nodes: a broker, its listener and its loop on a thread ------------------------- */
+
+struct node {
+	struct llmp_provider *p, *cp;
+	struct llmp_broker *b;
+	struct llmp_tcp_listener *l;
+	struct llmp_loop *lp;
+	uint16_t port;
+	pthread_t t;
+	bool running;
+	int ret;
+	/* copied by the loop's stats callback (its own thread) */
+	atomic_uint links_up;
+	atomic_ulong dials;
+};
+
+static void node_stats(void *ctx, const struct llmp_loop_stats *st)
+{
+	struct node *n = ctx;
+
+	/* Read by the test thread's waits (relaxed: a counter, no data behind it). */
+	atomic_store_explicit(&n->links_up, st->b2b_links, memory_order_relaxed);
+	atomic_store_explicit(&n->dials, st->b2b_dials, memory_order_relaxed);
+}
+
+static void *node_thread(void *v)
+{
+	struct node *n = v;
+
+	n->ret = llmp_loop_run(n->lp);
+	return NULL;
+}
+
+/* A broker on port (0: any), its loop with the given codecs; 0 or a negative errno. */
+static int node_init(struct node *n, enum llmp_shmem_kind kind, uint16_t port, int codecs)
+{
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
+	struct llmp_loop_opts oo = { .struct_size = sizeof(oo),
+				     .b2b_compress = !!(codecs & C_DEFLATE),
+				     .b2b_zstd = !!(codecs & C_ZSTD),
+				     .stats_interval_ms = 20, .on_stats = node_stats, .ctx = n };
+	int r;
+
+	if ((r = llmp_provider_new(kind, &n->p)) < 0 || (r = llmp_provider_new(kind, &n->cp)) < 0 ||
+	    (r = llmp_broker_new(n->p, &bo, &n->b)) < 0 ||
+	    (r = llmp_tcp_listen(n->b, NULL, port, NULL, &n->l)) < 0)
+		return r;
+	n->port = llmp_tcp_listener_port(n->l);
+	if ((r = llmp_loop_new(n->b, &oo, &n->lp)) < 0)
+		return r;
+	return llmp_loop_add_listener(n->lp, n->l);
+}
+
+static int node_start(struct node *n)
+{
+	if (pthread_create(&n->t, NULL, node_thread, n))
+		return -1;
+	n->running = true;
+	return 0;
+}
+
+static int node_stop(struct node *n)
+{
+	if (!n->running)
+		return 0;
+	llmp_loop_stop(n->lp);
+	pthread_join(n->t, NULL);
+	n->running = false;
+	return n->ret;
+}
+
+static void node_fini(struct node *n)
+{
+	node_stop(n);
+	llmp_loop_free(n->lp);
+	llmp_tcp_listener_free(n->l);
+	if (n->b)
+		llmp_broker_free(n->b);
+	if (n->cp)
+		llmp_provider_free(n->cp);
+	if (n->p)
+		llmp_provider_free(n->p);
+	memset(n, 0, sizeof(*n));
+}
+
+/* Wait until the node reports `want` links up; false after ms. */
+static bool wait_links(struct node *n, unsigned want, int ms)
+{
+	int64_t end = now_ms() + ms;
+
+	while (atomic_load_explicit(&n->links_up, memory_order_relaxed) != want) {
+		if (now_ms() > end)
+			return false;
+		usleep(5000);
+	}
+	return true;
+}
+
+FIXTURE(b2b)
+{
+	struct node n[NB];
+	enum llmp_shmem_kind kind;
+	bool ok;
+};
+
+FIXTURE_VARIANT(b2b)
+{
+	int codecs[NB];
+	size_t len;
+};
+
+FIXTURE_VARIANT_ADD(b2b, plain) { .codecs = { 0, 0, 0 }, .len = 100 };
+FIXTURE_VARIANT_ADD(b2b, deflate) { .codecs = { C_DEFLATE, C_DEFLATE, C_DEFLATE }, .len = 4096 };
+FIXTURE_VARIANT_ADD(b2b, zstd) { .codecs = { C_ZSTD, C_ZSTD, C_ZSTD }, .len = 4096 };
+/* Broker 2 has neither codec: 0-1 agree on zstd, 0 and 1 deflate to 2, 2 sends plain. */
+FIXTURE_VARIANT_ADD(b2b, zstd_and_none) {
+	.codecs = { C_ZSTD | C_DEFLATE, C_ZSTD | C_DEFLATE, 0 }, .len = 4096 };
+/* Broker 0 (which dials 1 and 2) has deflate only: only the 1-2 link uses zstd. */
+FIXTURE_VARIANT_ADD(b2b, zstd_dialer_without) {
+	.codecs = { C_DEFLATE, C_ZSTD | C_DEFLATE, C_ZSTD | C_DEFLATE }, .len = 4096 };
+
+FIXTURE_SETUP(b2b)
+{
+	memset(self->n, 0, sizeof(self->n));
+	self->ok = false;
+	b2b_log[0] = 0;
+	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	if (pick_kind(&self->kind) < 0)
+		SKIP(return, "neither POSIX nor System V shared memory works here");
+	for (int i = 0; i < NB; i++) {
+		int r = node_init(&self->n[i], self->kind, 0, variant->codecs[i]);
+
+		if (r == -EOPNOTSUPP)
+			SKIP(return, "codec not built in: %s", llmp_strerror_last());
+		ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
+	}
+	self->ok = true;
+}
+
+FIXTURE_TEARDOWN(b2b)
+{
+	for (int i = 0; i < NB; i++)
+		node_stop(&self->n[i]);
+	for (int i = 0; i < NB; i++)
+		node_fini(&self->n[i]);
+	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
+}
+
+static void fill(uint8_t *buf, size_t len, int broker, int i)
+{
+	/* Compressible, and different for every (broker, i). */
+	memset(buf, 'a' + broker, len);
+	snprintf((char *)buf, len, "b%d m%d ", broker, i);
+}
+
+/* Which codec a message from broker k takes to broker j: 2 zstd, 1 deflate, 0 none. */
+static int codec_used(const int *c, int k, int j)
+{
+	if ((c[k] & C_ZSTD) && (c[j] & C_ZSTD))
+		return 2;
+	return (c[k] & C_DEFLATE) ? 1 : 0;
+}
+
+/* Every client sends a small message tagged `round`; wait until each has all NB of them. */
+static int warm_up(struct llmp_client **tx, struct llmp_client **rx, uint32_t round)
+{
+	for (int k = 0; k < NB; k++) {
+		if (llmp_client_send(tx[k], round, 0, "w", 1) < 0)
+			return -1;
+	}
+	for (int k = 0; k < NB; k++) {
+		struct llmp_msg_view v;
+		int got = 0;
+
+		while (got < NB) {
+			if (llmp_client_recv_wait(rx[k], &v, 10000) != 1)
+				return -1;
+			got += v.tag == round;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A triangle of brokers (full mesh of links): every client message arrives
+ * exactly once at every broker's clients, with its sender id kept and
+ * FROM_B2B set on the remote copies; no message loops back.  Each link uses
+ * the codec both ends agree on: zstd arrives decompressed by the receiving
+ * broker, deflate with COMPRESSED for the clients to inflate.
+ */
+TEST_F_TIMEOUT(b2b, triangle_exactly_once, 60)
+{
+	struct llmp_client *tx[NB], *rx[NB];
+	uint32_t txid[NB];
+	uint8_t buf[8192], out[8192];
+	int ret;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	/* Links 0-1, 0-2, 1-2: dialled from the loops, in any order. */
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[1].lp, NULL, self->n[2].port))
+		TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[1].port));
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[2].port));
+	for (int k = 0; k < NB; k++)
+		ASSERT_EQ(0, node_start(&self->n[k]));
+	for (int k = 0; k < NB; k++) {
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
+
+		ASSERT_EQ(0, llmp_client_connect_tcp(self->n[k].cp, NULL, self->n[k].port, &o, &tx[k]));
+		ASSERT_EQ(0, llmp_client_connect_tcp(self->n[k].cp, NULL, self->n[k].port, &o, &rx[k]));
+		txid[k] = llmp_client_id(tx[k]);
+	}
+	/*
+	 * Two all-to-all rounds: after them every link has exchanged its
+	 * capabilities frames, so the codec of every later message is known.
+	 */
+	ASSERT_EQ(0, warm_up(tx, rx, 0x77a1));
+	ASSERT_EQ(0, warm_up(tx, rx, 0x77a2));
+	for (int i = 0; i < PER_CLIENT; i++) {
+		for (int k = 0; k < NB; k++) {
+			fill(buf, variant->len, k, i);
+			ASSERT_EQ(0, llmp_client_send(tx[k], TAG, 0, buf, variant->len));
+		}
+	}
+	for (int k = 0; k < NB; k++) {
+		int seen[NB][PER_CLIENT];
+		int got = 0;
+		struct llmp_msg_view v;
+
+		memset(seen, 0, sizeof(seen));
+		while (got < NB * PER_CLIENT) {
+			ASSERT_EQ(1, llmp_client_recv_wait(rx[k], &v, 10000))
+				TH_LOG("broker %d: %d of %d messages", k, got, NB * PER_CLIENT);
+			if (v.tag != TAG)
+				continue;
+			const uint8_t *data = v.buf;
+			size_t len = v.len;
+			if (v.flags & LLMP_FLAG_COMPRESSED) {
+				z_stream zs;
+
+				memset(&zs, 0, sizeof(zs));
+				ASSERT_EQ(Z_OK, inflateInit2(&zs, -15));
+				zs.next_in = (Bytef *)v.buf;
+				zs.avail_in = (uInt)v.len;
+				zs.next_out = out;
+				zs.avail_out = sizeof(out);
+				ASSERT_EQ(Z_STREAM_END, inflate(&zs, Z_FINISH));
+				len = zs.total_out;
+				inflateEnd(&zs);
+				data = out;
+				ASSERT_LT(v.len, len); /* it did shrink */
+			}
+			int from, i;
+			ASSERT_EQ(2, sscanf((const char *)data, "b%d m%d", &from, &i));
+			ASSERT_LT(from, NB);
+			ASSERT_LT(i, PER_CLIENT);
+			ASSERT_EQ(0, seen[from][i]) TH_LOG("broker %d got b%d m%d twice", k, from, i);
+			seen[from][i] = 1;
+			fill(buf, variant->len, from, i);
+			ASSERT_EQ(variant->len, len);
+			ASSERT_EQ(0, memcmp(buf, data, len));
+			ASSERT_EQ(txid[from], v.sender);
+			ASSERT_EQ(from != k, !!(v.flags & LLMP_FLAG_FROM_B2B));
+			ASSERT_EQ(0, v.flags & LLMP_FLAG_ZSTD);
+			ASSERT_EQ(from != k && codec_used(variant->codecs, from, k) == 1,
+				  !!(v.flags & LLMP_FLAG_COMPRESSED)) TH_LOG("b%d -> broker %d", from, k);
+			got++;
+		}
+		/* Nothing more: no copy looped back around the triangle. */
+		usleep(k == 0 ? 300000 : 0);
+		while ((ret = llmp_client_recv(rx[k], &v)) == 1)
+			ASSERT_NE(TAG, v.tag) TH_LOG("broker %d: a duplicate arrived", k);
+		ASSERT_EQ(0, ret);
+	}
+	for (int k = 0; k < NB; k++) {
+		llmp_client_free(tx[k]);
+		llmp_client_free(rx[k]);
+	}
+	for (int k = 0; k < NB; k++) {
+		struct llmp_loop_stats st;
+		unsigned zs = 0, df = 0;
+
+		ASSERT_EQ(0, node_stop(&self->n[k]));
+		llmp_loop_stats(self->n[k].lp, &st);
+		for (int j = 0; j < NB; j++) {
+			if (j != k) {
+				zs += codec_used(variant->codecs, k, j) == 2;
+				df += codec_used(variant->codecs, k, j) == 1;
+			}
+		}
+		ASSERT_EQ(2, st.b2b_links);
+		/* PER_CLIENT messages and two warm-ups to each of two brokers, and from them. */
+		ASSERT_EQ(2 * (PER_CLIENT + 2), st.b2b_sent) TH_LOG("broker %d", k);
+		ASSERT_EQ(2 * (PER_CLIENT + 2), st.b2b_received) TH_LOG("broker %d", k);
+		ASSERT_EQ(zs * PER_CLIENT, st.b2b_zstd) TH_LOG("broker %d", k);
+		ASSERT_EQ(df * PER_CLIENT, st.b2b_deflated) TH_LOG("broker %d", k);
+		ASSERT_EQ(k == 0 ? 2 : k == 1 ? 1 : 0, st.b2b_dials) TH_LOG("broker %d", k);
+	}
+}
+
+/* A link whose peer sends garbage is closed; the broker and its clients carry on. */
+TEST_F(b2b, bad_link_frames_close_the_link)
+{
+	static const char *const bad[] = {
+		"7fffffff",            /* frame over the 128 MiB cap */
+		"00000003 01 02 03",   /* no payload length */
+		"00000002 80 80",      /* truncated varint */
+	};
+	uint8_t buf[512], raw[64];
+	struct llmp_wire_msg m;
+	uint32_t len;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0])
+		SKIP(return, "run once, uncompressed");
+	ASSERT_EQ(0, node_start(&self->n[0]));
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "evil",
+					   .text_len = 4 };
+		int fd = tcp_dial(self->n[0].port);
+		struct timeval tv = { 5, 0 };
+
+		ASSERT_LE(0, fd);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+		int n = llmp_wire_encode_req(&h, buf + 4, sizeof(buf) - 4);
+		llmp_wire_put_len(buf, (uint32_t)n);
+		ASSERT_EQ(4 + n, send(fd, buf, 4 + (size_t)n, 0));
+		ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+		ASSERT_EQ(0, llmp_wire_decode_resp(buf, len, &m));
+		ASSERT_EQ(LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED, m.type);
+		ASSERT_EQ(i + 1, m.id);
+		/* Now a link: one bad frame and the broker hangs up. */
+		size_t rn = unhex(bad[i], raw, sizeof(raw));
+		ASSERT_EQ((ssize_t)rn, send(fd, raw, rn, MSG_NOSIGNAL));
+		ssize_t r;
+		while ((r = recv(fd, buf, sizeof(buf), 0)) > 0)
+			; /* whatever history the link shipped first */
+		/* EOF, or a reset if our bytes were still unread when it closed. */
+		ASSERT_TRUE(r == 0 || errno == ECONNRESET)
+			TH_LOG("%s: the broker did not close the link (%s)", bad[i], strerror(errno));
+		close(fd);
+	}
+	/* Still serving: a client registers and its message goes round. */
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
+	ASSERT_EQ(0, llmp_client_send(c, TAG, 0, "alive", 5));
+	int r2;
+	while ((r2 = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != TAG)
+		;
+	ASSERT_EQ(1, r2);
+	ASSERT_EQ(5, v.len);
+	llmp_client_free(c);
+	ASSERT_EQ(0, node_stop(&self->n[0]));
+	struct llmp_loop_stats st;
+	llmp_loop_stats(self->n[0].lp, &st);
+	ASSERT_EQ(0, st.b2b_links);
+	ASSERT_EQ(0, st.b2b_received);
+}
+
+/*
+ * A peer speaking LibAFL's B2B bytes by hand: after RemoteBrokerHello it gets
+ * TcpRemoteNewMessage frames for local messages (sender id, tag, flags,
+ * payload exactly), and a frame it sends shows up locally flagged FROM_B2B
+ * with its client id kept.  A broker with zstd on never sends it a
+ * capabilities frame (the peer did not send one first).
+ */
+TEST_F(b2b, libafl_wire_link)
+{
+	uint8_t buf[4096];
+	struct llmp_wire_b2b x;
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	uint32_t len;
+	int r;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0] & C_DEFLATE)
+		SKIP(return, "the exact bytes are those of an uncompressed link");
+	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
+	ASSERT_EQ(0, llmp_client_send(c, TAG, 0x0, "before the link", 15));
+
+	int fd = tcp_dial(self->n[0].port);
+	struct timeval tv = { 5, 0 };
+	ASSERT_LE(0, fd);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+	/* RemoteBrokerHello { hostname: "libafl" }, as raw bytes. */
+	static const uint8_t hello[] = { 0, 0, 0, 8, 0x01, 0x06, 'l', 'i', 'b', 'a', 'f', 'l' };
+	ASSERT_EQ(sizeof(hello), send(fd, hello, sizeof(hello), 0));
+	ASSERT_EQ(4, recv(fd, buf, 4, MSG_WAITALL));
+	ASSERT_EQ(0, memcmp(buf, "\0\0\0\2", 4));
+	ASSERT_EQ(2, recv(fd, buf, 2, MSG_WAITALL));
+	ASSERT_EQ(LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED, buf[0]);
+	ASSERT_EQ(1, buf[1]);
+
+	/* The history: client 1's message, byte for byte (0x51300321 as a varint). */
+	static const uint8_t want[] = { 0, 0, 0, 0x17, 0x01, 0xa1, 0x86, 0xc0, 0x89, 0x05, 0x00, 0x0f,
+					'b', 'e', 'f', 'o', 'r', 'e', ' ', 't', 'h', 'e', ' ', 'l', 'i',
+					'n', 'k' };
+	ASSERT_EQ(sizeof(want), recv(fd, buf, sizeof(want), MSG_WAITALL));
+	char hex[3 * sizeof(want) + 1];
+	for (size_t k = 0; k < sizeof(want); k++)
+		snprintf(hex + 3 * k, 4, "%02x ", buf[k]);
+	ASSERT_EQ(0, memcmp(want, buf, sizeof(want))) TH_LOG("got %s", hex);
+	ASSERT_EQ(0, llmp_wire_decode_b2b(buf + 4, sizeof(want) - 4, &x));
+	ASSERT_EQ(1, x.client_id);
+
+	/* The remote side's client 7 sends tag 0x99 flags 0x1 "zz". */
+	static const uint8_t in[] = { 0, 0, 0, 7, 0x07, 0x80 | 0x19, 0x01, 0x01, 0x02, 'z', 'z' };
+	ASSERT_EQ(sizeof(in), send(fd, in, sizeof(in), 0));
+	while ((r = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != 0x99)
+		;
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(7, v.sender);
+	ASSERT_EQ(LLMP_FLAG_FROM_B2B | LLMP_FLAG_COMPRESSED, v.flags);
+	ASSERT_EQ(1, v.broker); /* the link's number */
+	ASSERT_EQ(2, v.len);
+	ASSERT_EQ(0, memcmp("zz", v.buf, 2));
+	/* A frame flagged 0x100 from a peer that never agreed on zstd is just a flag. */
+	static const uint8_t in2[] = { 0, 0, 0, 8, 0x07, 0x80 | 0x1a, 0x01, 0x80, 0x02, 0x02, 'y', 'y' };
+	ASSERT_EQ(sizeof(in2), send(fd, in2, sizeof(in2), 0));
+	while ((r = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != 0x9a)
+		;
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(LLMP_FLAG_FROM_B2B | LLMP_FLAG_ZSTD, v.flags);
+	ASSERT_EQ(0, memcmp("yy", v.buf, 2));
+	/* Neither is sent back over the link it came from, nor anything else. */
+	usleep(100000);
+	ASSERT_EQ(-1, recv(fd, buf, 1, MSG_DONTWAIT));
+	ASSERT_EQ(EAGAIN, errno);
+	close(fd);
+	llmp_client_free(c);
+}
+
+#ifdef LLMP_HAVE_ZSTD
+/* Speak to broker n as one of our brokers would: handshake, capabilities both ways. */
+static int our_peer(struct node *n, uint8_t *buf, uint32_t cap, uint32_t *codecs)
+{
+	struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "ours",
+				   .text_len = 4 };
+	struct timeval tv = { 5, 0 };
+	struct llmp_wire_msg m;
+	struct llmp_wire_b2b x;
+	uint8_t caps[12];
+	uint32_t len;
+	int fd = tcp_dial(n->port), k;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	k = llmp_wire_encode_req(&h, buf + 4, cap - 4);
+	llmp_wire_put_len(buf, (uint32_t)k);
+	if (read_frame(fd, buf + 64, cap - 64, &len) < 0 || send(fd, buf, 4 + (size_t)k, 0) != 4 + k ||
+	    read_frame(fd, buf, cap, &len) < 0 || llmp_wire_decode_resp(buf, len, &m) < 0 ||
+	    m.type != LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED)
+		goto fail;
+	memcpy(caps, LLMP_B2B_CAPS_MAGIC, 8);
+	memcpy(caps + 8, "\1\0\0\0", 4);
+	if (send_b2b(fd, 0, LLMP_TAG_B2B_CAPS, 0, caps, sizeof(caps)) < 0)
+		goto fail;
+	/* The answer, perhaps after some history. */
+	for (;;) {
+		if (read_frame(fd, buf, cap, &len) < 0 || llmp_wire_decode_b2b(buf, len, &x) < 0)
+			goto fail;
+		if (x.tag == LLMP_TAG_B2B_CAPS && x.len == 12 && !memcmp(x.buf, LLMP_B2B_CAPS_MAGIC, 8)) {
+			*codecs = ((const uint8_t *)x.buf)[8];
+			return fd;
+		}
+	}
+fail:
+	close(fd);
+	return -1;
+}
+
+/*
+ * One of our brokers, played by hand, agrees on zstd with broker 0: a valid
+ * zstd frame arrives decompressed at the local client; a corrupt one, a
+ * bomb (a frame that declares 1 GiB) and a truncated frame each drop the
+ * link with a logged reason, and the broker carries on.
+ */
+TEST_F(b2b, corrupt_zstd_drops_the_link)
+{
+	static uint8_t buf[70000], big[20000], z[20000];
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	uint32_t codecs = 0;
+	int fd, r;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0] != C_ZSTD)
+		SKIP(return, "runs in the zstd variant");
+	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
+
+	/* Good: 20000 compressible bytes as one zstd frame. */
+	fd = our_peer(&self->n[0], buf, sizeof(buf), &codecs);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(LLMP_B2B_CAPS_ZSTD, codecs);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)("fuzz"[i % 4] + (i % 1000 == 0));
+	size_t zn = ZSTD_compress(z, sizeof(z), big, sizeof(big), 3);
+	ASSERT_FALSE(ZSTD_isError(zn));
+	ASSERT_EQ(0, send_b2b(fd, 9, 0xabc, LLMP_FLAG_ZSTD, z, zn));
+	while ((r = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != 0xabc)
+		;
+	ASSERT_EQ(1, r);
+	ASSERT_EQ(LLMP_FLAG_FROM_B2B, v.flags);
+	ASSERT_EQ(9, v.sender);
+	ASSERT_EQ(sizeof(big), v.len);
+	ASSERT_EQ(0, memcmp(big, v.buf, sizeof(big)));
+	close(fd);
+
+	/* Bad ones. */
+	uint8_t bomb[32] = { 0x28, 0xb5, 0x2f, 0xfd, 0xe0 }; /* magic, single segment, 8-byte size */
+	bomb[5 + 4] = 0x40;                                 /* 1 << 38 bytes */
+	bomb[13] = 0x01;                                    /* a last raw block of 0 bytes */
+	const struct {
+		const void *p;
+		size_t n;
+		const char *why;
+	} bad[] = {
+		{ "not a zstd frame at all", 23, "no zstd frame" },
+		{ bomb, 16, "over the 134217728-byte cap" },
+		{ z, zn - 3, "corrupt zstd frame" },
+	};
+	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fd = our_peer(&self->n[0], buf, sizeof(buf), &codecs);
+		ASSERT_LE(0, fd);
+		ASSERT_EQ(0, send_b2b(fd, 9, 0xbad, LLMP_FLAG_ZSTD, bad[i].p, bad[i].n));
+		ssize_t n;
+		while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+			;
+		ASSERT_TRUE(n == 0 || errno == ECONNRESET) TH_LOG("case %u: link not closed", i);
+		close(fd);
+		ASSERT_TRUE(log_has(bad[i].why)) TH_LOG("case %u: no \"%s\" in:\n%s", i, bad[i].why, b2b_log);
+	}
+	/* Still serving, and nothing of the bad frames reached the page. */
+	ASSERT_EQ(0, llmp_client_send(c, TAG, 0, "alive", 5));
+	while ((r = llmp_client_recv_wait(c, &v, 5000)) == 1 && v.tag != TAG)
+		ASSERT_NE(0xbad, v.tag);
+	ASSERT_EQ(1, r);
+	llmp_client_free(c);
+	ASSERT_EQ(0, node_stop(&self->n[0]));
+}
+
+/*
+ * Broker 0 (zstd and deflate) dials a LibAFL broker played by hand: it asks
+ * EXT_QUERY on a first connection, which LibAFL answers by hanging up, then
+ * links on a second one and sends deflate, never a capabilities frame and
+ * never zstd.
+ */
+TEST_F(b2b, zstd_dialer_to_libafl_peer)
+{
+	static uint8_t buf[70000], msg[4096];
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	struct llmp_client *c;
+	struct llmp_wire_msg m;
+	struct llmp_wire_b2b x;
+	uint32_t len;
+	int ls, fd = -1;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0] != (C_ZSTD | C_DEFLATE))
+		SKIP(return, "runs in the zstd_and_none variant");
+	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, bind(ls, (struct sockaddr *)&a, sizeof(a)));
+	ASSERT_EQ(0, listen(ls, 4));
+	ASSERT_EQ(0, getsockname(ls, (struct sockaddr *)&a, &al));
+	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, "127.0.0.1", ntohs(a.sin_port)));
+	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
+	fill(msg, sizeof(msg), 0, 1);
+	ASSERT_EQ(0, llmp_client_send(c, TAG, 0, msg, sizeof(msg)));
+
+	/* LibAFL's hello: broadcast page {size 1 MiB, id "libafl"}, hostname "libafl". */
+	struct llmp_wire_msg hello = { .type = LLMP_TCP_RESP_BROKER_CONNECT_HELLO, .text = "libafl",
+				       .text_len = 6, .desc = { .size = 1 << 20, .id = "libafl" } };
+	int hn = llmp_wire_encode_resp(&hello, buf + 4, 200);
+	ASSERT_LT(0, hn);
+	llmp_wire_put_len(buf, (uint32_t)hn);
+	struct timeval tv = { 5, 0 };
+	for (int conn = 0; conn < 2; conn++) {
+		fd = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+		ASSERT_LE(0, fd);
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		ASSERT_EQ(4 + hn, send(fd, buf, 4 + (size_t)hn, 0));
+		uint8_t rq[300];
+		ASSERT_EQ(0, read_frame(fd, rq, sizeof(rq), &len));
+		ASSERT_EQ(0, llmp_wire_decode_req(rq, len, &m));
+		if (conn == 0) {
+			/* LibAFL does not know this request: it hangs up. */
+			ASSERT_EQ(LLMP_TCP_REQ_EXT_QUERY, m.type);
+			close(fd);
+			continue;
+		}
+		ASSERT_EQ(LLMP_TCP_REQ_REMOTE_BROKER_HELLO, m.type);
+		static const uint8_t acc[] = { 0, 0, 0, 2, 0x02, 0x05 };
+		ASSERT_EQ(sizeof(acc), send(fd, acc, sizeof(acc), 0));
+	}
+	/* The first frame is the client's message, deflated: no capabilities, no zstd. */
+	ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+	ASSERT_EQ(0, llmp_wire_decode_b2b(buf, len, &x));
+	ASSERT_EQ(TAG, x.tag);
+	ASSERT_EQ(LLMP_FLAG_COMPRESSED, x.flags);
+	ASSERT_LT(x.len, sizeof(msg));
+	ASSERT_EQ(-1, recv(fd, buf, 1, MSG_DONTWAIT));
+	close(fd);
+	close(ls);
+	llmp_client_free(c);
+	ASSERT_EQ(0, node_stop(&self->n[0]));
+}
+#endif
+
+/* ---- re-dialling ---------------------------------------------------------------- */
+
+/*
+ * Nobody listens on the port broker 0 dials: llmp_loop_connect_b2b()
+ * returns at once, the loop keeps trying with backoff (a few attempts in
+ * 2 s, not a busy loop) while a client registers and gets its message
+ * round; once a broker listens there, the link comes up and both sides'
+ * messages, including one sent before the link existed, arrive exactly once.
+ */
+TEST_F_TIMEOUT(b2b, dial_waits_for_absent_peer, 60)
+{
+	struct node *a = &self->n[0], b;
+	struct llmp_client *ca, *cb;
+	struct llmp_msg_view v;
+	uint16_t port = free_port();
+	int r;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0])
+		SKIP(return, "run once, uncompressed");
+	ASSERT_NE(0, port);
+	memset(&b, 0, sizeof(b));
+	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, node_start(a));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &ca));
+	ASSERT_EQ(0, llmp_client_send(ca, TAG, 0, "early", 5));
+	while ((r = llmp_client_recv_wait(ca, &v, 5000)) == 1 && v.tag != TAG)
+		;
+	ASSERT_EQ(1, r);
+	usleep(2000000);
+	unsigned long dials = atomic_load_explicit(&a->dials, memory_order_relaxed);
+	/* 0, ~0.1, ~0.3, ~0.7, ~1.5 s: backoff, not a spin. */
+	ASSERT_GE(dials, 3) TH_LOG("%lu attempts in 2 s", dials);
+	ASSERT_LE(dials, 8) TH_LOG("%lu attempts in 2 s", dials);
+	ASSERT_EQ(0, atomic_load_explicit(&a->links_up, memory_order_relaxed));
+	ASSERT_TRUE(log_has("attempt 1 failed")) TH_LOG("%s", b2b_log);
+
+	/* The peer appears. */
+	ASSERT_EQ(0, node_init(&b, self->kind, port, 0)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, node_start(&b));
+	ASSERT_TRUE(wait_links(a, 1, 15000)) TH_LOG("no link after the peer came up:\n%s", b2b_log);
+	ASSERT_TRUE(wait_links(&b, 1, 5000));
+	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &cb));
+	ASSERT_EQ(0, llmp_client_send(cb, TAG, 0, "from b", 6));
+	ASSERT_EQ(0, llmp_client_send(ca, TAG, 0, "late", 4));
+	int got_a = 0, got_b = 0;
+	while (got_a < 1 && (r = llmp_client_recv_wait(ca, &v, 5000)) == 1)
+		got_a += v.tag == TAG && v.len == 6 && !memcmp(v.buf, "from b", 6);
+	ASSERT_EQ(1, got_a);
+	int early = 0, late = 0;
+	while (early + late < 2 && (r = llmp_client_recv_wait(cb, &v, 5000)) == 1) {
+		if (v.tag != TAG || !(v.flags & LLMP_FLAG_FROM_B2B))
+			continue;
+		early += v.len == 5 && !memcmp(v.buf, "early", 5);
+		late += v.len == 4 && !memcmp(v.buf, "late", 4);
+	}
+	ASSERT_EQ(1, early);
+	ASSERT_EQ(1, late);
+	usleep(200000);
+	while ((r = llmp_client_recv(cb, &v)) == 1)
+		got_b += v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B);
+	ASSERT_EQ(0, got_b) TH_LOG("duplicates at b");
+	while ((r = llmp_client_recv(ca, &v)) == 1)
+		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B)) TH_LOG("duplicate at a");
+	llmp_client_free(ca);
+	llmp_client_free(cb);
+	ASSERT_EQ(0, node_stop(a));
+	node_fini(&b);
+}
+
+/* Path of a tool built beside this test binary (build/tools/NAME), or NULL. */
+static const char *tool_path(const char *name, char *buf, size_t cap)
+{
+	char self_path[4096];
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return NULL;
+	self_path[n] = 0;
+	slash = strrchr(self_path, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
+	return access(buf, X_OK) == 0 ? buf : NULL;
+}
+
+/* Remove the segments a killed process left behind. */
+static void remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
+{
+	if (kind == LLMP_SHMEM_SYSV) {
+		struct shm_info info;
+		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+
+		for (int i = 0; i <= max; i++) {
+			struct shmid_ds ds;
+			int id = shmctl(i, SHM_STAT, &ds);
+
+			if (id >= 0 && ds.shm_cpid == pid)
+				shmctl(id, IPC_RMID, NULL);
+		}
+	} else if (kind == LLMP_SHMEM_POSIX) {
+		char prefix[64];
+		DIR *d = opendir("/dev/shm");
+		struct dirent *e;
+
+		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
+		while (d && (e = readdir(d))) {
+			char name[300];
+
+			if (strncmp(e->d_name, prefix, strlen(prefix)))
+				continue;
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			shm_unlink(name);
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
+/* Start llmp-broker on port (0: any); returns its pid, *port_out the port it listens on. */
+static pid_t start_tool_broker(const char *path, enum llmp_shmem_kind kind, uint16_t port,
+			       uint16_t *port_out, FILE **out)
+{
+	char ps[16], line[256];
+	int pfd[2];
+	pid_t pid;
+	FILE *f;
+	unsigned p = 0;
+
+	if (pipe(pfd))
+		return -1;
+	snprintf(ps, sizeof(ps), "%u", port);
+	pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		dup2(pfd[1], 1);
+		if (null >= 0)
+			dup2(null, 2);
+		close(pfd[0]);
+		execl(path, path, "--port", ps, "--provider", llmp_shmem_kind_name(kind),
+		      "--stats-interval", "0", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	f = fdopen(pfd[0], "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strrchr(line, ':');
+
+		if (strstr(line, "listening on ") && colon && sscanf(colon + 1, "%u", &p) == 1)
+			break;
+	}
+	*out = f; /* kept open until the broker exits: it prints a last line */
+	*port_out = (uint16_t)p;
+	return p ? pid : -1;
+}
+
+/* Receive until `want` TAG messages whose text starts with prefix are seen; counts per index. */
+static int collect(struct llmp_client *c, const char *prefix, int *seen, int n, int want)
+{
+	struct llmp_msg_view v;
+	int got = 0, i;
+	char t[64];
+
+	while (got < want && llmp_client_recv_wait(c, &v, 10000) == 1) {
+		if (v.tag != TAG || v.len >= sizeof(t))
+			continue;
+		memcpy(t, v.buf, v.len);
+		t[v.len] = 0;
+		if (strncmp(t, prefix, strlen(prefix)) || sscanf(t + strlen(prefix), "%d", &i) != 1 ||
+		    i < 0 || i >= n)
+			continue;
+		seen[i]++;
+		got++;
+	}
+	return got;
+}
+
+static int send_n(struct llmp_client *c, const char *prefix, int n)
+{
+	char t[64];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(t, sizeof(t), "%s%d", prefix, i);
+		if (llmp_client_send(c, TAG, 0, t, strlen(t)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+#define RN 20
+
+/*
+ * Broker A (here) dials broker B (an llmp-broker process).  B is SIGKILLed
+ * and started again on the same port: A notices, re-dials, and the new link
+ * carries what A's client sent while B was away and afterwards, each
+ * message exactly once; nothing from before the kill is sent again, and B's
+ * new messages reach A once.
+ */
+TEST_F_TIMEOUT(b2b, redial_after_peer_restart, 90)
+{
+	struct node *a = &self->n[0];
+	struct llmp_client *txa, *rxa, *txb, *rxb;
+	char path[4200];
+	uint16_t port, port2;
+	int seen[RN], st;
+	FILE *bout = NULL;
+	pid_t bp;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0])
+		SKIP(return, "run once, uncompressed");
+	if (!tool_path("llmp-broker", path, sizeof(path)))
+		SKIP(return, "llmp-broker not built beside the tests");
+	bp = start_tool_broker(path, self->kind, 0, &port, &bout);
+	ASSERT_LT(0, bp);
+	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port));
+	ASSERT_EQ(0, node_start(a));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &txa));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &rxa));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &txb));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &rxb));
+	ASSERT_TRUE(wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
+
+	/* Before: both ways, once. */
+	ASSERT_EQ(0, send_n(txa, "a0 ", RN));
+	ASSERT_EQ(0, send_n(txb, "b0 ", RN));
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxb, "a0 ", seen, RN, RN));
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxa, "b0 ", seen, RN, RN));
+	llmp_client_free(txb);
+	llmp_client_free(rxb);
+
+	/* B dies; A's link goes down and A's client sends while B is away. */
+	ASSERT_EQ(0, kill(bp, SIGKILL));
+	ASSERT_EQ(bp, waitpid(bp, &st, 0));
+	if (bout)
+		fclose(bout);
+	remove_orphans(self->kind, bp);
+	ASSERT_TRUE(wait_links(a, 0, 10000));
+	ASSERT_EQ(0, send_n(txa, "a1 ", RN));
+	usleep(300000);
+
+	/* B again, same port: the link comes back by itself. */
+	bp = start_tool_broker(path, self->kind, port, &port2, &bout);
+	ASSERT_LT(0, bp);
+	ASSERT_EQ(port, port2);
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &txb));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &rxb));
+	ASSERT_TRUE(wait_links(a, 1, 15000)) TH_LOG("no re-dial:\n%s", b2b_log);
+	ASSERT_EQ(0, send_n(txa, "a2 ", RN));
+	ASSERT_EQ(0, send_n(txb, "b2 ", RN));
+	/* B's client: every a1 and a2 exactly once (a1 was kept in A's history). */
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxb, "a1 ", seen, RN, RN));
+	for (int i = 0; i < RN; i++) {
+		int n1 = seen[i];
+
+		ASSERT_EQ(1, n1) TH_LOG("a1 %d", n1);
+	}
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxb, "a2 ", seen, RN, RN));
+	for (int i = 0; i < RN; i++) {
+		int n1 = seen[i];
+
+		ASSERT_EQ(1, n1) TH_LOG("a2 %d", n1);
+	}
+	/* A's client: every b2 once. */
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxa, "b2 ", seen, RN, RN));
+	/* Then nothing: no copy of a0/a1/a2 at B, no b0 again at A. */
+	usleep(300000);
+	struct llmp_msg_view v;
+	int r;
+	while ((r = llmp_client_recv(rxb, &v)) == 1) {
+		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B))
+			TH_LOG("B got another: %.*s", (int)v.len, (const char *)v.buf);
+	}
+	while ((r = llmp_client_recv(rxa, &v)) == 1) {
+		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B))
+			TH_LOG("A got another: %.*s", (int)v.len, (const char *)v.buf);
+	}
+	ASSERT_TRUE(log_has("lost")) TH_LOG("%s", b2b_log);
+	llmp_client_free(txb);
+	llmp_client_free(rxb);
+	ASSERT_EQ(0, kill(bp, SIGTERM));
+	ASSERT_EQ(bp, waitpid(bp, &st, 0));
+	if (bout)
+		fclose(bout);
+	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status 0x%x", st);
+	llmp_client_free(txa);
+	llmp_client_free(rxa);
+	ASSERT_EQ(0, node_stop(a));
+	struct llmp_loop_stats ls;
+	llmp_loop_stats(a->lp, &ls);
+	ASSERT_LE(2, ls.b2b_dials);
+}
+TEST_HARNESS_MAIN
