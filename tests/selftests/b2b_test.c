@@ -1087,4 +1087,189 @@ TEST_F_TIMEOUT(b2b, redial_after_peer_restart, 90)
 	llmp_loop_stats(a->lp, &ls);
 	ASSERT_LE(2, ls.b2b_dials);
 }
+/* ---- three brokers in three network namespaces -------------------------------------- */
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	strncat(cmd, " >/dev/null 2>&1", sizeof(cmd) - strlen(cmd) - 1);
+	return system(cmd);
+}
+
+static int enter_ns(const char *name)
+{
+	char path[128];
+	int fd, r;
+
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	r = setns(fd, CLONE_NEWNET);
+	close(fd);
+	return r;
+}
+
+#define NS_PORT 7411
+#define NS_MSGS 20
+
+/*
+ * Brokers A, B, C in namespaces joined pairwise by veth links (A-B, A-C,
+ * B-C), linked B->A, C->A, C->B over those addresses; one client process
+ * per namespace sends NS_MSGS messages and must receive all 3 * NS_MSGS
+ * exactly once.
+ */
+TEST_F_TIMEOUT(b2b, netns_triangle, 90)
+{
+	static const char *const addr[3][3] = {
+		/* addr[i][j]: how namespace j reaches broker i */
+		{ NULL, "10.251.1.1", "10.251.2.1" },
+		{ "10.251.1.2", NULL, "10.251.3.2" },
+		{ "10.251.2.3", "10.251.3.3", NULL },
+	};
+	char ns[3][32];
+	pid_t bro[3] = { 0, 0, 0 }, cli[3];
+	int pid = getpid() % 100000, st;
+
+	if (!self->ok)
+		SKIP(return, "no brokers (see the setup's reason)");
+	if (variant->codecs[0])
+		SKIP(return, "run once, uncompressed");
+	if (geteuid() != 0 || sh("ip netns list") != 0)
+		SKIP(return, "needs root and ip(8) for network namespaces");
+	for (int i = 0; i < 3; i++)
+		snprintf(ns[i], sizeof(ns[i]), "llmp%d%c", pid, 'a' + i);
+	/* Namespaces, loopback, and a veth pair per edge. */
+	int fail = 0;
+	for (int i = 0; i < 3; i++)
+		fail |= sh("ip netns add %s", ns[i]) || sh("ip -n %s link set lo up", ns[i]);
+	static const int edge[3][2] = { { 0, 1 }, { 0, 2 }, { 1, 2 } };
+	static const char *const net[3] = { "10.251.1", "10.251.2", "10.251.3" };
+	for (int e = 0; e < 3 && !fail; e++) {
+		int a = edge[e][0], b = edge[e][1];
+		char va[16], vb[16];
+
+		snprintf(va, sizeof(va), "v%d%d%d", pid, a, b);
+		snprintf(vb, sizeof(vb), "v%d%d%d", pid, b, a);
+		fail |= sh("ip link add %s type veth peer name %s", va, vb) ||
+			sh("ip link set %s netns %s", va, ns[a]) || sh("ip link set %s netns %s", vb, ns[b]) ||
+			sh("ip -n %s addr add %s.%d/24 dev %s", ns[a], net[e], a + 1, va) ||
+			sh("ip -n %s addr add %s.%d/24 dev %s", ns[b], net[e], b + 1, vb) ||
+			sh("ip -n %s link set %s up", ns[a], va) || sh("ip -n %s link set %s up", ns[b], vb);
+	}
+	if (fail) {
+		for (int i = 0; i < 3; i++)
+			sh("ip netns del %s", ns[i]);
+		SKIP(return, "cannot set up network namespaces and veth pairs here");
+	}
+
+	/* Brokers: A first; B links to A; C links to A and B. */
+	for (int i = 0; i < 3 && !fail; i++) {
+		int pfd[2];
+		char ok;
+
+		ASSERT_EQ(0, pipe(pfd));
+		bro[i] = fork();
+		ASSERT_LE(0, bro[i]);
+		if (bro[i] == 0) {
+			struct llmp_provider *p;
+			struct llmp_broker *b;
+			struct llmp_tcp_listener *l;
+			struct llmp_loop *lp;
+			struct llmp_loop_opts oo = { .struct_size = sizeof(oo), .handle_signals = true };
+
+			close(pfd[0]);
+			if (enter_ns(ns[i]) < 0 || llmp_provider_new(LLMP_SHMEM_POSIX, &p) < 0 ||
+			    llmp_broker_new(p, NULL, &b) < 0 ||
+			    llmp_tcp_listen(b, "0.0.0.0", NS_PORT, NULL, &l) < 0 ||
+			    llmp_loop_new(b, &oo, &lp) < 0 || llmp_loop_add_listener(lp, l) < 0)
+				_exit(2);
+			for (int j = 0; j < i; j++) {
+				if (llmp_loop_connect_b2b(lp, addr[j][i], NS_PORT) < 0)
+					_exit(3);
+			}
+			if (write(pfd[1], "k", 1) != 1)
+				_exit(2);
+			int r = llmp_loop_run(lp);
+			llmp_loop_free(lp);
+			llmp_tcp_listener_free(l);
+			llmp_broker_free(b);
+			llmp_provider_free(p);
+			_exit(r == 0 ? 0 : 4);
+		}
+		close(pfd[1]);
+		if (read(pfd[0], &ok, 1) != 1)
+			fail = 1;
+		close(pfd[0]);
+	}
+	/* Clients: one per namespace, through that namespace's loopback. */
+	for (int i = 0; i < 3 && !fail; i++) {
+		cli[i] = fork();
+		ASSERT_LE(0, cli[i]);
+		if (cli[i] == 0) {
+			struct llmp_provider *p;
+			struct llmp_client *c;
+			struct llmp_msg_view v;
+			int seen[3][NS_MSGS], got = 0, from, k;
+			char m[32];
+
+			memset(seen, 0, sizeof(seen));
+			if (enter_ns(ns[i]) < 0 || llmp_provider_new(LLMP_SHMEM_POSIX, &p) < 0 ||
+			    llmp_client_connect_tcp(p, NULL, NS_PORT, NULL, &c) < 0)
+				_exit(10);
+			for (int n = 0; n < NS_MSGS; n++) {
+				snprintf(m, sizeof(m), "ns%d m%d", i, n);
+				if (llmp_client_send(c, 0x51300321, 0, m, strlen(m)) < 0)
+					_exit(11);
+			}
+			while (got < 3 * NS_MSGS && llmp_client_recv_wait(c, &v, 20000) == 1) {
+				char t[32];
+
+				if (v.tag != 0x51300321 || v.len >= sizeof(t))
+					continue;
+				memcpy(t, v.buf, v.len);
+				t[v.len] = 0;
+				if (sscanf(t, "ns%d m%d", &from, &k) != 2 || from < 0 || from > 2 ||
+				    k < 0 || k >= NS_MSGS)
+					_exit(12);
+				if (seen[from][k]++)
+					_exit(13); /* duplicate */
+				if ((from != i) != !!(v.flags & LLMP_FLAG_FROM_B2B))
+					_exit(14);
+				got++;
+			}
+			/* A little longer: nothing else may arrive. */
+			if (got == 3 * NS_MSGS && llmp_client_recv_wait(c, &v, 300) == 1 &&
+			    v.tag == 0x51300321)
+				_exit(13);
+			llmp_client_free(c);
+			llmp_provider_free(p);
+			_exit(got == 3 * NS_MSGS ? 0 : 15);
+		}
+	}
+	int cst[3] = { -1, -1, -1 };
+	for (int i = 0; i < 3 && !fail; i++)
+		waitpid(cli[i], &cst[i], 0);
+	for (int i = 0; i < 3; i++) {
+		if (bro[i] > 0) {
+			kill(bro[i], SIGTERM);
+			waitpid(bro[i], &st, 0);
+			EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("broker %d: status 0x%x", i, st);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		sh("ip netns del %s", ns[i]);
+	ASSERT_EQ(0, fail) TH_LOG("a broker did not start");
+	for (int i = 0; i < 3; i++) {
+		ASSERT_TRUE(WIFEXITED(cst[i]));
+		ASSERT_EQ(0, WEXITSTATUS(cst[i])) TH_LOG("client in namespace %d (10 connect, 12 bad, 13 duplicate, 14 flag, 15 missing)", i);
+	}
+}
+
 TEST_HARNESS_MAIN
