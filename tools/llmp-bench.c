@@ -55,6 +55,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,6 +137,8 @@ struct shared {
 	_Atomic int finish; /* parent → senders: receivers are done, you may exit */
 	_Atomic int abort_run; /* anyone → all: give up */
 	uint16_t waker_port; /* set before fork: the loop's TCP port for llmp_waker_connect_tcp() */
+	_Atomic int waiter_tid; /* the broker process's waiter thread (not counted as broker CPU) */
+	_Atomic int wake_done;  /* --wake: sender 0 sent its last message; idle senders send END */
 	struct tx_result tx[MAX_SENDERS];
 	struct rx_result rx[MAX_RECEIVERS];
 	/* flow control: messages of each sender each receiver has taken (atomic) */
@@ -158,6 +162,8 @@ static struct shared *sh;
 static uint64_t window_msgs;
 /* --broker loop --no-poke: senders get no waker, the loop's nap bounds the wait. */
 static bool no_poke;
+/* --broker loop --wake-via: how pokes reach the loop (futex: io_uring's op where the kernel has it). */
+static enum llmp_loop_wake wake_via = LLMP_LOOP_WAKE_AUTO;
 #define DEFAULT_HISTORY (64u << 20)
 
 /*
@@ -448,18 +454,17 @@ static int send_end(struct llmp_client *c, uint32_t idx, uint64_t count, uint64_
 }
 
 /*
- * CPU time (ns) of the broker's thread (the main thread of process pid: the
- * waiter thread is not counted), from schedstat, else from stat's
- * utime+stime in clock ticks.
+ * CPU time (ns) of one thread of process pid, from schedstat, else from
+ * stat's utime+stime in clock ticks.
  */
-static uint64_t broker_cpu_ns(pid_t pid)
+static uint64_t task_cpu_ns(pid_t pid, int tid)
 {
 	char path[64], buf[1024];
 	unsigned long long ns, ut = 0, st = 0;
 	FILE *f;
 	size_t n;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, tid);
 	f = fopen(path, "r");
 	if (f) {
 		int ok = fscanf(f, "%llu", &ns) == 1;
@@ -468,7 +473,7 @@ static uint64_t broker_cpu_ns(pid_t pid)
 		if (ok)
 			return ns;
 	}
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, tid);
 	f = fopen(path, "r");
 	if (!f)
 		return 0;
@@ -480,6 +485,32 @@ static uint64_t broker_cpu_ns(pid_t pid)
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return 0;
 	return (ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/*
+ * CPU time (ns) of the broker: every thread of process pid but the bench's
+ * waiter thread (the loop's wake bridge thread counts).
+ */
+static uint64_t broker_cpu_ns(pid_t pid)
+{
+	char path[64];
+	struct dirent *e;
+	uint64_t sum = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return task_cpu_ns(pid, (int)pid);
+	while ((e = readdir(d))) {
+		int tid = atoi(e->d_name);
+
+		/* seq_cst load, pairs with the waiter's store of its tid */
+		if (tid > 0 && tid != atomic_load(&sh->waiter_tid))
+			sum += task_cpu_ns(pid, tid);
+	}
+	closedir(d);
+	return sum;
 }
 
 static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bcast, int sock,
@@ -519,9 +550,15 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	}
 	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 
-	if (o.wake) {
+	if (o.wake && idx > 0) {
+		/* --wake --senders N: the others only stay registered (idle clients). */
+		while (!flag_get(&sh->wake_done) && !flag_get(&sh->abort_run))
+			sleep_ns(1000000);
+	} else if (o.wake) {
 		/* Idle phase: nobody sends; how much CPU does the broker burn? */
 		pid_t broker = getppid();
+		for (int i = 0; i < 5000 && !atomic_load(&sh->waiter_tid); i++)
+			sleep_ns(1000000); /* broker_cpu_ns() leaves the waiter out */
 		uint64_t t0 = now_ns(), c0 = broker_cpu_ns(broker);
 
 		sleep_ns((uint64_t)(o.idle * 1e9));
@@ -538,6 +575,7 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 				goto out;
 			}
 		}
+		flag_set(&sh->wake_done); /* seq_cst, read by the idle senders */
 	} else {
 		const uint64_t t0 = now_ns(), stop = t0 + (uint64_t)(o.duration * 1e9);
 		const uint64_t check = o.rate > 0 ? 1 : o.size >= 65536 ? 1 : o.size >= 1024 ? 8 : 64;
@@ -798,6 +836,8 @@ static void *waiter_main(void *arg)
 	unsigned left = w->n, rx_left = w->nrx;
 	bool killed = false;
 
+	atomic_store(&sh->waiter_tid, (int)syscall(SYS_gettid)); /* read by broker_cpu_ns() */
+
 	while (left) {
 		int st;
 		pid_t pid = waitpid(-1, &st, WNOHANG);
@@ -876,6 +916,7 @@ static void usage(void)
 		"                  [--duration SECS] [--rate MSGS_PER_S] [--broker run|loop|spin|poll1ms]\n"
 		"                  [--copy] [--page-size BYTES] [--history BYTES]\n"
 		"       llmp-bench --wake [--provider KIND] [--broker run|loop|poll1ms] [--idle SECS] [--count N]\n"
+		"                  [--senders N (1 sends, N-1 stay idle)] [--wake-via auto|futex|bridge|bell]\n"
 		"--broker loop: senders wake the sleeping loop (llmp_waker_poke) unless --no-poke\n"
 		"KIND: default memfd sysv posix served kmod.  size: a multiple of 8, >= %u.\n",
 		HDR_LEN);
@@ -899,6 +940,7 @@ static void parse(int argc, char **argv)
 		{ "idle", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'C' },
 		{ "no-poke", no_argument, NULL, 'N' },
+		{ "wake-via", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -934,6 +976,18 @@ static void parse(int argc, char **argv)
 		case 'i': o.idle = atof(optarg); break;
 		case 'C': o.count = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'N': no_poke = true; break;
+		case 'V':
+			if (!strcmp(optarg, "auto"))
+				wake_via = LLMP_LOOP_WAKE_AUTO;
+			else if (!strcmp(optarg, "futex"))
+				wake_via = LLMP_LOOP_WAKE_FUTEX;
+			else if (!strcmp(optarg, "bridge"))
+				wake_via = LLMP_LOOP_WAKE_BRIDGE;
+			else if (!strcmp(optarg, "bell"))
+				wake_via = LLMP_LOOP_WAKE_BELL;
+			else
+				usage();
+			break;
 		default: usage();
 		}
 	}
@@ -942,7 +996,6 @@ static void parse(int argc, char **argv)
 	    o.duration <= 0 || o.rate < 0 || o.idle < 0 || !o.count)
 		usage();
 	if (o.wake) {
-		o.senders = 1;
 		o.receivers = 1;
 		o.duration = 0;
 	}
@@ -1007,11 +1060,12 @@ int main(int argc, char **argv)
 		 * The event loop, and a loopback TCP listener through which the
 		 * senders find its control segment (EXT_QUERY) to wake it.
 		 */
-		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO };
+		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO,
+					     .wake = wake_via };
 
-		/* senders that poke may let the loop sleep long; without pokes the nap bounds latency */
+		/* senders that poke let the loop sleep without a nap; without pokes the nap bounds latency */
 		if (!no_poke)
-			lo.max_sleep_us = 1000000;
+			lo.max_sleep_us = -1;
 		r = llmp_loop_new(b, &lo, &w.lp);
 		if (!r && !no_poke) {
 			r = llmp_tcp_listen(b, NULL, 0, NULL, &listener);
@@ -1141,19 +1195,24 @@ int main(int argc, char **argv)
 	if (o.page_size || o.history != DEFAULT_HISTORY)
 		snprintf(tuning, sizeof(tuning), " page_size=%zu history=%zu", o.page_size, o.history);
 	if (w.lp)
-		snprintf(bname, sizeof(bname), "loop-%s%s", llmp_loop_backend_name(w.lp),
-			 sh->waker_port ? "-poke" : "");
+		snprintf(bname, sizeof(bname), "loop-%s-%s", llmp_loop_backend_name(w.lp),
+			 sh->waker_port ? llmp_loop_wake_name(w.lp) : "nopoke");
 	else
 		snprintf(bname, sizeof(bname), "%s", broker_mode_names[o.broker]);
 	if (o.wake) {
 		double cpu = sh->tx[0].idle_secs > 0
 				     ? (double)sh->tx[0].idle_cpu_ns / 1e9 / sh->tx[0].idle_secs * 100.0
 				     : -1;
-		printf("provider=%s mode=wake broker=%s idle_s=%.1f idle_cpu_pct=%.2f msgs=%" PRIu64
+		struct llmp_loop_stats ls = { 0 };
+
+		if (w.lp)
+			llmp_loop_stats(w.lp, &ls); /* run() has returned */
+		printf("provider=%s mode=wake broker=%s clients=%u idle_s=%.1f idle_cpu_pct=%.2f msgs=%" PRIu64
 		       " lost=%" PRIu64 " dup=%" PRIu64 " p50_us=%.1f p99_us=%.1f reorder=%" PRIu64
-		       " bad=%" PRIu64 "\n",
-		       kname, bname, sh->tx[0].idle_secs, cpu, msgs, lost, dup,
-		       hist_pct(hist, 50), hist_pct(hist, 99), reorder, bad);
+		       " bad=%" PRIu64 " sleeps=%" PRIu64 " wakeups=%" PRIu64 "\n",
+		       kname, bname, o.senders + o.receivers, sh->tx[0].idle_secs, cpu, msgs, lost,
+		       dup, hist_pct(hist, 50), hist_pct(hist, 99), reorder, bad, ls.sleeps,
+		       ls.wakeups);
 	} else {
 		printf("provider=%s size=%zu senders=%u receivers=%u msgs=%" PRIu64
 		       " msgs_per_s=%.0f MBps=%.1f lost=%" PRIu64 " dup=%" PRIu64
