@@ -248,7 +248,8 @@ static int served_rpc(int fd, uint16_t op, const void *body, uint32_t len,
 				.length = len };
 
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), body, len);
+	if (len)
+		memcpy(buf + sizeof(h), body, len);
 	if (send(fd, buf, sizeof(h) + len, MSG_NOSIGNAL) != (ssize_t)(sizeof(h) + len) ||
 	    recv_exact(fd, &h, sizeof(h)) < 0 || h.op != (op | SERVED_OP_REPLY) ||
 	    h.length < sizeof(*r) || h.length > SERVED_MAX_REPLY_BODY ||
