@@ -310,6 +310,39 @@ FIXTURE_TEARDOWN(b2b)
 	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
 }
 
+/* One broker per test, with the codecs the test asks for (LINK_NODE). */
+FIXTURE(link)
+{
+	struct node n[1];
+	enum llmp_shmem_kind kind;
+	bool ok;
+};
+
+FIXTURE_SETUP(link)
+{
+	memset(self->n, 0, sizeof(self->n));
+	b2b_log[0] = 0;
+	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	self->ok = pick_kind(&self->kind) == 0;
+}
+
+FIXTURE_TEARDOWN(link)
+{
+	node_fini(&self->n[0]);
+	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
+}
+
+#define LINK_NODE(codecs)                                                                   \
+	do {                                                                                \
+		int r_;                                                                     \
+		if (!self->ok)                                                              \
+			SKIP(return, "neither POSIX nor System V shared memory works here"); \
+		r_ = node_init(&self->n[0], self->kind, 0, (codecs));                       \
+		if (r_ == -EOPNOTSUPP)                                                      \
+			SKIP(return, "codec not built in: %s", llmp_strerror_last());       \
+		ASSERT_EQ(0, r_) TH_LOG("%s", llmp_strerror_last());                        \
+	} while (0)
+
 static void fill(uint8_t *buf, size_t len, int broker, int i)
 {
 	/* Compressible, and different for every (broker, i). */
@@ -464,7 +497,7 @@ TEST_F_TIMEOUT(b2b, triangle_exactly_once, 60)
 }
 
 /* A link whose peer sends garbage is closed; the broker and its clients carry on. */
-TEST_F(b2b, bad_link_frames_close_the_link)
+TEST_F(link, bad_link_frames_close_the_link)
 {
 	static const char *const bad[] = {
 		"7fffffff",            /* frame over the 128 MiB cap */
@@ -475,10 +508,7 @@ TEST_F(b2b, bad_link_frames_close_the_link)
 	struct llmp_wire_msg m;
 	uint32_t len;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0])
-		SKIP(return, "run once, uncompressed");
+	LINK_NODE(0);
 	ASSERT_EQ(0, node_start(&self->n[0]));
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "evil",
@@ -532,7 +562,7 @@ TEST_F(b2b, bad_link_frames_close_the_link)
  * with its client id kept.  A broker with zstd on never sends it a
  * capabilities frame (the peer did not send one first).
  */
-TEST_F(b2b, libafl_wire_link)
+TEST_F(link, libafl_wire_link)
 {
 	uint8_t buf[4096];
 	struct llmp_wire_b2b x;
@@ -541,10 +571,8 @@ TEST_F(b2b, libafl_wire_link)
 	uint32_t len;
 	int r;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0] & C_DEFLATE)
-		SKIP(return, "the exact bytes are those of an uncompressed link");
+	/* With zstd on: it still sends no capabilities to a peer that sent none. */
+	LINK_NODE(C_ZSTD);
 	ASSERT_EQ(0, node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 	ASSERT_EQ(0, llmp_client_send(c, TAG, 0x0, "before the link", 15));
@@ -648,7 +676,7 @@ fail:
  * bomb (a frame that declares 1 GiB) and a truncated frame each drop the
  * link with a logged reason, and the broker carries on.
  */
-TEST_F(b2b, corrupt_zstd_drops_the_link)
+TEST_F(link, corrupt_zstd_drops_the_link)
 {
 	static uint8_t buf[70000], big[20000], z[20000];
 	struct llmp_client *c;
@@ -656,10 +684,7 @@ TEST_F(b2b, corrupt_zstd_drops_the_link)
 	uint32_t codecs = 0;
 	int fd, r;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0] != C_ZSTD)
-		SKIP(return, "runs in the zstd variant");
+	LINK_NODE(C_ZSTD);
 	ASSERT_EQ(0, node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 
@@ -720,7 +745,7 @@ TEST_F(b2b, corrupt_zstd_drops_the_link)
  * links on a second one and sends deflate, never a capabilities frame and
  * never zstd.
  */
-TEST_F(b2b, zstd_dialer_to_libafl_peer)
+TEST_F(link, zstd_dialer_to_libafl_peer)
 {
 	static uint8_t buf[70000], msg[4096];
 	struct sockaddr_in a = { .sin_family = AF_INET };
@@ -731,10 +756,7 @@ TEST_F(b2b, zstd_dialer_to_libafl_peer)
 	uint32_t len;
 	int ls, fd = -1;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0] != (C_ZSTD | C_DEFLATE))
-		SKIP(return, "runs in the zstd_and_none variant");
+	LINK_NODE(C_ZSTD | C_DEFLATE);
 	ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ASSERT_EQ(0, bind(ls, (struct sockaddr *)&a, sizeof(a)));
@@ -794,7 +816,7 @@ TEST_F(b2b, zstd_dialer_to_libafl_peer)
  * round; once a broker listens there, the link comes up and both sides'
  * messages, including one sent before the link existed, arrive exactly once.
  */
-TEST_F_TIMEOUT(b2b, dial_waits_for_absent_peer, 60)
+TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 {
 	struct node *a = &self->n[0], b;
 	struct llmp_client *ca, *cb;
@@ -802,10 +824,7 @@ TEST_F_TIMEOUT(b2b, dial_waits_for_absent_peer, 60)
 	uint16_t port = free_port();
 	int r;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0])
-		SKIP(return, "run once, uncompressed");
+	LINK_NODE(0);
 	ASSERT_NE(0, port);
 	memset(&b, 0, sizeof(b));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port)) TH_LOG("%s", llmp_strerror_last());
@@ -987,7 +1006,7 @@ static int send_n(struct llmp_client *c, const char *prefix, int n)
  * message exactly once; nothing from before the kill is sent again, and B's
  * new messages reach A once.
  */
-TEST_F_TIMEOUT(b2b, redial_after_peer_restart, 90)
+TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 {
 	struct node *a = &self->n[0];
 	struct llmp_client *txa, *rxa, *txb, *rxb;
@@ -997,10 +1016,7 @@ TEST_F_TIMEOUT(b2b, redial_after_peer_restart, 90)
 	FILE *bout = NULL;
 	pid_t bp;
 
-	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0])
-		SKIP(return, "run once, uncompressed");
+	LINK_NODE(0);
 	if (!tool_path("llmp-broker", path, sizeof(path)))
 		SKIP(return, "llmp-broker not built beside the tests");
 	bp = start_tool_broker(path, self->kind, 0, &port, &bout);
@@ -1125,7 +1141,7 @@ static int enter_ns(const char *name)
  * per namespace sends NS_MSGS messages and must receive all 3 * NS_MSGS
  * exactly once.
  */
-TEST_F_TIMEOUT(b2b, netns_triangle, 90)
+TEST_F_TIMEOUT(link, netns_triangle, 90)
 {
 	static const char *const addr[3][3] = {
 		/* addr[i][j]: how namespace j reaches broker i */
@@ -1138,9 +1154,7 @@ TEST_F_TIMEOUT(b2b, netns_triangle, 90)
 	int pid = getpid() % 100000, st;
 
 	if (!self->ok)
-		SKIP(return, "no brokers (see the setup's reason)");
-	if (variant->codecs[0])
-		SKIP(return, "run once, uncompressed");
+		SKIP(return, "neither POSIX nor System V shared memory works here");
 	if (geteuid() != 0 || sh("ip netns list") != 0)
 		SKIP(return, "needs root and ip(8) for network namespaces");
 	for (int i = 0; i < 3; i++)
