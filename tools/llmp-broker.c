@@ -30,7 +30,9 @@ static void usage(FILE *f)
 		"  -b, --bind ADDR         address to listen on (default 127.0.0.1)\n"
 		"  -P, --provider KIND     shared memory: default, kmod, memfd, posix, sysv, served\n"
 		"  -B, --b2b HOST:PORT     link to the broker there (repeatable; link every pair of brokers)\n"
-		"  -z, --compress          deflate B2B payloads of 1 KiB or more (LibAFL's COMPRESSED flag)\n"
+		"  -z, --compress[=CODEC]  compress B2B payloads: deflate (the default: 1 KiB or more,\n"
+		"                          LibAFL's COMPRESSED flag) or zstd (256 bytes or more, with\n"
+		"                          our brokers that use zstd too; deflate with other peers)\n"
 		"  -s, --stats-interval S  print a stats line every S seconds (default 10; 0: never)\n"
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
@@ -63,11 +65,11 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	printf("stats: up %" PRId64 " s, clients %u, msgs/s in %.0f out %.0f, forwarded %" PRIu64
 	       ", pages %u, sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
 	       " quits %" PRIu64 " dropped %" PRIu64 ", b2b links %u sent %" PRIu64
-	       " received %" PRIu64 "\n",
+	       " received %" PRIu64 " deflated %" PRIu64 " zstd %" PRIu64 " dials %" PRIu64 "\n",
 	       st->uptime_ms / 1000, st->clients, rate_in, rate, st->forwarded, st->pages_live,
 	       st->sleeps, st->wakeups,
 	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
-	       st->b2b_received);
+	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials);
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
 	c->last_in = st->msgs_in;
@@ -94,7 +96,7 @@ int main(int argc, char **argv)
 		{ "bind", required_argument, 0, 'b' },
 		{ "provider", required_argument, 0, 'P' },
 		{ "b2b", required_argument, 0, 'B' },
-		{ "compress", no_argument, 0, 'z' },
+		{ "compress", optional_argument, 0, 'z' },
 		{ "stats-interval", required_argument, 0, 's' },
 		{ "exit-after", required_argument, 0, 'x' },
 		{ "loop", required_argument, 0, 'l' },
@@ -120,7 +122,7 @@ int main(int argc, char **argv)
 	int c, ret, verbose = 0;
 	const char *b2b[MAX_B2B];
 	unsigned nb2b = 0;
-	bool compress = false;
+	bool compress = false, zstd = false;
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -164,6 +166,10 @@ int main(int argc, char **argv)
 			break;
 		case 'z':
 			compress = true;
+			if (optarg && !strcmp(optarg, "zstd"))
+				zstd = true;
+			else if (optarg && strcmp(optarg, "deflate"))
+				goto bad;
 			break;
 		case 'm':
 			if (parse_uint(optarg, 10000000, &max_sleep) < 0)
@@ -210,7 +216,7 @@ int main(int argc, char **argv)
 				     .stats_interval_ms = (int)(stats_s * 1000),
 				     .on_stats = on_stats, .ctx = &sc,
 				     .max_sleep_us = (int)max_sleep, .exit_after = (unsigned)exit_after,
-				     .b2b_compress = compress };
+				     .b2b_compress = compress, .b2b_zstd = zstd };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;
@@ -233,7 +239,8 @@ int main(int argc, char **argv)
 		ret = llmp_loop_connect_b2b(lp, host, (uint16_t)bport);
 		if (ret < 0)
 			goto fail;
-		printf("llmp-broker: linked to %s\n", b2b[i]);
+		printf("llmp-broker: dialling %s (the loop connects, and re-dials when the link breaks)\n",
+		       b2b[i]);
 	}
 	printf("llmp-broker: listening on %s:%u (provider %s, loop %s)\n", bind_addr,
 	       llmp_tcp_listener_port(l), llmp_shmem_kind_name(llmp_provider_kind(p)),
