@@ -159,21 +159,46 @@ for mode in run loop; do
 	[ $rc -eq 0 ] || { echo "# FAILED: paced broker=$mode (exit $rc)"; failed=1; }
 done
 
-echo "# broker idle CPU (its thread, 2 s without traffic) and wake-up latency: one message"
-echo "# every 5-15 ms, sender to receiver (the receiver polls).  run: llmp_broker_run;"
-echo "# loop: the event loop (llmp_loop_run), senders poke its sleep word after each commit"
-echo "# (loop --no-poke: they do not, the loop's nap of up to 1 ms bounds the wait);"
-echo "# poll1ms: llmp_broker_once + fixed 1 ms sleep, what polling designs do"
+echo "# broker idle CPU (every broker thread, 2 s without traffic) and wake-up latency: one"
+echo "# message every 5-15 ms, sender to receiver (the receiver polls).  poll1ms: llmp_broker_once"
+echo "# + a fixed 1 ms sleep, what polling designs do: the baseline, x_poll1ms = value / its value"
+echo "# in this run.  loop-*-futex-op: the event loop, senders poke its sleep word, io_uring's"
+echo "# FUTEX_WAIT (Linux 6.7+); loop-*-futex-bridge: the same word watched by the bridge thread"
+echo "# (forced); loop-*-bell: the /dev/llmp bell (kmod); run: llmp_broker_run; loop-*-nopoke:"
+echo "# the loop's 1 ms naps.  clients=65: 63 more clients registered and idle."
+wake_count=${BENCH_WAKE_COUNT:-150}
 wake_providers="memfd"
 [ -c /dev/llmp ] && wake_providers="kmod memfd"
+wake_val() { echo "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
 for p in $wake_providers; do
-	for mode in run loop "loop --no-poke" poll1ms; do
-		# shellcheck disable=SC2086 # $mode may carry an option
-		line=$("$bench" --wake --provider "$p" --broker $mode --idle 2 --count 150)
-		rc=$?
-		[ $rc -eq 4 ] && { echo "# provider=$p: not available here, skipped"; continue; }
-		echo "$line"
-		[ $rc -eq 0 ] || { echo "# FAILED: wake provider=$p broker=$mode (exit $rc)"; failed=1; }
+	for n in 1 64; do
+		base=""
+		if [ "$n" = 1 ]; then
+			modes="poll1ms run loop:--no-poke loop:--wake-via:futex loop:--wake-via:bridge"
+		else
+			modes="poll1ms loop:--wake-via:futex loop:--wake-via:bridge"
+		fi
+		[ "$p" = kmod ] && modes="$modes loop:--wake-via:bell"
+		for mode in $modes; do
+			# shellcheck disable=SC2046 # the mode's words are options
+			line=$("$bench" --wake --provider "$p" --senders "$n" --idle 2 --count "$wake_count" \
+				--broker $(echo "$mode" | tr ':' ' '))
+			rc=$?
+			[ $rc -eq 4 ] && { echo "# provider=$p: not available here, skipped"; break; }
+			if [ "$mode" = poll1ms ] && [ $rc -eq 0 ]; then
+				base=$line
+			elif [ -n "$base" ] && [ $rc -eq 0 ]; then
+				line="$line $(awk -v c="$(wake_val "$line" idle_cpu_pct)" \
+					-v c0="$(wake_val "$base" idle_cpu_pct)" \
+					-v a="$(wake_val "$line" p50_us)" -v a0="$(wake_val "$base" p50_us)" \
+					-v b="$(wake_val "$line" p99_us)" -v b0="$(wake_val "$base" p99_us)" \
+					'function r(x, y) { return y > 0 ? sprintf("%.3f", x / y) : "n/a" }
+					 BEGIN { printf "cpu_x_poll1ms=%s p50_x_poll1ms=%s p99_x_poll1ms=%s",
+						 r(c, c0), r(a, a0), r(b, b0) }')"
+			fi
+			echo "$line"
+			[ $rc -eq 0 ] || { echo "# FAILED: wake provider=$p clients=$((n + 1)) broker=$mode (exit $rc)"; failed=1; }
+		done
 	done
 done
 
