@@ -275,15 +275,19 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *opts, stru
 /* Serve l from the loop (the loop does not own it; free it after the loop). */
 int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
 /*
- * Link this broker to the broker at addr:port (LibAFL's RemoteBrokerHello;
- * blocking handshake, then the loop drives the link).  Local clients'
+ * Link this broker to the broker at addr:port (LibAFL's RemoteBrokerHello).
+ * addr is resolved here; the loop then connects and does the handshake
+ * without blocking, so the other broker may start later.  Local clients'
  * messages go to the remote broker and back comes what its clients send,
  * flagged LLMP_FLAG_FROM_B2B, sender id kept.  A message crosses one link
  * only: link brokers in a full mesh.  Listeners added with
- * llmp_loop_add_listener() accept links from remote brokers.  A refused
- * connection is retried for up to 10 s.  Call it before llmp_loop_run() or
- * from the loop's own thread (e.g. in the stats callback).  A link that
- * breaks is closed and not dialled again.
+ * llmp_loop_add_listener() accept links from remote brokers.  A failed
+ * attempt or a link that breaks is dialled again after 100 ms, doubling to
+ * 5 s, jittered, until the loop is freed; messages committed while it was
+ * down are shipped once it is back (if the broadcast history still holds
+ * them), what was queued on the broken connection is lost for that peer.
+ * Call it before llmp_loop_run() or from the loop's own thread (e.g. in the
+ * stats callback).  0, or <0 if addr does not resolve or there are 64 links.
  */
 int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port);
 /* "io_uring" or "poll": what the loop actually uses. */
