@@ -428,7 +428,19 @@ static int drain(struct llmp_broker *b, unsigned idx)
 			b->left++;
 			break;
 		default:
-			ret = deliver(b, id, &m);
+			/*
+			 * Without hooks the message goes out as it came: the reader
+			 * already refused UNSET, UNINITIALIZED and END_OF_PAGE, and
+			 * NEW_SHM_CLIENT is handled above, so no tag check either.
+			 */
+			if (LLMP_LIKELY(!b->nhooks)) {
+				ret = llmp_sender_put(&b->out, m.tag, m.sender, m.broker, m.flags,
+						      m.buf, m.len);
+				if (LLMP_LIKELY(ret == 0))
+					b->forwarded++;
+			} else {
+				ret = deliver(b, id, &m);
+			}
 			if (ret == -EMSGSIZE) {
 				llmp_log(LLMP_LOG_WARN, "broker: a %zu-byte message of client %u "
 					 "is too large to forward; dropped", m.len, id);
