@@ -128,6 +128,10 @@ struct llmp_b2b_link {
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 #endif
+#ifdef LLMP_HAVE_ZLIB
+	z_stream zs;           /* kept and reset per message: an init costs more than a deflate */
+	bool zs_ok;
+#endif
 	struct llmp_b2b_counters cnt;
 	struct dialer *d;      /* NULL: accepted link */
 };
@@ -231,6 +235,10 @@ void llmp_b2b_link_free(struct llmp_b2b_link *l)
 #ifdef LLMP_HAVE_ZSTD
 	ZSTD_freeCCtx(l->zc);
 	ZSTD_freeDCtx(l->zd);
+#endif
+#ifdef LLMP_HAVE_ZLIB
+	if (l->zs_ok)
+		deflateEnd(&l->zs);
 #endif
 	free(l->z);
 	free(l->out);
@@ -359,28 +367,31 @@ static int queue_msg(struct llmp_b2b_link *l, const struct llmp_rmsg *m)
 #ifdef LLMP_HAVE_ZLIB
 	if ((l->codecs & LLMP_B2B_DEFLATE) && m->len >= COMPRESS_MIN &&
 	    !(m->flags & LLMP_FLAG_COMPRESSED) && m->len <= 0xffffffffu) {
-		z_stream zs;
+		z_stream *zs = &l->zs;
 
-		memset(&zs, 0, sizeof(zs));
-		if (deflateInit2(&zs, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK) {
-			uLong bound = deflateBound(&zs, (uLong)m->len);
+		if (!l->zs_ok) {
+			memset(zs, 0, sizeof(*zs));
+			l->zs_ok = deflateInit2(zs, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK;
+		} else if (deflateReset(zs) != Z_OK) {
+			deflateEnd(zs);
+			l->zs_ok = false;
+		}
+		if (l->zs_ok) {
+			uLong bound = deflateBound(zs, (uLong)m->len);
 
 			ret = z_reserve(l, bound);
-			if (ret < 0) {
-				deflateEnd(&zs);
+			if (ret < 0)
 				return ret;
-			}
-			zs.next_in = (Bytef *)m->buf;
-			zs.avail_in = (uInt)m->len;
-			zs.next_out = l->z;
-			zs.avail_out = (uInt)bound;
-			if (deflate(&zs, Z_FINISH) == Z_STREAM_END && zs.total_out < m->len) {
+			zs->next_in = (Bytef *)m->buf;
+			zs->avail_in = (uInt)m->len;
+			zs->next_out = l->z;
+			zs->avail_out = (uInt)bound;
+			if (deflate(zs, Z_FINISH) == Z_STREAM_END && zs->total_out < m->len) {
 				w.buf = l->z;
-				w.len = zs.total_out;
+				w.len = zs->total_out;
 				w.flags |= LLMP_FLAG_COMPRESSED;
 				l->cnt.deflated++;
 			}
-			deflateEnd(&zs);
 		}
 	}
 #endif
@@ -709,8 +720,6 @@ static int start_connect(struct llmp_b2b_link *l, int64_t now)
 	if (fd < 0)
 		return llmp_err(-errno, "b2b: dial %s: socket", l->peer);
 	d->sock = fd;
-	l->cnt.dials++;
-	d->attempts++;
 	d->deadline = now + HANDSHAKE_TIMEOUT_MS;
 	timer_at(d, d->deadline);
 	d->hs_len = d->hs_off = 0;
@@ -839,6 +848,8 @@ static int dial_steps(struct llmp_b2b_link *l, int64_t now)
 			return 0;
 		d->probing = (l->codecs & LLMP_B2B_ZSTD) != 0;
 		d->peer_ours = false;
+		l->cnt.dials++;
+		d->attempts++;
 		if (start_connect(l, now) < 0)
 			return -1;
 	} else if (now >= d->deadline) {

@@ -1286,4 +1286,161 @@ TEST_F_TIMEOUT(link, netns_triangle, 90)
 	}
 }
 
+#ifdef LLMP_HAVE_ZSTD
+/* ---- codec figures -------------------------------------------------------------- */
+
+#define FIG_MSGS 3000
+
+static double secs_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A fuzzing-like corpus: eight seeds (text and binary), each input a mutated copy. */
+static size_t make_input(uint8_t *out, size_t cap, uint64_t *rng, const uint8_t seeds[8][4096])
+{
+	const uint8_t *sd = seeds[llmp_test_rand(rng) % 8];
+	size_t len = 64 + llmp_test_rand(rng) % (cap - 64);
+	unsigned muts = 1 + llmp_test_rand(rng) % 8;
+
+	memcpy(out, sd, len);
+	for (unsigned m = 0; m < muts; m++) {
+		size_t at = llmp_test_rand(rng) % len;
+
+		switch (llmp_test_rand(rng) % 4) {
+		case 0: /* bit flip */
+			out[at] ^= (uint8_t)(1u << (llmp_test_rand(rng) % 8));
+			break;
+		case 1: /* interesting byte */
+			out[at] = (uint8_t[]){ 0, 0xff, 0x7f, 0x80, 0x41 }[llmp_test_rand(rng) % 5];
+			break;
+		case 2: { /* splice a chunk of another seed */
+			size_t n = 1 + llmp_test_rand(rng) % 64;
+
+			if (at + n > len)
+				n = len - at;
+			memcpy(out + at, seeds[llmp_test_rand(rng) % 8] + at, n);
+			break;
+		}
+		default: /* random bytes */
+			for (size_t i = at; i < at + 8 && i < len; i++)
+				out[i] = (uint8_t)llmp_test_rand(rng);
+		}
+	}
+	return len;
+}
+
+/*
+ * Deflate (level 1, raw, as the links send it) against zstd (level 1, one
+ * frame per message, a reused context, as the links send it) on 3000
+ * mutated fuzzing inputs of 64 bytes to 4 KiB.  Every message must come
+ * back byte for byte; the ratio and the speed are printed as figures, not
+ * asserted.
+ */
+TEST(codec_figures)
+{
+	static uint8_t seeds[8][4096], in[4096], z[8192], back[4096];
+	uint64_t rng = 0x1234567, in_b = 0, df_b = 0, zs_b = 0, df_pol = 0, zs_pol = 0, pol_in = 0;
+	double t_df = 0, t_inf = 0, t_zs = 0, t_unz = 0;
+	ZSTD_CCtx *cc = ZSTD_createCCtx();
+	ZSTD_DCtx *dc = ZSTD_createDCtx();
+
+	z_stream ds;
+
+	ASSERT_NE(NULL, cc);
+	ASSERT_NE(NULL, dc);
+	memset(&ds, 0, sizeof(ds));
+	ASSERT_EQ(Z_OK, deflateInit2(&ds, 1, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY));
+	for (int k = 0; k < 8; k++) {
+		if (k < 4) {
+			/* text: a request with headers and a JSON-ish body */
+			size_t n = 0;
+			while (n < sizeof(seeds[k]) - 64)
+				n += (size_t)snprintf((char *)seeds[k] + n, 64, "GET /a%d?id=%u HTTP/1.1\r\n"
+						      "X-Key: {\"v\":%u}\r\n", k,
+						      (unsigned)(llmp_test_rand(&rng) % 1000),
+						      (unsigned)(llmp_test_rand(&rng) % 100));
+		} else {
+			/* binary: 16-byte records, a magic, a small counter, some entropy */
+			for (size_t i = 0; i < sizeof(seeds[k]); i += 16) {
+				memcpy(seeds[k] + i, "\x89PNG", 4);
+				seeds[k][i + 4] = (uint8_t)(i / 16);
+				for (int j = 5; j < 16; j++)
+					seeds[k][i + j] = j < 9 ? (uint8_t)llmp_test_rand(&rng) : 0;
+			}
+		}
+	}
+	for (int m = 0; m < FIG_MSGS; m++) {
+		size_t len = make_input(in, sizeof(in), &rng, (const uint8_t (*)[4096])seeds);
+		struct timespec t0;
+		z_stream zs;
+		size_t zn;
+
+		in_b += len;
+		/* deflate, as queue_msg() does it (one stream, reset per message) */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ASSERT_EQ(Z_OK, deflateReset(&ds));
+		ds.next_in = in;
+		ds.avail_in = (uInt)len;
+		ds.next_out = z;
+		ds.avail_out = sizeof(z);
+		ASSERT_EQ(Z_STREAM_END, deflate(&ds, Z_FINISH));
+		zn = ds.total_out;
+		t_df += secs_since(&t0);
+		df_b += zn;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		memset(&zs, 0, sizeof(zs));
+		ASSERT_EQ(Z_OK, inflateInit2(&zs, -15));
+		zs.next_in = z;
+		zs.avail_in = (uInt)zn;
+		zs.next_out = back;
+		zs.avail_out = sizeof(back);
+		ASSERT_EQ(Z_STREAM_END, inflate(&zs, Z_FINISH));
+		inflateEnd(&zs);
+		t_inf += secs_since(&t0);
+		ASSERT_EQ(len, zs.total_out);
+		ASSERT_EQ(0, memcmp(in, back, len));
+		if (len >= 1024)
+			df_pol += zn < len ? zn : len;
+		/* zstd, as queue_msg() and unzstd() do it */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		size_t zz = ZSTD_compressCCtx(cc, z, sizeof(z), in, len, 1);
+		t_zs += secs_since(&t0);
+		ASSERT_FALSE(ZSTD_isError(zz));
+		zs_b += zz;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		size_t bn = ZSTD_decompressDCtx(dc, back, sizeof(back), z, zz);
+		t_unz += secs_since(&t0);
+		ASSERT_EQ(len, bn);
+		ASSERT_EQ(0, memcmp(in, back, len));
+		if (len >= 256)
+			zs_pol += zz < len ? zz : len;
+		if (len < 1024)
+			df_pol += len;
+		if (len < 256)
+			zs_pol += len;
+		pol_in += len;
+	}
+	ZSTD_freeCCtx(cc);
+	ZSTD_freeDCtx(dc);
+	deflateEnd(&ds);
+	ASSERT_EQ(in_b, pol_in);
+	printf("# figure: corpus %d mutated inputs, %.1f KiB (64 B to 4 KiB)\n", FIG_MSGS,
+	       (double)in_b / 1024);
+	printf("# figure: deflate-1 every message: %.1f%% of the bytes, compress %.0f MB/s, "
+	       "inflate %.0f MB/s\n", 100.0 * (double)df_b / (double)in_b,
+	       (double)in_b / 1e6 / t_df, (double)in_b / 1e6 / t_inf);
+	printf("# figure: zstd-1 every message: %.1f%% of the bytes, compress %.0f MB/s, "
+	       "decompress %.0f MB/s\n", 100.0 * (double)zs_b / (double)in_b,
+	       (double)in_b / 1e6 / t_zs, (double)in_b / 1e6 / t_unz);
+	printf("# figure: on the wire with the links' thresholds: deflate (>= 1 KiB) %.1f%%, "
+	       "zstd (>= 256 B) %.1f%%\n", 100.0 * (double)df_pol / (double)in_b,
+	       100.0 * (double)zs_pol / (double)in_b);
+	fflush(stdout);
+}
+#endif
+
 TEST_HARNESS_MAIN
