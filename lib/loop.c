@@ -181,7 +181,11 @@ static int choose_wake(struct llmp_loop *lp, enum llmp_loop_wake want)
 	if (want == LLMP_LOOP_WAKE_BELL ||
 	    (want == LLMP_LOOP_WAKE_AUTO &&
 	     llmp_provider_kind(llmp_broker_provider(lp->b)) == LLMP_SHMEM_KMOD)) {
+		if (want == LLMP_LOOP_WAKE_AUTO)
+			llmp_log_probe_begin(); /* a failure is an answer: logged below at INFO */
 		ret = setup_bell(lp);
+		if (want == LLMP_LOOP_WAKE_AUTO)
+			llmp_log_probe_end();
 		if (ret == 0) {
 			lp->wake = WAKE_BELL;
 			return 0;
