@@ -25,9 +25,10 @@
 #   LLMP_VM_TESTS     only these test binaries (space separated names)
 #   LLMP_VM_DEBUG_TESTS  what the debug kernel runs when LLMP_VM_TESTS is
 #                     unset: "kmod" (default: the kmod_* tests, which are
-#                     what it is for; KASAN + lockdep under emulation make
-#                     the userspace suites take longer than its timeout)
-#                     or "all"
+#                     what it is for, and shmem_{desc,kill,provider}_test,
+#                     which use the module through the KMOD provider; KASAN
+#                     + lockdep under emulation make the protocol suites
+#                     take longer than their timeouts) or "all"
 #   LLMP_VM_TIMEOUT   seconds per guest run (default 900, debug kernel 1800)
 #   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
 #   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
@@ -169,9 +170,12 @@ boot() {
 	append="console=ttyS0 panic=-1 oops=panic loglevel=5 nowatchdog llmp_vm=$name llmp_timeout=$test_timeout llmp_nofile=$(ulimit -n) $extra"
 	run_only=$only
 	if [ -z "$run_only" ] && [ "$name" = debug ] && [ "${LLMP_VM_DEBUG_TESTS:-kmod}" = kmod ]; then
-		run_only=$(cd "$static/selftests" && ls kmod_*_test 2>/dev/null | tr '\n' ',' |
-			sed 's/,*$//')
-		[ -n "$run_only" ] && log "debug kernel: kmod tests only (LLMP_VM_DEBUG_TESTS=all for every test)"
+		# The kmod tests, and the provider tests, which drive the module
+		# through libllmp's KMOD provider (the guest's default) with fork,
+		# mmap and SIGKILL; the protocol suites time out under KASAN here.
+		run_only=$(cd "$static/selftests" && ls kmod_*_test shmem_desc_test shmem_kill_test \
+			shmem_provider_test 2>/dev/null | tr '\n' ',' | sed 's/,*$//')
+		[ -n "$run_only" ] && log "debug kernel: kmod and provider tests only (LLMP_VM_DEBUG_TESTS=all for every test)"
 	fi
 	[ -n "$run_only" ] && append="$append llmp_tests=$run_only"
 	[ -n "${LLMP_VM_APPEND:-}" ] && append="$append $LLMP_VM_APPEND"
