@@ -50,8 +50,25 @@ struct owned_seg {
 };
 
 static pthread_mutex_t owned_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t owned_once = PTHREAD_ONCE_INIT;
 static struct owned_seg *owned;
 static size_t nowned, owned_cap;
+
+/* A fork while another thread holds owned_lock must not leave it held in the child. */
+static void owned_prepare(void)
+{
+	pthread_mutex_lock(&owned_lock);
+}
+
+static void owned_release(void)
+{
+	pthread_mutex_unlock(&owned_lock);
+}
+
+static void owned_init(void)
+{
+	pthread_atfork(owned_prepare, owned_release, owned_release);
+}
 
 /* Index of (kind, id) in owned, or nowned.  Caller holds owned_lock. */
 static size_t owned_find(uint32_t kind, const char *id)
@@ -89,6 +106,7 @@ static int owned_register(const struct llmp_shmem *m)
 
 	if (!creator_destroys(m->desc.kind))
 		return 0;
+	pthread_once(&owned_once, owned_init);
 	pthread_mutex_lock(&owned_lock);
 	ret = owned_add(m);
 	pthread_mutex_unlock(&owned_lock);
@@ -122,6 +140,7 @@ int llmp_shmem_adopt(struct llmp_shmem *m)
 	if (m->owner || !creator_destroys(m->desc.kind) ||
 	    llmp_shmem_creator_pid(m) != (long)getpid())
 		return 0;
+	pthread_once(&owned_once, owned_init);
 	pthread_mutex_lock(&owned_lock);
 	if (owned_find(m->desc.kind, m->desc.id) == nowned) {
 		ret = owned_add(m);
