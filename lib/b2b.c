@@ -698,6 +698,7 @@ static void attempt_failed(struct llmp_b2b_link *l, int64_t now)
 
 	close_sock(d);
 	d->fails++;
+	d->next_addr++; /* the next address, if the name had several */
 	if (d->fails <= LOUD_ATTEMPTS) {
 		lv = LLMP_LOG_INFO;
 	} else if (now - d->last_warn >= WARN_EVERY_MS) {
@@ -713,7 +714,7 @@ static void attempt_failed(struct llmp_b2b_link *l, int64_t now)
 static int start_connect(struct llmp_b2b_link *l, int64_t now)
 {
 	struct dialer *d = l->d;
-	unsigned i = d->next_addr++ % d->naddr;
+	unsigned i = d->next_addr % d->naddr;
 	int fd, ret;
 
 	fd = socket(d->addr[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
