@@ -551,9 +551,9 @@ static int sender_main(struct llmp_provider *p, const struct llmp_shmem_desc *bc
 	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 
 	if (o.wake && idx > 0) {
-		/* --wake --senders N: the others only stay registered (idle clients). */
+		/* --wake --senders N: the others only stay registered (idle clients), quietly. */
 		while (!flag_get(&sh->wake_done) && !flag_get(&sh->abort_run))
-			sleep_ns(1000000);
+			sleep_ns(50000000);
 	} else if (o.wake) {
 		/* Idle phase: nobody sends; how much CPU does the broker burn? */
 		pid_t broker = getppid();
