@@ -818,8 +818,17 @@ static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_d
 			 * anew was just initialised, so nobody is counted on it yet;
 			 * counts left over mean our mapping is of an abandoned segment.
 			 * Pairs with the release store of joined in llmp_page_init.
+			 *
+			 * A broadcast reader (it has an anchor) never follows a
+			 * restarted broker, and the broker retires every segment it
+			 * frees (DEINIT magic) while it still holds its id, so there
+			 * an initialised page is the one named, whoever else joined
+			 * it first.  Pairs with the release store of the DEINIT magic
+			 * in spage_release, and with the reuse re-initialisation.
 			 */
-			if (__atomic_load_n(&hp->receivers_joined, __ATOMIC_ACQUIRE) == 0) {
+			if (__atomic_load_n(&hp->receivers_joined, __ATOMIC_ACQUIRE) == 0 ||
+			    (r->has_anchor &&
+			     __atomic_load_n(&hp->magic, __ATOMIC_ACQUIRE) == LLMP_PAGE_MAGIC)) {
 				*out = hit;
 				return 0;
 			}
