@@ -120,7 +120,16 @@ target() { # target SIZE SENDERS LINE
 		else printf " (target >= %d%%: MISSED)", w }'
 }
 
-echo "# llmp-bench: broker + senders + 1 receiver (processes), zero-copy sends"
+# cpu LINE: the CPU the senders, the broker and receiver 0 spent per message
+# together, and the rate two cores could sustain at that cost.  With three
+# busy processes on two cores, the rate is about 2 cores / this sum.
+cpu() {
+	echo "$1" | tr ' ' '\n' | sed -n 's/^cpu_ns_per_msg=//p' | tr ',:' '  ' |
+		awk '{ t = $2 + $4 + $6; if (t > 0) printf "; cpu %d ns/msg, 2 cores: %.3g M msgs/s", t, 2e3 / t }'
+}
+
+echo "# llmp-bench: broker + senders + 1 receiver (processes), zero-copy sends;"
+echo "# ratio to the ring, then the CPU per message of the three roles together"
 for p in $providers; do
 	for n in 1 4; do
 		for s in $sizes; do
@@ -131,22 +140,23 @@ for p in $providers; do
 				echo "# provider=$p: not available here, skipped"
 				continue 3
 			fi
-			echo "$line  # $(ratio "$s" "$line")$(target "$s" "$n" "$line")"
+			echo "$line  # $(ratio "$s" "$line")$(target "$s" "$n" "$line")$(cpu "$line")"
 			[ $rc -eq 0 ] || { echo "# FAILED: provider=$p size=$s senders=$n (exit $rc)"; failed=1; }
 		done
 	done
 done
 
-# The page size is the main lever: every page costs the writer a new or
-# recycled segment and every reader a mapping.  Same rows with big pages.
+# Bigger pages: fewer end-of-page steps, but a client's pages in flight no
+# longer fit the caches (4 in flight + 4 kept for reuse); since readers keep
+# the mappings of recycled pages, the default 1 MiB is as fast or faster.
 tuned="--page-size 33554432 --history 268435456"
-echo "# llmp-bench, memfd, 1 sender, tuned: $tuned"
+echo "# llmp-bench, memfd, 1 sender, big pages: $tuned"
 for s in $sizes; do
 	# shellcheck disable=SC2086 # $tuned is a list of options
 	line=$("$bench" --provider memfd --size "$s" --senders 1 --receivers 1 --duration "$secs" $tuned)
 	rc=$?
 	[ $rc -eq 4 ] && { echo "# provider=memfd: not available here, skipped"; break; }
-	echo "$line  # $(ratio "$s" "$line")$(target "$s" 1 "$line")"
+	echo "$line  # $(ratio "$s" "$line")$(target "$s" 1 "$line")$(cpu "$line")"
 	[ $rc -eq 0 ] || { echo "# FAILED: tuned size=$s (exit $rc)"; failed=1; }
 done
 
