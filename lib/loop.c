@@ -110,6 +110,7 @@ struct llmp_loop {
 	bool bell_ready;             /* the bell fd polled readable: drain it */
 	pthread_t bridge;            /* WAKE_BRIDGE: started at the first sleep */
 	bool bridge_on;
+	pid_t bridge_pid;            /* the process it runs in (a forked child has no bridge) */
 	uint32_t gate;               /* GATE_*: futex between the loop and the bridge */
 	uint32_t sleep_seq;          /* sleeps announced; the bridge handles each once */
 	int check_ms;                /* dead-client checks this often */
@@ -853,6 +854,7 @@ static int bridge_start(struct llmp_loop *lp)
 	if (err)
 		return llmp_err(-err, "loop: cannot start the wake bridge thread: %s", strerror(err));
 	lp->bridge_on = true;
+	lp->bridge_pid = getpid();
 	return 0;
 }
 
@@ -870,8 +872,8 @@ static void bridge_arm(struct llmp_loop *lp)
 
 static void bridge_stop(struct llmp_loop *lp)
 {
-	if (!lp->bridge_on)
-		return;
+	if (!lp->bridge_on || lp->bridge_pid != getpid())
+		return; /* none, or it stayed in the parent of this fork */
 	/* Pairs with the bridge's seq_cst loads of the gate. */
 	__atomic_store_n(&lp->gate, GATE_QUIT, __ATOMIC_SEQ_CST);
 	futex_call(&lp->gate, FUTEX_WAKE_PRIVATE, INT_MAX);
