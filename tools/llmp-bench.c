@@ -164,6 +164,8 @@ static uint64_t window_msgs;
 static bool no_poke;
 /* --broker loop --wake-via: how pokes reach the loop (futex: io_uring's op where the kernel has it). */
 static enum llmp_loop_wake wake_via = LLMP_LOOP_WAKE_AUTO;
+/* --broker loop --check-ms: the loop's dead-client check interval (0: its default). */
+static int check_ms;
 #define DEFAULT_HISTORY (64u << 20)
 
 /*
@@ -917,6 +919,7 @@ static void usage(void)
 		"                  [--copy] [--page-size BYTES] [--history BYTES]\n"
 		"       llmp-bench --wake [--provider KIND] [--broker run|loop|poll1ms] [--idle SECS] [--count N]\n"
 		"                  [--senders N (1 sends, N-1 stay idle)] [--wake-via auto|futex|bridge|bell]\n"
+		"                  [--check-ms MS (loop: dead-client checks)]\n"
 		"--broker loop: senders wake the sleeping loop (llmp_waker_poke) unless --no-poke\n"
 		"KIND: default memfd sysv posix served kmod.  size: a multiple of 8, >= %u.\n",
 		HDR_LEN);
@@ -941,6 +944,7 @@ static void parse(int argc, char **argv)
 		{ "count", required_argument, NULL, 'C' },
 		{ "no-poke", no_argument, NULL, 'N' },
 		{ "wake-via", required_argument, NULL, 'V' },
+		{ "check-ms", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -976,6 +980,7 @@ static void parse(int argc, char **argv)
 		case 'i': o.idle = atof(optarg); break;
 		case 'C': o.count = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'N': no_poke = true; break;
+		case 'K': check_ms = atoi(optarg); break;
 		case 'V':
 			if (!strcmp(optarg, "auto"))
 				wake_via = LLMP_LOOP_WAKE_AUTO;
@@ -1061,7 +1066,7 @@ int main(int argc, char **argv)
 		 * senders find its control segment (EXT_QUERY) to wake it.
 		 */
 		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO,
-					     .wake = wake_via };
+					     .wake = wake_via, .check_clients_ms = check_ms };
 
 		/* senders that poke let the loop sleep without a nap; without pokes the nap bounds latency */
 		if (!no_poke)
