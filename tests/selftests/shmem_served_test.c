@@ -1314,12 +1314,16 @@ enum fake_mode {
 	FAKE_POS_STATUS, /* CREATE: status 5 */
 	FAKE_BAD_ID,	 /* CREATE: id not NUL-terminated */
 	FAKE_HANG_UP,	 /* CREATE: close without a reply */
-	FAKE_MODES
+	FAKE_MODES,
+	FAKE_PIDS,	 /* honest, with the HELLO and creator pid fields below */
 };
 
 struct fake {
 	int lfd;
 	enum fake_mode mode;
+	uint16_t version;    /* FAKE_PIDS: version chosen in HELLO */
+	uint64_t hello_size; /* FAKE_PIDS: "your pid" in the HELLO reply */
+	uint32_t creator;    /* FAKE_PIDS: creator pid in the CREATE reply */
 };
 
 static int fake_send(int fd, uint32_t magic, uint16_t op, uint32_t length,
@@ -1371,6 +1375,12 @@ static void *fake_server(void *arg)
 			break;
 		memset(&r, 0, sizeof(r));
 		r.value = SERVED_VERSION;
+		if (f->mode == FAKE_PIDS && h.op == SERVED_OP_HELLO) {
+			r.value = f->version;
+			r.size = f->hello_size;
+		}
+		if (f->mode == FAKE_PIDS && h.op == SERVED_OP_CREATE)
+			r.pid = f->creator;
 		if (h.op == SERVED_OP_CREATE) {
 			uint64_t size;
 
@@ -1446,6 +1456,58 @@ TEST(provider_checks_the_server)
 		ASSERT_EQ(0, llmp_provider_new_served(path, &p));
 		ASSERT_EQ(want[mode], llmp_shmem_new(p, 8192, &m));
 		ASSERT_EQ(NULL, m);
+		llmp_provider_free(p);
+		ASSERT_EQ(0, pthread_join(th, NULL));
+		close(f.lfd);
+	}
+}
+
+/* Internal to the library (linked statically): the creator a mapping reports. */
+long llmp_shmem_creator_pid(const struct llmp_shmem *m);
+
+/*
+ * The provider takes a creator pid from the server only when the server
+ * speaks version 2 and names us by our own pid in HELLO (same pid
+ * namespace view); otherwise the creator is unknown (0).
+ */
+TEST(creator_pid_trusted_only_from_same_pid_view)
+{
+	static const struct {
+		uint16_t version;
+		int64_t hello_delta; /* HELLO "your pid" = getpid() + delta */
+		long want;
+	} cases[] = {
+		{ 2, 0, 4242 },  /* same view: trusted */
+		{ 2, 1, 0 },     /* another pid namespace */
+		{ 2, -((int64_t)1 << 40), 0 },
+		{ 1, 0, 0 },     /* version 1: the field means nothing */
+	};
+	struct sockaddr_un sa;
+	char path[64];
+	socklen_t len;
+
+	snprintf(path, sizeof(path), "@llmp-served-test-pids-%d", (int)getpid());
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path + 1, path + 1, strlen(path) - 1);
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path));
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake f = { .mode = FAKE_PIDS, .version = cases[i].version,
+				  .hello_size = (uint64_t)((int64_t)getpid() + cases[i].hello_delta),
+				  .creator = 4242 };
+		struct llmp_provider *p;
+		struct llmp_shmem *m;
+		pthread_t th;
+
+		f.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		ASSERT_LE(0, f.lfd);
+		ASSERT_EQ(0, bind(f.lfd, (struct sockaddr *)&sa, len));
+		ASSERT_EQ(0, listen(f.lfd, 4));
+		ASSERT_EQ(0, pthread_create(&th, NULL, fake_server, &f));
+		ASSERT_EQ(0, llmp_provider_new_served(path, &p)) TH_LOG("%s", llmp_strerror_last());
+		ASSERT_EQ(0, llmp_shmem_new(p, 8192, &m)) TH_LOG("%s", llmp_strerror_last());
+		ASSERT_EQ(cases[i].want, llmp_shmem_creator_pid(m)) TH_LOG("case %zu", i);
+		llmp_shmem_put(m);
 		llmp_provider_free(p);
 		ASSERT_EQ(0, pthread_join(th, NULL));
 		close(f.lfd);
