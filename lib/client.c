@@ -531,6 +531,18 @@ int llmp_client_from_env(struct llmp_provider *p, const char *name,
 	cfg_from_opts(&o, &cfg);
 	cfg.id = (uint32_t)id;
 	ret = llmp_sender_attach(&c->out, p, &cfg, &sd, hs == 1, soff);
+	if (ret == -ENOENT && id == 0 && sd.kind != LLMP_SHMEM_POSIX &&
+	    sd.kind != LLMP_SHMEM_SYSV) {
+		/*
+		 * Never registered (client id 0): no broker holds or reads the
+		 * saved out page, and a kind that frees a segment with its last
+		 * holder (KMOD, SERVED, MEMFD) let it go with the old image at
+		 * exec.  Nobody read it: start a fresh one.
+		 */
+		llmp_log(LLMP_LOG_INFO, "client from env: out page %.19s is gone and no broker "
+			 "knew it; starting a new one", sd.id);
+		ret = llmp_sender_init(&c->out, p, &cfg);
+	}
 	if (ret < 0)
 		goto fail;
 	/* our out pages from before an exec: ours to destroy again (see above) */

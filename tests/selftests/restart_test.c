@@ -214,6 +214,7 @@ static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
 
 FIXTURE(restart)
 {
+	struct llmp_shmem_server *srv; /* SERVED: this test's server */
 	struct llmp_provider *p;
 	struct llmp_broker *b;
 	struct llmp_client *c;
@@ -228,15 +229,27 @@ FIXTURE_VARIANT(restart)
 
 FIXTURE_VARIANT_ADD(restart, sysv) { .kind = LLMP_SHMEM_SYSV };
 FIXTURE_VARIANT_ADD(restart, posix) { .kind = LLMP_SHMEM_POSIX };
+FIXTURE_VARIANT_ADD(restart, served) { .kind = LLMP_SHMEM_SERVED };
+FIXTURE_VARIANT_ADD(restart, kmod) { .kind = LLMP_SHMEM_KMOD };
 
 FIXTURE_SETUP(restart)
 {
 	/* all history kept: this test is about reattaching, not the history bound */
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE,
 				       .keep_all_history = true };
-	int r = llmp_provider_new(variant->kind, &self->p);
+	int r;
 
 	self->wfd = self->rfd = -1;
+	if (variant->kind == LLMP_SHMEM_SERVED) {
+		/* a server process of our own; the exec'd children find it in the environment */
+		char path[64];
+
+		snprintf(path, sizeof(path), "@llmp-restart-%d", (int)getpid());
+		ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &self->srv))
+			TH_LOG("%s", llmp_strerror_last());
+		ASSERT_EQ(0, setenv("LLMP_SHMEM_SERVER", path, 1));
+	}
+	r = llmp_provider_new(variant->kind, &self->p);
 	if (r == -ENODEV) {
 		self->p = NULL;
 		SKIP(return, "%s provider not available here: %s",
@@ -301,6 +314,10 @@ FIXTURE_TEARDOWN(restart)
 		llmp_broker_free(self->b);
 	if (self->p)
 		llmp_provider_free(self->p);
+	if (self->srv) {
+		llmp_shmem_server_stop(self->srv);
+		unsetenv("LLMP_SHMEM_SERVER");
+	}
 }
 
 static pid_t spawn(FIXTURE_DATA(restart) *self, enum llmp_shmem_kind kind, const char *role)
