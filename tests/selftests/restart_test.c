@@ -16,6 +16,10 @@
  * image named in the environment), so once the restarted client has exited
  * no segment created by the child's pid is left in /dev/shm or in the SysV
  * table.  The test counts them (and removes any, to keep the machine clean).
+ * SERVED (a server process per test) and KMOD (SKIP without /dev/llmp; run
+ * in the VM) free a segment with its last holder: what the broker holds
+ * survives the exec, and a receiver that never registered gets a fresh out
+ * page when its saved one went with the old image.
  */
 #include <dirent.h>
 #include <errno.h>
