@@ -182,16 +182,28 @@ static int link_alloc(struct llmp_broker *b, uint32_t link_id, unsigned codecs, 
 	return 0;
 }
 
-/* Make fd the link's connected socket: non-blocking, no Nagle. */
+/*
+ * Make fd the link's connected socket: non-blocking, no Nagle, and TCP
+ * keepalive (idle 10 s, then 3 probes 5 s apart) plus a 30 s limit on
+ * unacknowledged data, so a peer host that vanished without a FIN or RST
+ * breaks the link (and a dialled one re-dials) in about half a minute
+ * instead of TCP's quarter of an hour.
+ */
 static void link_attach(struct llmp_b2b_link *l, int fd)
 {
 	struct timeval tv = { 0, 0 };
-	int one = 1;
+	int one = 1, idle = 10, intvl = 5, cnt = 3;
+	unsigned user_timeout_ms = 30000;
 
 	l->fd = fd;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+	setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof(user_timeout_ms));
 	l->caps_sent = l->caps_got = l->peer_zstd = l->got_first = false;
 	l->hdr_got = l->body_got = 0;
 	l->body_len = 0;
