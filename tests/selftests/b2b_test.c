@@ -678,7 +678,7 @@ fail:
  */
 TEST_F(link, corrupt_zstd_drops_the_link)
 {
-	static uint8_t buf[70000], big[20000], z[20000];
+	static uint8_t buf[70000], big[20000], z[20000], back[4096];
 	struct llmp_client *c;
 	struct llmp_msg_view v;
 	uint32_t codecs = 0;
@@ -704,6 +704,38 @@ TEST_F(link, corrupt_zstd_drops_the_link)
 	ASSERT_EQ(9, v.sender);
 	ASSERT_EQ(sizeof(big), v.len);
 	ASSERT_EQ(0, memcmp(big, v.buf, sizeof(big)));
+
+	/*
+	 * The other way: a local 4 KiB message goes to the peer as one zstd
+	 * frame; a local message that carries 0x100 itself is not shipped (the
+	 * peer would take it for zstd); a small one goes as it is.
+	 */
+	ASSERT_EQ(0, llmp_client_send(c, 0xf0, 0, big, 4096));
+	ASSERT_EQ(0, llmp_client_send(c, 0xf1, LLMP_FLAG_ZSTD, "reserved", 8));
+	ASSERT_EQ(0, llmp_client_send(c, 0xf2, 0, "after", 5));
+	int seen_f0 = 0;
+	for (;;) {
+		struct llmp_wire_b2b x;
+		uint32_t len;
+
+		ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+		ASSERT_EQ(0, llmp_wire_decode_b2b(buf, len, &x));
+		ASSERT_NE(0xf1, x.tag);
+		if (x.tag == 0xf0) {
+			ASSERT_EQ(LLMP_FLAG_ZSTD, x.flags);
+			ASSERT_LT(x.len, 4096);
+			ASSERT_EQ(4096, ZSTD_decompress(back, sizeof(back), x.buf, x.len));
+			ASSERT_EQ(0, memcmp(big, back, 4096));
+			seen_f0++;
+		}
+		if (x.tag == 0xf2) {
+			ASSERT_EQ(0, x.flags);
+			ASSERT_EQ(5, x.len);
+			break;
+		}
+	}
+	ASSERT_EQ(1, seen_f0);
+	ASSERT_TRUE(log_has("reserved for zstd")) TH_LOG("%s", b2b_log);
 	close(fd);
 
 	/* Bad ones. */
