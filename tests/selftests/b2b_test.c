@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -1135,6 +1136,137 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	llmp_loop_stats(a->lp, &ls);
 	ASSERT_LE(2, ls.b2b_dials);
 }
+/* A TCP relay between a dialling broker and the broker it dials, which the test can cut. */
+struct relay {
+	int ls;
+	uint16_t port, to;
+	atomic_int cut, stop;
+	pthread_t t;
+};
+
+static void *relay_thread(void *v)
+{
+	struct relay *r = v;
+
+	/* Pairs with the test's relaxed store of stop at the end: a flag, no data behind it. */
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		struct pollfd pa = { .fd = r->ls, .events = POLLIN };
+		uint8_t buf[65536];
+		int c, s;
+
+		if (poll(&pa, 1, 50) <= 0)
+			continue;
+		c = accept4(r->ls, NULL, NULL, SOCK_CLOEXEC);
+		s = c >= 0 ? tcp_dial(r->to) : -1;
+		while (c >= 0 && s >= 0 && !atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+			struct pollfd p[2] = { { .fd = c, .events = POLLIN }, { .fd = s, .events = POLLIN } };
+
+			/* Pairs with the test's relaxed store of cut: it only ends this relay. */
+			if (atomic_exchange_explicit(&r->cut, 0, memory_order_relaxed))
+				break;
+			if (poll(p, 2, 20) <= 0)
+				continue;
+			int from = (p[0].revents & (POLLIN | POLLHUP | POLLERR)) ? 0 : 1;
+			ssize_t n = recv(from ? s : c, buf, sizeof(buf), 0);
+
+			if (n <= 0 || send(from ? c : s, buf, (size_t)n, MSG_NOSIGNAL) != n)
+				break;
+		}
+		if (c >= 0)
+			close(c);
+		if (s >= 0)
+			close(s);
+	}
+	return NULL;
+}
+
+/*
+ * The connection of a link breaks while both brokers stay up (a relay in
+ * between is cut).  The dialling side re-dials through the relay and goes on
+ * where it stopped: nothing it sent before is sent again, what it sends
+ * after arrives once.  The other side serves the new connection as a new
+ * link from the start of its history, so what it had sent before arrives a
+ * second time: the limitation broker.rst documents (resuming would make
+ * that count 1).
+ */
+TEST_F_TIMEOUT(link, redial_after_connection_reset, 60)
+{
+	struct node *a = &self->n[0], b;
+	struct relay rl;
+	struct llmp_client *txa, *rxa, *txb, *rxb;
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t sl = sizeof(sa);
+	int seen[RN];
+
+	LINK_NODE(0);
+	memset(&b, 0, sizeof(b));
+	memset(&rl, 0, sizeof(rl));
+	ASSERT_EQ(0, node_init(&b, self->kind, 0, 0));
+	rl.ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ASSERT_EQ(0, bind(rl.ls, (struct sockaddr *)&sa, sizeof(sa)));
+	ASSERT_EQ(0, listen(rl.ls, 4));
+	ASSERT_EQ(0, getsockname(rl.ls, (struct sockaddr *)&sa, &sl));
+	rl.port = ntohs(sa.sin_port);
+	rl.to = b.port;
+	ASSERT_EQ(0, pthread_create(&rl.t, NULL, relay_thread, &rl));
+	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, rl.port));
+	ASSERT_EQ(0, node_start(a));
+	ASSERT_EQ(0, node_start(&b));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &txa));
+	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &rxa));
+	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &txb));
+	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &rxb));
+	ASSERT_TRUE(wait_links(a, 1, 10000));
+	ASSERT_EQ(0, send_n(txa, "a0 ", RN));
+	ASSERT_EQ(0, send_n(txb, "b0 ", RN));
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxb, "a0 ", seen, RN, RN));
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxa, "b0 ", seen, RN, RN));
+
+	/* Cut: A's link breaks and comes back through the relay by itself. */
+	atomic_store_explicit(&rl.cut, 1, memory_order_relaxed);
+	int64_t end = now_ms() + 10000;
+	while (atomic_load_explicit(&a->dials, memory_order_relaxed) < 2 && now_ms() < end)
+		usleep(5000);
+	ASSERT_LE(2, atomic_load_explicit(&a->dials, memory_order_relaxed)) TH_LOG("%s", b2b_log);
+	ASSERT_TRUE(wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
+	ASSERT_TRUE(wait_links(&b, 1, 10000)) TH_LOG("%s", b2b_log);
+	ASSERT_EQ(0, send_n(txa, "a1 ", RN));
+	ASSERT_EQ(0, send_n(txb, "b1 ", RN));
+	/* B: every a1 once. */
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxb, "a1 ", seen, RN, RN));
+	/* A: every b1 once; the b0s a second time, first (they lead B's history). */
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxa, "b0 ", seen, RN, RN));
+	memset(seen, 0, sizeof(seen));
+	ASSERT_EQ(RN, collect(rxa, "b1 ", seen, RN, RN));
+	for (int i = 0; i < RN; i++) {
+		int n1 = seen[i];
+
+		ASSERT_EQ(1, n1);
+	}
+	usleep(300000);
+	struct llmp_msg_view v;
+	while (llmp_client_recv(rxb, &v) == 1)
+		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B))
+			TH_LOG("B got another: %.*s", (int)v.len, (const char *)v.buf);
+	while (llmp_client_recv(rxa, &v) == 1)
+		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B))
+			TH_LOG("A got another: %.*s", (int)v.len, (const char *)v.buf);
+	llmp_client_free(txa);
+	llmp_client_free(rxa);
+	llmp_client_free(txb);
+	llmp_client_free(rxb);
+	ASSERT_EQ(0, node_stop(a));
+	node_fini(&b);
+	atomic_store_explicit(&rl.stop, 1, memory_order_relaxed);
+	pthread_join(rl.t, NULL);
+	close(rl.ls);
+}
+
 /* ---- three brokers in three network namespaces -------------------------------------- */
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
