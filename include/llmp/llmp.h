@@ -148,9 +148,10 @@ struct llmp_broker_opts {
 	bool keep_all_history;    /* LibAFL behaviour: never free broadcast pages */
 	unsigned exit_after;      /* stop once this many clients came and left; 0: never */
 	unsigned history_pages;   /* broadcast pages kept besides the first; 0: 1024 */
-	unsigned dead_client_grace_ms; /* a SYSV/POSIX client whose process died is dropped
-					* after this long without a message (a restart may
-					* reattach its pages); 0: 2000 */
+	unsigned dead_client_grace_ms; /* a client whose process died is dropped after
+					* this long without a message (its pages outlive
+					* it and a restart may reattach them; MEMFD
+					* clients go at once); 0: 2000 */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
@@ -178,10 +179,12 @@ int llmp_broker_run(struct llmp_broker *b);
 /*
  * Look for clients whose process died without saying goodbye (SIGKILL):
  * forward what they committed, then drop them (pages released, counted for
- * exit_after).  MEMFD clients are dropped at once, SYSV/POSIX ones after
- * dead_client_grace_ms without a message.  Clients whose pid is unknown
- * (KMOD, SERVED, ...) or in this process are never dropped here.  run() and
- * the event loop call it every ~100 ms.  Returns clients dropped, or <0.
+ * exit_after).  MEMFD clients are dropped at once, the others (SYSV, POSIX,
+ * KMOD, SERVED, WIN32) after dead_client_grace_ms without a message.
+ * Clients whose creator pid is unknown (ASHMEM, foreign ids, a version-1
+ * SERVED server or one in another pid namespace) or in this process are
+ * never dropped here.  run() and the event loop call it every ~100 ms.
+ * Returns clients dropped, or <0.
  */
 int llmp_broker_check_clients(struct llmp_broker *b);
 /* Ask run() to return (async-signal-safe, any thread). */
