@@ -32,6 +32,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,11 @@
 #define WARN_EVERY_MS 60000
 #define MAX_ADDRS 4
 #define CAPS_LEN 12 /* magic (8) + codecs (u32 LE) */
+#define CAPS_TOKEN_LEN 20 /* + the dialler's resume token (u64 LE) */
+/* An accepted link waits this long for a capabilities frame before it ships the history. */
+#define HOLD_MS 1000
+/* Read positions of broken accepted links kept for their dialler's return, per broker. */
+#define MAX_PARKED 64
 
 enum dial_state {
 	D_WAIT,    /* down, next attempt at retry_at */
@@ -94,6 +100,7 @@ struct dialer {
 	unsigned fails;  /* failed attempts since the last success */
 	uint64_t attempts;
 	uint64_t rng;
+	uint64_t token;  /* identifies this link to the accepting broker across re-dials */
 	uint8_t hs[1024]; /* handshake frame in or out */
 	size_t hs_len, hs_off;
 };
@@ -111,6 +118,13 @@ struct llmp_b2b_link {
 	bool caps_got;         /* we got the peer's */
 	bool peer_zstd;        /* the peer decodes zstd: we may send it */
 	bool got_first;        /* a frame arrived on this connection */
+	uint64_t token;        /* accepted link: the dialler's resume token (0: none) */
+	struct llmp_b2b_link *live_next; /* in live_list while token != 0 */
+	bool replaced;         /* its dialler is back on a new connection, which took the reader */
+	/* accepted link, until the first frame or HOLD_MS: nothing is shipped yet */
+	bool holding;
+	int64_t hold_until;
+	int hold_tfd, hold_epfd; /* timerfd at hold_until, epoll of it and the socket */
 	uint64_t reserved_drops; /* local messages that carried LLMP_FLAG_ZSTD (not shipped) */
 	/* outgoing bytes: out[out_off..out_len) */
 	uint8_t *out;
@@ -157,6 +171,7 @@ static int link_alloc(struct llmp_broker *b, uint32_t link_id, unsigned codecs, 
 		return llmp_err(-ENOMEM, "b2b: out of memory");
 	l->b = b;
 	l->fd = -1;
+	l->hold_tfd = l->hold_epfd = -1;
 	l->link_id = link_id;
 	l->codecs = codecs;
 	snprintf(l->peer, sizeof(l->peer), "%s", peer ? peer : "?");
@@ -210,15 +225,191 @@ static void link_attach(struct llmp_b2b_link *l, int fd)
 	l->out_off = l->out_len = 0;
 }
 
+/*
+ * Parked read positions: when an accepted link whose dialler gave a resume
+ * token breaks, its broadcast receiver is kept here, so that the dialler's
+ * next connection goes on where the old one stopped instead of sending the
+ * kept history again.  Brokers of one process may run on several threads.
+ */
+struct parked {
+	struct llmp_broker *b;
+	uint64_t token;
+	struct llmp_receiver r;
+	struct parked *next;
+};
+static pthread_mutex_t park_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct parked *parked_list; /* newest first */
+/* Accepted links that have a token (any broker of the process). */
+static struct llmp_b2b_link *live_list;
+
+static void live_add(struct llmp_b2b_link *l)
+{
+	pthread_mutex_lock(&park_lock);
+	l->live_next = live_list;
+	live_list = l;
+	pthread_mutex_unlock(&park_lock);
+}
+
+static void live_del(struct llmp_b2b_link *l)
+{
+	pthread_mutex_lock(&park_lock);
+	for (struct llmp_b2b_link **pp = &live_list; *pp; pp = &(*pp)->live_next) {
+		if (*pp == l) {
+			*pp = l->live_next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&park_lock);
+}
+
+/*
+ * Another link of the same broker with this token: the old connection of a
+ * dialler that is back before this broker saw that connection end (e.g. a
+ * half-open one).  Both run on the broker's thread, so the caller may take
+ * its reader.
+ */
+static struct llmp_b2b_link *live_find(const struct llmp_b2b_link *l)
+{
+	struct llmp_b2b_link *k;
+
+	pthread_mutex_lock(&park_lock);
+	for (k = live_list; k; k = k->live_next) {
+		if (k != l && k->b == l->b && k->token == l->token && k->r_ok && !k->replaced)
+			break;
+	}
+	pthread_mutex_unlock(&park_lock);
+	return k;
+}
+
+static void park(struct llmp_b2b_link *l)
+{
+	struct parked *p = malloc(sizeof(*p)), **pp;
+	unsigned n = 0;
+
+	if (!p)
+		return; /* out of memory: the dialler gets the history again */
+	p->b = l->b;
+	p->token = l->token;
+	memcpy(&p->r, &l->r, sizeof(p->r));
+	l->r_ok = false;
+	pthread_mutex_lock(&park_lock);
+	p->next = parked_list;
+	parked_list = p;
+	/* Keep the newest MAX_PARKED of this broker. */
+	for (pp = &parked_list; *pp;) {
+		struct parked *q = *pp;
+
+		if (q->b == l->b && ++n > MAX_PARKED) {
+			*pp = q->next;
+			llmp_receiver_fini(&q->r);
+			free(q);
+			continue;
+		}
+		pp = &q->next;
+	}
+	pthread_mutex_unlock(&park_lock);
+}
+
+/* Take the parked receiver of (b, token) into r: true if there was one. */
+static bool unpark(struct llmp_broker *b, uint64_t token, struct llmp_receiver *r)
+{
+	struct parked **pp, *q = NULL;
+
+	pthread_mutex_lock(&park_lock);
+	for (pp = &parked_list; *pp; pp = &(*pp)->next) {
+		if ((*pp)->b == b && (*pp)->token == token) {
+			q = *pp;
+			*pp = q->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&park_lock);
+	if (!q)
+		return false;
+	memcpy(r, &q->r, sizeof(*r));
+	free(q);
+	return true;
+}
+
+/* Swap the fresh receiver of a holding link for its dialler's old one. */
+static bool unpark_into(struct llmp_b2b_link *l)
+{
+	struct llmp_b2b_link *old = live_find(l);
+	struct llmp_receiver r;
+
+	if (old) {
+		memcpy(&r, &old->r, sizeof(r));
+		old->r_ok = false;
+		old->replaced = true;
+	} else if (!unpark(l->b, l->token, &r)) {
+		return false;
+	}
+	llmp_receiver_fini(&l->r);
+	memcpy(&l->r, &r, sizeof(r));
+	return true;
+}
+
+void llmp_b2b_forget(struct llmp_broker *b)
+{
+	struct parked **pp;
+
+	pthread_mutex_lock(&park_lock);
+	for (pp = &parked_list; *pp;) {
+		struct parked *q = *pp;
+
+		if (q->b == b) {
+			*pp = q->next;
+			llmp_receiver_fini(&q->r);
+			free(q);
+			continue;
+		}
+		pp = &q->next;
+	}
+	pthread_mutex_unlock(&park_lock);
+}
+
+static void hold_end(struct llmp_b2b_link *l)
+{
+	l->holding = false;
+	if (l->hold_epfd >= 0)
+		close(l->hold_epfd);
+	if (l->hold_tfd >= 0)
+		close(l->hold_tfd);
+	l->hold_epfd = l->hold_tfd = -1;
+}
+
 int llmp_b2b_link_new(struct llmp_broker *b, int fd, uint32_t link_id, unsigned codecs,
 		      const char *peer, struct llmp_b2b_link **out)
 {
+	struct llmp_b2b_link *l;
 	int ret = link_alloc(b, link_id, codecs, peer, out);
 
 	if (ret < 0)
 		return ret;
-	link_attach(*out, fd);
-	llmp_log(LLMP_LOG_INFO, "b2b: link %u to %s up", link_id, (*out)->peer);
+	l = *out;
+	link_attach(l, fd);
+	/*
+	 * Hold the history until the peer's first frame (one of our diallers
+	 * sends its capabilities and resume token at once) or HOLD_MS; the loop
+	 * waits on an epoll of the socket and a timer meanwhile.
+	 */
+	l->hold_until = llmp_now_ms() + HOLD_MS;
+	l->hold_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	l->hold_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (l->hold_tfd >= 0 && l->hold_epfd >= 0) {
+		struct itimerspec its = { { 0, 0 }, { l->hold_until / 1000,
+						      (l->hold_until % 1000) * 1000000 } };
+		struct epoll_event ev = { .events = EPOLLIN };
+
+		ev.data.fd = l->hold_tfd;
+		l->holding = timerfd_settime(l->hold_tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 &&
+			     epoll_ctl(l->hold_epfd, EPOLL_CTL_ADD, l->hold_tfd, &ev) == 0;
+		ev.data.fd = fd;
+		l->holding = l->holding && epoll_ctl(l->hold_epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+	}
+	if (!l->holding)
+		hold_end(l); /* no timer: ship at once, as LibAFL does */
+	llmp_log(LLMP_LOG_INFO, "b2b: link %u to %s up", link_id, l->peer);
 	return 0;
 }
 
@@ -239,10 +430,15 @@ void llmp_b2b_link_free(struct llmp_b2b_link *l)
 {
 	if (!l)
 		return;
+	if (!l->d && l->token)
+		live_del(l);
+	if (l->r_ok && !l->d && l->token)
+		park(l);
 	if (l->r_ok)
 		llmp_receiver_fini(&l->r);
 	if (l->fd >= 0)
 		close(l->fd);
+	hold_end(l);
 	dialer_free(l->d);
 #ifdef LLMP_HAVE_ZSTD
 	ZSTD_freeCCtx(l->zc);
@@ -265,7 +461,11 @@ bool llmp_b2b_link_up(const struct llmp_b2b_link *l)
 
 void llmp_b2b_link_pollfd(const struct llmp_b2b_link *l, struct pollfd *pfd)
 {
-	if (l->fd >= 0) {
+	if (l->holding) {
+		/* Readable on the peer's first bytes or when the hold ends. */
+		pfd->fd = l->hold_epfd;
+		pfd->events = POLLIN;
+	} else if (l->fd >= 0) {
 		pfd->fd = l->fd;
 		pfd->events = POLLIN | (l->out_off < l->out_len ? POLLOUT : 0);
 	} else {
@@ -340,14 +540,16 @@ static int queue_frame(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w)
 /* Our capabilities frame: magic, then the codecs we decode (u32 little endian). */
 static int queue_caps(struct llmp_b2b_link *l)
 {
-	uint8_t p[CAPS_LEN];
+	uint8_t p[CAPS_TOKEN_LEN];
 	uint32_t codecs = (l->codecs & LLMP_B2B_ZSTD) ? LLMP_B2B_CAPS_ZSTD : 0;
 	struct llmp_wire_b2b w = { .client_id = 0, .tag = LLMP_TAG_B2B_CAPS, .flags = 0,
-				   .buf = p, .len = sizeof(p) };
+				   .buf = p, .len = l->d ? CAPS_TOKEN_LEN : CAPS_LEN };
 
 	memcpy(p, LLMP_B2B_CAPS_MAGIC, 8);
 	for (int i = 0; i < 4; i++)
 		p[8 + i] = (uint8_t)(codecs >> (8 * i));
+	for (int i = 0; l->d && i < 8; i++)
+		p[12 + i] = (uint8_t)(l->d->token >> (8 * i));
 	l->caps_sent = true;
 	return queue_frame(l, &w);
 }
@@ -487,6 +689,16 @@ static int take_caps(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w)
 	l->peer_zstd = (codecs & LLMP_B2B_CAPS_ZSTD) && (l->codecs & LLMP_B2B_ZSTD);
 	llmp_log(LLMP_LOG_INFO, "b2b: link to %s: peer decodes 0x%x; sending %s", l->peer, codecs,
 		 l->peer_zstd ? "zstd" : (l->codecs & LLMP_B2B_DEFLATE) ? "deflate" : "uncompressed");
+	if (!l->d && w->len >= CAPS_TOKEN_LEN) {
+		for (int i = 0; i < 8; i++)
+			l->token |= (uint64_t)p[12 + i] << (8 * i);
+		/* Nothing was shipped yet (holding): go on where this dialler's last link stopped. */
+		if (l->token && l->holding && unpark_into(l))
+			llmp_log(LLMP_LOG_INFO, "b2b: link %u to %s: the dialler is back; resuming "
+				 "where its previous link stopped", l->link_id, l->peer);
+		if (l->token)
+			live_add(l);
+	}
 	if (!l->d) {
 		int ret = queue_caps(l);
 
@@ -617,11 +829,21 @@ static int pull_remote(struct llmp_b2b_link *l)
 
 static int data_step(struct llmp_b2b_link *l)
 {
-	int a, b, ret;
+	int a = 0, b, ret;
 
-	a = pull_local(l);
-	if (a < 0)
-		return a;
+	if (l->holding) {
+		b = pull_remote(l);
+		if (b < 0)
+			return b;
+		if (!l->got_first && llmp_now_ms() < l->hold_until)
+			return b;
+		hold_end(l);
+		a = b;
+	}
+	ret = pull_local(l);
+	if (ret < 0)
+		return ret;
+	a += ret;
 	ret = push_out(l);
 	if (ret < 0)
 		return ret;
@@ -795,8 +1017,8 @@ static void link_up(struct llmp_b2b_link *l, int64_t now)
 		 "b2b: link %u to %s up (attempt %llu%s)", l->link_id, l->peer,
 		 (unsigned long long)d->attempts, d->peer_ours ? ", our broker" : "");
 	d->fails = 0;
-	if (d->peer_ours && (l->codecs & LLMP_B2B_ZSTD) && queue_caps(l) < 0)
-		l->caps_sent = false; /* out of memory: go on without zstd */
+	if (d->peer_ours && queue_caps(l) < 0)
+		l->caps_sent = false; /* out of memory: go on without zstd or resuming */
 }
 
 /* A dialled link broke: close it and dial again after the backoff. */
@@ -859,7 +1081,7 @@ static int dial_steps(struct llmp_b2b_link *l, int64_t now)
 	if (d->st == D_WAIT) {
 		if (now < d->retry_at)
 			return 0;
-		d->probing = (l->codecs & LLMP_B2B_ZSTD) != 0;
+		d->probing = true; /* our brokers get capabilities and the resume token */
 		d->peer_ours = false;
 		l->cnt.dials++;
 		d->attempts++;
@@ -968,6 +1190,9 @@ int llmp_b2b_link_step(struct llmp_b2b_link *l)
 {
 	int ret;
 
+	if (l->replaced)
+		return llmp_err(-ECONNRESET, "b2b: link %u to %s: its dialler came back on a new "
+				"connection", l->link_id, l->peer);
 	if (l->fd < 0) {
 		dial_step(l);
 		if (l->fd < 0)
@@ -1039,6 +1264,7 @@ int llmp_b2b_link_dial(struct llmp_broker *b, const char *addr, uint16_t port,
 	}
 	d->backoff_ms = BACKOFF_MIN_MS;
 	d->rng = ((uint64_t)llmp_now_ms() << 20) ^ (uint64_t)(uintptr_t)l ^ (uint64_t)getpid() ^ 1;
+	d->token = rng_next(&d->rng) | 1;
 	d->st = D_WAIT;
 	d->retry_at = llmp_now_ms();
 	timer_at(d, d->retry_at); /* due now: the loop's next wait returns at once */

@@ -55,6 +55,11 @@ void llmp_b2b_link_pollfd(const struct llmp_b2b_link *l, struct pollfd *pfd);
 bool llmp_b2b_link_up(const struct llmp_b2b_link *l);
 void llmp_b2b_link_counters(const struct llmp_b2b_link *l, struct llmp_b2b_counters *c);
 void llmp_b2b_link_free(struct llmp_b2b_link *l);
+/*
+ * Free the read positions kept for diallers that may come back (accepted
+ * links of b that broke); call after freeing b's links, before freeing b.
+ */
+void llmp_b2b_forget(struct llmp_broker *b);
 
 /* The listener hands RemoteBrokerHello peers over (tcp.c -> loop.c). */
 typedef int (*llmp_b2b_accept_fn)(void *ctx, int fd, const char *peer);

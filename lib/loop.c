@@ -476,6 +476,7 @@ void llmp_loop_free(struct llmp_loop *lp)
 	llmp_bell_free(lp->bell);
 	while (lp->nlinks)
 		drop_link(lp, lp->nlinks - 1);
+	llmp_b2b_forget(lp->b); /* read positions kept for diallers that would come back */
 #ifdef LLMP_HAVE_LIBURING
 	if (lp->backend == LLMP_LOOP_URING)
 		io_uring_queue_exit(&lp->ring);
