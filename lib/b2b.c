@@ -25,7 +25,13 @@
  * steps driven by llmp_b2b_link_step(); while the link is down the loop
  * waits on an epoll fd holding the connecting socket and a timerfd (the
  * retry time or the handshake deadline), so a peer that is down costs no
- * CPU between attempts.
+ * CPU between attempts.  A dialled link keeps its read position across
+ * re-dials.  Its capabilities frame carries a resume token; an accepted
+ * link holds the history until the peer's first frame (or HOLD_MS), and
+ * when that is a capabilities frame whose token a broken link of the same
+ * broker had, it takes that link's read position (parked when the link
+ * broke, or taken over from a link still open on a half-open connection),
+ * so neither side repeats what it sent before the break.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -85,7 +85,9 @@ struct llmp_wire_msg {
  * Ours: the capabilities frame two of our brokers exchange first on a B2B
  * link (tag, client id 0, flags 0; payload: the 8 bytes of
  * LLMP_B2B_CAPS_MAGIC, then a u32 little endian of LLMP_B2B_CAPS_* bits:
- * the codecs the sender decodes).  Never sent to a LibAFL peer.
+ * the codecs the sender decodes; from the dialling side then a u64 little
+ * endian resume token, the same on every re-dial of that link).  Never
+ * sent to a LibAFL peer.
  */
 #define LLMP_TAG_B2B_CAPS 0x4C4C4243u
 #define LLMP_B2B_CAPS_MAGIC "LLMPCAPS"
