@@ -42,6 +42,7 @@
 /* Codec bits of a node in the fixture's variants. */
 #define C_DEFLATE 1
 #define C_ZSTD 2
+#define C_POLL 4 /* not a codec: the loop uses poll(2) instead of io_uring */
 
 static int64_t now_ms(void)
 {
@@ -201,6 +202,7 @@ static int node_init(struct node *n, enum llmp_shmem_kind kind, uint16_t port, i
 {
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
 	struct llmp_loop_opts oo = { .struct_size = sizeof(oo),
+				     .backend = (codecs & C_POLL) ? LLMP_LOOP_POLL : LLMP_LOOP_AUTO,
 				     .b2b_compress = !!(codecs & C_DEFLATE),
 				     .b2b_zstd = !!(codecs & C_ZSTD),
 				     .stats_interval_ms = 20, .on_stats = node_stats, .ctx = n };
@@ -277,12 +279,12 @@ FIXTURE_VARIANT(b2b)
 FIXTURE_VARIANT_ADD(b2b, plain) { .codecs = { 0, 0, 0 }, .len = 100 };
 FIXTURE_VARIANT_ADD(b2b, deflate) { .codecs = { C_DEFLATE, C_DEFLATE, C_DEFLATE }, .len = 4096 };
 FIXTURE_VARIANT_ADD(b2b, zstd) { .codecs = { C_ZSTD, C_ZSTD, C_ZSTD }, .len = 4096 };
-/* Broker 2 has neither codec: 0-1 agree on zstd, 0 and 1 deflate to 2, 2 sends plain. */
+/* Broker 2 has neither codec: 0-1 agree on zstd, 0 and 1 deflate to 2, 2 sends plain (poll loops). */
 FIXTURE_VARIANT_ADD(b2b, zstd_and_none) {
-	.codecs = { C_ZSTD | C_DEFLATE, C_ZSTD | C_DEFLATE, 0 }, .len = 4096 };
-/* Broker 0 (which dials 1 and 2) has deflate only: only the 1-2 link uses zstd. */
+	.codecs = { C_ZSTD | C_DEFLATE | C_POLL, C_ZSTD | C_DEFLATE | C_POLL, C_POLL }, .len = 4096 };
+/* Broker 0 (which dials 1 and 2, on poll) has deflate only: only the 1-2 link uses zstd. */
 FIXTURE_VARIANT_ADD(b2b, zstd_dialer_without) {
-	.codecs = { C_DEFLATE, C_ZSTD | C_DEFLATE, C_ZSTD | C_DEFLATE }, .len = 4096 };
+	.codecs = { C_DEFLATE | C_POLL, C_ZSTD | C_DEFLATE, C_ZSTD | C_DEFLATE }, .len = 4096 };
 
 FIXTURE_SETUP(b2b)
 {
@@ -857,7 +859,7 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 	uint16_t port = free_port();
 	int r;
 
-	LINK_NODE(0);
+	LINK_NODE(C_POLL); /* the waits between attempts on poll(2); the other tests use io_uring */
 	ASSERT_NE(0, port);
 	memset(&b, 0, sizeof(b));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port)) TH_LOG("%s", llmp_strerror_last());
@@ -1219,11 +1221,12 @@ static void reset_case(struct __test_metadata *_metadata, struct _test_data_link
 	socklen_t sl = sizeof(sa);
 	int seen[RN];
 
-	LINK_NODE(0);
+	/* The half-open case runs both loops on poll(2). */
+	LINK_NODE(half ? C_POLL : 0);
 	memset(&b, 0, sizeof(b));
 	memset(&rl, 0, sizeof(rl));
 	rl.half = half;
-	ASSERT_EQ(0, node_init(&b, self->kind, 0, 0));
+	ASSERT_EQ(0, node_init(&b, self->kind, 0, half ? C_POLL : 0));
 	rl.ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ASSERT_EQ(0, bind(rl.ls, (struct sockaddr *)&sa, sizeof(sa)));
