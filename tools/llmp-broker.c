@@ -37,7 +37,8 @@ static void usage(FILE *f)
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
 		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
-		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients (default 1000)\n"
+		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients (default 1000;\n"
+		"                          -1: no limit, for clients that all wake the broker)\n"
 		"  -g, --dead-client-grace-ms MS\n"
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
@@ -110,6 +111,7 @@ int main(int argc, char **argv)
 	};
 	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
 	unsigned long max_sleep = 0, grace_ms = 0, history = 0;
+	bool no_nap = false;
 	const char *bind_addr = "127.0.0.1";
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
@@ -172,8 +174,13 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'm':
-			if (parse_uint(optarg, 10000000, &max_sleep) < 0)
+			/* -1: no nap at all, sleep until a poke, a peer or a timer */
+			if (!strcmp(optarg, "-1"))
+				no_nap = true;
+			else if (parse_uint(optarg, 10000000, &max_sleep) < 0)
 				goto bad;
+			else
+				no_nap = false;
 			break;
 		case 'g':
 			if (parse_uint(optarg, 86400000, &grace_ms) < 0 || grace_ms == 0)
@@ -215,7 +222,7 @@ int main(int argc, char **argv)
 				     .handle_signals = true,
 				     .stats_interval_ms = (int)(stats_s * 1000),
 				     .on_stats = on_stats, .ctx = &sc,
-				     .max_sleep_us = (int)max_sleep, .exit_after = (unsigned)exit_after,
+				     .max_sleep_us = no_nap ? -1 : (int)max_sleep, .exit_after = (unsigned)exit_after,
 				     .b2b_compress = compress, .b2b_zstd = zstd };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
