@@ -90,7 +90,7 @@ $(SHARED): $(LIB_OBJS) lib/libllmp.map
 
 tools: $(TOOLS)
 
-$(BUILD)/tools/%: tools/%.c $(STATIC) $(HEADERS)
+$(BUILD)/tools/%: tools/%.c tools/tool.h $(STATIC) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(STATIC) $(LDLIBS_ALL)
 

@@ -70,6 +70,7 @@
 
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
+#include "tool.h"
 
 #define TAG_DATA 0xBE0C0001u
 #define TAG_END 0xBE0C0002u
@@ -168,29 +169,6 @@ static enum llmp_loop_wake wake_via = LLMP_LOOP_WAKE_AUTO;
 static int check_ms;
 #define DEFAULT_HISTORY (64u << 20)
 
-/*
- * Run-control flags shared between the processes (and the waiter thread):
- * set once, polled.  A seq_cst store in flag_set() pairs with the seq_cst
- * load in flag_get(); what a flag announces was written before it is set.
- */
-static void flag_set(_Atomic int *f)
-{
-	atomic_store(f, 1); /* pairs with flag_get() */
-}
-
-static bool flag_get(_Atomic int *f)
-{
-	return atomic_load(f); /* pairs with flag_set() */
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static uint64_t cpu_ns(clockid_t id)
 {
 	struct timespec t;
@@ -202,28 +180,6 @@ static uint64_t cpu_ns(clockid_t id)
 static double per_msg(uint64_t ns, uint64_t msgs)
 {
 	return msgs ? (double)ns / (double)msgs : 0;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec t = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
-
-	while (nanosleep(&t, &t) && errno == EINTR)
-		;
-}
-
-static uint64_t word_sum(const void *p, size_t len)
-{
-	const unsigned char *b = p;
-	uint64_t s = 0;
-
-	for (size_t i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, b + i, 8);
-		s += w;
-	}
-	return s;
 }
 
 /* The fixed pattern of sender idx: size - HDR_LEN - 8 bytes (the tail holds seq). */
@@ -309,23 +265,6 @@ static int fail(char *why, size_t n, int err, const char *what)
 }
 
 /* ---- registration --------------------------------------------------------- */
-
-static int full_io(int fd, void *buf, size_t n, bool wr)
-{
-	unsigned char *p = buf;
-
-	while (n) {
-		ssize_t r = wr ? write(fd, p, n) : read(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EPIPE;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
 
 /* Child side: create the client, send its page description, receive the id. */
 static int client_join(struct llmp_provider *p, const struct llmp_shmem_desc *bcast, int sock,

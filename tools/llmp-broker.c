@@ -15,6 +15,7 @@
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
+#include "tool.h"
 
 struct stats_ctx {
 	uint64_t last_in;
@@ -77,19 +78,6 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	c->last_ms = st->uptime_ms;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || end == s || *end || v > max || s[0] == '-')
-		return -1;
-	*out = v;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -129,7 +117,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_uint(optarg, 65535, &port) < 0)
+			if (parse_ulong(optarg, 65535, &port) < 0)
 				goto bad;
 			break;
 		case 'b':
@@ -140,11 +128,11 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 's':
-			if (parse_uint(optarg, 86400, &stats_s) < 0)
+			if (parse_ulong(optarg, 86400, &stats_s) < 0)
 				goto bad;
 			break;
 		case 'x':
-			if (parse_uint(optarg, 1u << 30, &exit_after) < 0)
+			if (parse_ulong(optarg, 1u << 30, &exit_after) < 0)
 				goto bad;
 			break;
 		case 'l':
@@ -158,7 +146,7 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 't':
-			if (parse_uint(optarg, 3600000, &peer_ms) < 0 || peer_ms == 0)
+			if (parse_ulong(optarg, 3600000, &peer_ms) < 0 || peer_ms == 0)
 				goto bad;
 			break;
 		case 'B':
@@ -177,17 +165,17 @@ int main(int argc, char **argv)
 			/* -1: no nap at all, sleep until a poke, a peer or a timer */
 			if (!strcmp(optarg, "-1"))
 				no_nap = true;
-			else if (parse_uint(optarg, 10000000, &max_sleep) < 0)
+			else if (parse_ulong(optarg, 10000000, &max_sleep) < 0)
 				goto bad;
 			else
 				no_nap = false;
 			break;
 		case 'g':
-			if (parse_uint(optarg, 86400000, &grace_ms) < 0 || grace_ms == 0)
+			if (parse_ulong(optarg, 86400000, &grace_ms) < 0 || grace_ms == 0)
 				goto bad;
 			break;
 		case 'H':
-			if (parse_uint(optarg, 1ul << 40, &history) < 0 || history == 0)
+			if (parse_ulong(optarg, 1ul << 40, &history) < 0 || history == 0)
 				goto bad;
 			break;
 		case 'v':
@@ -236,7 +224,7 @@ int main(int argc, char **argv)
 		unsigned long bport;
 
 		if (!colon || colon == b2b[i] || (size_t)(colon - b2b[i]) >= sizeof(host) ||
-		    parse_uint(colon + 1, 65535, &bport) < 0) {
+		    parse_ulong(colon + 1, 65535, &bport) < 0) {
 			fprintf(stderr, "llmp-broker: --b2b wants HOST:PORT, got %s\n", b2b[i]);
 			ret = -EINVAL;
 			goto fail;

@@ -16,6 +16,7 @@
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
+#include "tool.h"
 
 #define DEFAULT_TAG 0x5130C11Eu
 
@@ -32,15 +33,6 @@ static void usage(FILE *f)
 		"  -s, --skip-own        recv: do not print this client's own messages\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT, DEFAULT_TAG);
-}
-
-static int parse_ul(const char *s, unsigned long max, unsigned long *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoul(s, &end, 0);
-	return (errno || end == s || *end || *out > max || s[0] == '-') ? -1 : 0;
 }
 
 static void print_msg(const struct llmp_msg_view *v)
@@ -171,7 +163,7 @@ int main(int argc, char **argv)
 			addr = optarg;
 			break;
 		case 'p':
-			if (parse_ul(optarg, 65535, &port) < 0)
+			if (parse_ulong(optarg, 65535, &port) < 0)
 				goto bad;
 			break;
 		case 'P':
@@ -179,15 +171,15 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'T':
-			if (parse_ul(optarg, 0xffffffffUL, &tag) < 0)
+			if (parse_ulong(optarg, 0xffffffffUL, &tag) < 0)
 				goto bad;
 			break;
 		case 'n':
-			if (parse_ul(optarg, 1ul << 40, &count) < 0)
+			if (parse_ulong(optarg, 1ul << 40, &count) < 0)
 				goto bad;
 			break;
 		case 'w':
-			if (parse_ul(optarg, 1u << 30, &wait_ms) < 0)
+			if (parse_ulong(optarg, 1u << 30, &wait_ms) < 0)
 				goto bad;
 			has_wait = true;
 			break;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "llmp/llmp.h"
+#include "tool.h"
 
 #define TAG_TEXT 0xDE000001u
 #define TAG_BLOB 0xDE000002u
@@ -84,37 +85,6 @@ static struct shared *sh;
 static unsigned nclients = 3;
 static double seconds = 3.0;
 
-/*
- * Run-control flags shared between the processes (and the waiter thread):
- * set once, polled.  A seq_cst store in flag_set() pairs with the seq_cst
- * load in flag_get(); what a flag announces was written before it is set.
- */
-static void flag_set(_Atomic int *f)
-{
-	atomic_store(f, 1); /* pairs with flag_get() */
-}
-
-static bool flag_get(_Atomic int *f)
-{
-	return atomic_load(f); /* pairs with flag_set() */
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec t = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&t, &t) && errno == EINTR)
-		;
-}
-
 /* Checksum of a payload: FNV-1a over 64-bit words, then the tail bytes. */
 static uint64_t checksum(const void *p, size_t n)
 {
@@ -131,23 +101,6 @@ static uint64_t checksum(const void *p, size_t n)
 	for (; i < n; i++)
 		h = (h ^ b[i]) * 0x100000001b3ull;
 	return h ^ (h >> 29);
-}
-
-static int full_io(int fd, void *buf, size_t n, bool wr)
-{
-	unsigned char *p = buf;
-
-	while (n) {
-		ssize_t r = wr ? write(fd, p, n) : read(fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EPIPE;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
 }
 
 /* Record why this client failed; err is a negative errno, lib: from a library call. */

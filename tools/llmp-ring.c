@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tool.h"
+
 #define RING_BYTES (64u << 20)
 #define SLOT_HDR 16u /* u64 sequence number, u64 unused: keeps the payload 16-aligned */
 #define SEQ_END UINT64_MAX
@@ -42,14 +44,6 @@ struct ring_ctl {
 	uint64_t first_ns, last_ns;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void pin_cpu(int cpu)
 {
 	cpu_set_t set;
@@ -58,21 +52,6 @@ static void pin_cpu(int cpu)
 	CPU_SET(cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set))
 		fprintf(stderr, "llmp-ring: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-}
-
-/* Same checksum as llmp-bench: sum of the 64-bit words (size is a multiple of 8). */
-static uint64_t word_sum(const void *p, size_t len)
-{
-	const unsigned char *b = p;
-	uint64_t s = 0;
-
-	for (size_t i = 0; i + 8 <= len; i += 8) {
-		uint64_t w;
-
-		memcpy(&w, b + i, 8);
-		s += w;
-	}
-	return s;
 }
 
 static void usage(void)
