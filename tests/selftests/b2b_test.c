@@ -44,28 +44,6 @@
 #define C_ZSTD 2
 #define C_POLL 4 /* not a codec: the loop uses poll(2) instead of io_uring */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* POSIX segments (named, any process attaches); SysV where /dev/shm is missing. */
-static int pick_kind(enum llmp_shmem_kind *k)
-{
-	if (llmp_test_kind_available(LLMP_SHMEM_POSIX)) {
-		*k = LLMP_SHMEM_POSIX;
-		return 0;
-	}
-	if (llmp_test_kind_available(LLMP_SHMEM_SYSV)) {
-		*k = LLMP_SHMEM_SYSV;
-		return 0;
-	}
-	return -1;
-}
-
 /* Decode a hex string (spaces ignored) into out; returns the byte count. */
 static size_t unhex(const char *s, uint8_t *out, size_t cap)
 {
@@ -253,10 +231,10 @@ static void node_fini(struct node *n)
 /* Wait until the node reports `want` links up; false after ms. */
 static bool wait_links(struct node *n, unsigned want, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = llmp_test_now_ms() + ms;
 
 	while (atomic_load_explicit(&n->links_up, memory_order_relaxed) != want) {
-		if (now_ms() > end)
+		if (llmp_test_now_ms() > end)
 			return false;
 		usleep(5000);
 	}
@@ -292,7 +270,7 @@ FIXTURE_SETUP(b2b)
 	self->ok = false;
 	b2b_log[0] = 0;
 	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
-	if (pick_kind(&self->kind) < 0)
+	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	for (int i = 0; i < NB; i++) {
 		int r = node_init(&self->n[i], self->kind, 0, variant->codecs[i]);
@@ -326,7 +304,7 @@ FIXTURE_SETUP(link)
 	memset(self->n, 0, sizeof(self->n));
 	b2b_log[0] = 0;
 	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
-	self->ok = pick_kind(&self->kind) == 0;
+	self->ok = llmp_test_named_kind(&self->kind) == 0;
 }
 
 FIXTURE_TEARDOWN(link)
@@ -928,39 +906,6 @@ static const char *tool_path(const char *name, char *buf, size_t cap)
 	return access(buf, X_OK) == 0 ? buf : NULL;
 }
 
-/* Remove the segments a killed process left behind. */
-static void remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
-{
-	if (kind == LLMP_SHMEM_SYSV) {
-		struct shm_info info;
-		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
-
-		for (int i = 0; i <= max; i++) {
-			struct shmid_ds ds;
-			int id = shmctl(i, SHM_STAT, &ds);
-
-			if (id >= 0 && ds.shm_cpid == pid)
-				shmctl(id, IPC_RMID, NULL);
-		}
-	} else if (kind == LLMP_SHMEM_POSIX) {
-		char prefix[64];
-		DIR *d = opendir("/dev/shm");
-		struct dirent *e;
-
-		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
-		while (d && (e = readdir(d))) {
-			char name[300];
-
-			if (strncmp(e->d_name, prefix, strlen(prefix)))
-				continue;
-			snprintf(name, sizeof(name), "/%s", e->d_name);
-			shm_unlink(name);
-		}
-		if (d)
-			closedir(d);
-	}
-}
-
 /* Start llmp-broker on port (0: any); returns its pid, *port_out the port it listens on. */
 static pid_t start_tool_broker(const char *path, enum llmp_shmem_kind kind, uint16_t port,
 			       uint16_t *port_out, FILE **out)
@@ -1079,7 +1024,7 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	ASSERT_EQ(bp, waitpid(bp, &st, 0));
 	if (bout)
 		fclose(bout);
-	remove_orphans(self->kind, bp);
+	llmp_test_remove_orphans(self->kind, bp);
 	ASSERT_TRUE(wait_links(a, 0, 10000));
 	ASSERT_EQ(0, send_n(txa, "a1 ", RN));
 	usleep(300000);
@@ -1194,10 +1139,10 @@ static void *relay_thread(void *v)
 
 static bool wait_log(const char *what, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = llmp_test_now_ms() + ms;
 
 	while (!log_has(what)) {
-		if (now_ms() > end)
+		if (llmp_test_now_ms() > end)
 			return false;
 		usleep(5000);
 	}
@@ -1252,8 +1197,8 @@ static void reset_case(struct __test_metadata *_metadata, struct _test_data_link
 
 	/* Cut: A's link breaks and comes back through the relay by itself. */
 	atomic_store_explicit(&rl.cut, 1, memory_order_relaxed);
-	int64_t end = now_ms() + 10000;
-	while (atomic_load_explicit(&a->dials, memory_order_relaxed) < 2 && now_ms() < end)
+	int64_t end = llmp_test_now_ms() + 10000;
+	while (atomic_load_explicit(&a->dials, memory_order_relaxed) < 2 && llmp_test_now_ms() < end)
 		usleep(5000);
 	ASSERT_LE(2, atomic_load_explicit(&a->dials, memory_order_relaxed)) TH_LOG("%s", b2b_log);
 	ASSERT_TRUE(wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);

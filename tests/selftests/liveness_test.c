@@ -57,14 +57,6 @@ struct payload {
 	uint8_t fill[];
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static size_t msg_len(uint32_t seq)
 {
 	return sizeof(struct payload) + (seq * 7u) % 200u;
@@ -449,46 +441,13 @@ FIXTURE_SETUP(live)
 		TH_LOG("%s", llmp_strerror_last());
 }
 
-/* Remove the segments a killed process left behind. */
-static void remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
-{
-	if (kind == LLMP_SHMEM_SYSV) {
-		struct shm_info info;
-		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
-
-		for (int i = 0; i <= max; i++) {
-			struct shmid_ds ds;
-			int id = shmctl(i, SHM_STAT, &ds);
-
-			if (id >= 0 && ds.shm_cpid == pid)
-				shmctl(id, IPC_RMID, NULL);
-		}
-	} else if (kind == LLMP_SHMEM_POSIX) {
-		char prefix[64];
-		DIR *d = opendir("/dev/shm");
-		struct dirent *e;
-
-		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
-		while (d && (e = readdir(d))) {
-			char name[300];
-
-			if (strncmp(e->d_name, prefix, strlen(prefix)))
-				continue;
-			snprintf(name, sizeof(name), "/%s", e->d_name);
-			shm_unlink(name);
-		}
-		if (d)
-			closedir(d);
-	}
-}
-
 FIXTURE_TEARDOWN(live)
 {
 	for (unsigned i = 0; i <= MAXC; i++) {
 		if (self->t[i].pid > 0) {
 			kill(self->t[i].pid, SIGKILL);
 			waitpid(self->t[i].pid, NULL, 0);
-			remove_orphans(variant->kind, self->t[i].pid);
+			llmp_test_remove_orphans(variant->kind, self->t[i].pid);
 		}
 		if (self->t[i].wfd >= 0)
 			close(self->t[i].wfd);
@@ -500,7 +459,7 @@ FIXTURE_TEARDOWN(live)
 	if (self->b)
 		llmp_broker_free(self->b);
 	for (unsigned i = 0; i < self->ndead; i++)
-		remove_orphans(variant->kind, self->dead[i]);
+		llmp_test_remove_orphans(variant->kind, self->dead[i]);
 	if (self->p)
 		llmp_provider_free(self->p);
 	if (self->srv) {
@@ -707,7 +666,7 @@ TEST_F(live, killed_client_dropped)
 	ASSERT_EQ(1, read(self->t[0].rfd, &byte, 1));
 	ASSERT_GT(mapped_of(variant->kind, dpid), 0) TH_LOG("broker does not map its page?");
 	ASSERT_EQ(0, kill(dpid, SIGKILL));
-	t_kill = now_ms();
+	t_kill = llmp_test_now_ms();
 	ASSERT_EQ(dpid, waitpid(dpid, &st, 0));
 	forget(self, 0, false);
 	/*
@@ -718,12 +677,12 @@ TEST_F(live, killed_client_dropped)
 	ASSERT_GE(dropped, 0);
 	if (variant->kind == LLMP_SHMEM_MEMFD) {
 		ASSERT_EQ(1, dropped);
-		t_drop = now_ms();
+		t_drop = llmp_test_now_ms();
 	} else {
 		ASSERT_EQ(0, dropped); /* in its grace period */
 	}
 	t_end = t_kill + 30000;
-	while (now_ms() < t_end && !(t_drop && self->t[1].done &&
+	while (llmp_test_now_ms() < t_end && !(t_drop && self->t[1].done &&
 				     llmp_broker_nclients(self->b) == 0)) {
 		int ret = pump(self);
 
@@ -732,7 +691,7 @@ TEST_F(live, killed_client_dropped)
 		ASSERT_GE(ret, 0);
 		if (ret > 0) {
 			dropped += ret;
-			t_drop = now_ms();
+			t_drop = llmp_test_now_ms();
 			ASSERT_EQ(1u, llmp_broker_nclients(self->b));
 		}
 		usleep(200);
@@ -784,8 +743,8 @@ TEST_F(live, stress_kill_two_of_four)
 		ASSERT_EQ(0, start_child(self, i, &cfg)) TH_LOG("child %u", i);
 	}
 	ASSERT_EQ(4u, llmp_broker_nclients(self->b));
-	t_end = now_ms() + 60000;
-	while (now_ms() < t_end) {
+	t_end = llmp_test_now_ms() + 60000;
+	while (llmp_test_now_ms() < t_end) {
 		ASSERT_GE(pump(self), 0) TH_LOG("%s", llmp_strerror_last());
 		if (!killed && self->t[1].next > N / 4 && self->t[2].next > N / 4) {
 			/* kill 1 and 2 mid-stream (one of them reaped only later) */
@@ -862,7 +821,7 @@ TEST_F(live, run_and_loop_drop_dead)
 		ASSERT_EQ(0, kill(dpid, SIGKILL));
 		ASSERT_EQ(dpid, waitpid(dpid, NULL, 0));
 		forget(self, mode, false);
-		t0 = now_ms();
+		t0 = llmp_test_now_ms();
 		if (mode == 0) {
 			ret = llmp_broker_run(self->b);
 		} else {
@@ -872,7 +831,7 @@ TEST_F(live, run_and_loop_drop_dead)
 			llmp_loop_free(lp);
 		}
 		ASSERT_EQ(0, ret) TH_LOG("%s: %s", mode ? "loop" : "run", llmp_strerror_last());
-		ASSERT_LE(now_ms() - t0, (uint64_t)GRACE_MS + 1000);
+		ASSERT_LE(llmp_test_now_ms() - t0, (uint64_t)GRACE_MS + 1000);
 		ASSERT_EQ(0u, llmp_broker_nclients(self->b));
 		ASSERT_GE(pump(self), 0);
 		ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
@@ -919,7 +878,7 @@ TEST_F(live, restarted_within_grace)
 	ASSERT_EQ(0, start_child(self, 0, &c1));
 	id = self->t[0].id;
 	/* the broker must have mapped the page (wait_safe) before the child saves */
-	for (uint64_t t = now_ms() + 10000; now_ms() < t;) {
+	for (uint64_t t = llmp_test_now_ms() + 10000; llmp_test_now_ms() < t;) {
 		struct pollfd pfd = { .fd = self->t[0].rfd, .events = POLLIN };
 
 		ASSERT_GE(pump(self), 0);
@@ -928,11 +887,11 @@ TEST_F(live, restarted_within_grace)
 	}
 	ASSERT_EQ(0, read_env(self->t[0].rfd, env, sizeof(env)));
 	ASSERT_EQ(0, kill(self->t[0].pid, SIGKILL));
-	t_kill = now_ms();
+	t_kill = llmp_test_now_ms();
 	ASSERT_EQ(self->t[0].pid, waitpid(self->t[0].pid, &st, 0));
 	forget(self, 0, false);
 	/* half the grace period with the creator dead: not dropped */
-	for (uint64_t t = now_ms() + GRACE_MS / 2; now_ms() < t;) {
+	for (uint64_t t = llmp_test_now_ms() + GRACE_MS / 2; llmp_test_now_ms() < t;) {
 		ASSERT_GE(pump(self), 0);
 		ASSERT_EQ(0, llmp_broker_check_clients(self->b));
 		usleep(1000);
@@ -952,16 +911,16 @@ TEST_F(live, restarted_within_grace)
 	self->t[1].id = id;
 	self->t[1].next = K1;
 	ASSERT_EQ(1, write(self->t[1].wfd, "g", 1));
-	t_go = now_ms();
+	t_go = llmp_test_now_ms();
 	t_end = t_go + 30000;
-	while (now_ms() < t_end && !(self->t[1].done && llmp_broker_nclients(self->b) == 0)) {
+	while (llmp_test_now_ms() < t_end && !(self->t[1].done && llmp_broker_nclients(self->b) == 0)) {
 		ASSERT_GE(pump(self), 0);
 		ASSERT_EQ(0, llmp_broker_check_clients(self->b)) TH_LOG("restarted client dropped");
 		usleep(200);
 	}
 	ASSERT_EQ(0, self->bad) TH_LOG("%s", self->why);
 	/* its first process died longer than the grace period ago: never dropped */
-	ASSERT_GT(now_ms() - t_kill, (uint64_t)GRACE_MS + 200);
+	ASSERT_GT(llmp_test_now_ms() - t_kill, (uint64_t)GRACE_MS + 200);
 	ASSERT_TRUE(self->t[1].done);
 	ASSERT_EQ(K1 + K2, self->t[1].done_n);
 	ASSERT_EQ(K1 + K2, self->t[1].next);
@@ -1014,10 +973,10 @@ TEST_F(live, broker_killed)
 	ASSERT_EQ(0, llmp_client_recv_wait(c, &v, 300));
 	ASSERT_EQ(0, kill(pid, SIGKILL));
 	/* not reaped yet: a zombie broker counts as dead */
-	t0 = now_ms();
+	t0 = llmp_test_now_ms();
 	ret = llmp_client_recv_wait(c, &v, 10000);
 	ASSERT_EQ(-EPIPE, ret) TH_LOG("recv_wait: %d %s", ret, llmp_strerror_last());
-	ASSERT_LT(now_ms() - t0, 2000u);
+	ASSERT_LT(llmp_test_now_ms() - t0, 2000u);
 	ASSERT_TRUE(strstr(llmp_strerror_last(), "broker") != NULL) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(pid, waitpid(pid, &st, 0));
 	ASSERT_TRUE(WIFSIGNALED(st));

@@ -3,9 +3,15 @@
 #ifndef LLMP_TEST_H
 #define LLMP_TEST_H
 
+#include <dirent.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
@@ -42,6 +48,69 @@ static inline uint64_t llmp_test_fnv(const void *buf, size_t len)
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ b[i]) * 0x100000001b3ULL;
 	return h;
+}
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static inline int64_t llmp_test_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A kind whose segments any process attaches by name: POSIX, else SysV; -1 if neither. */
+static inline int llmp_test_named_kind(enum llmp_shmem_kind *k)
+{
+	if (llmp_test_kind_available(LLMP_SHMEM_POSIX)) {
+		*k = LLMP_SHMEM_POSIX;
+		return 0;
+	}
+	if (llmp_test_kind_available(LLMP_SHMEM_SYSV)) {
+		*k = LLMP_SHMEM_SYSV;
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Remove the SysV or POSIX segments that process pid created and left
+ * behind (it was killed, or an earlier image of it); returns how many.
+ */
+static inline int llmp_test_remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
+{
+	int n = 0;
+
+	if (kind == LLMP_SHMEM_SYSV) {
+		struct shm_info info;
+		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
+
+		for (int i = 0; i <= max; i++) {
+			struct shmid_ds ds;
+			int id = shmctl(i, SHM_STAT, &ds);
+
+			if (id >= 0 && ds.shm_cpid == pid && shmctl(id, IPC_RMID, NULL) == 0)
+				n++;
+		}
+	} else if (kind == LLMP_SHMEM_POSIX) {
+		char prefix[64];
+		DIR *d = opendir("/dev/shm");
+		struct dirent *e;
+
+		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
+		while (d && (e = readdir(d))) {
+			char name[300];
+
+			if (strncmp(e->d_name, prefix, strlen(prefix)))
+				continue;
+			snprintf(name, sizeof(name), "/%s", e->d_name);
+			if (shm_unlink(name) == 0)
+				n++;
+		}
+		if (d)
+			closedir(d);
+	}
+	return n;
 }
 
 #endif /* LLMP_TEST_H */

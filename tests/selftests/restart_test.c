@@ -264,49 +264,12 @@ FIXTURE_SETUP(restart)
 	llmp_set_log(log_cb, NULL, LLMP_LOG_WARN);
 }
 
-/* Remove what the child's first image left behind; returns the count. */
-static int remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
-{
-	int n = 0;
-
-	if (kind == LLMP_SHMEM_SYSV) {
-		struct shm_info info;
-		int max = shmctl(0, SHM_INFO, (struct shmid_ds *)(void *)&info);
-
-		for (int i = 0; i <= max; i++) {
-			struct shmid_ds ds;
-			int id = shmctl(i, SHM_STAT, &ds);
-
-			if (id >= 0 && ds.shm_cpid == pid && shmctl(id, IPC_RMID, NULL) == 0)
-				n++;
-		}
-	} else if (kind == LLMP_SHMEM_POSIX) {
-		char prefix[64];
-		DIR *d = opendir("/dev/shm");
-		struct dirent *e;
-
-		snprintf(prefix, sizeof(prefix), "libafl_%d_", (int)pid);
-		while (d && (e = readdir(d))) {
-			char name[300];
-
-			if (strncmp(e->d_name, prefix, strlen(prefix)))
-				continue;
-			snprintf(name, sizeof(name), "/%s", e->d_name);
-			if (shm_unlink(name) == 0)
-				n++;
-		}
-		if (d)
-			closedir(d);
-	}
-	return n;
-}
-
 FIXTURE_TEARDOWN(restart)
 {
 	if (self->child > 0) {
 		kill(self->child, SIGKILL);
 		waitpid(self->child, NULL, 0);
-		remove_orphans(variant->kind, self->child);
+		llmp_test_remove_orphans(variant->kind, self->child);
 	}
 	if (self->wfd >= 0)
 		close(self->wfd);
@@ -422,7 +385,7 @@ static void sender_case(struct __test_metadata *_metadata, FIXTURE_DATA(restart)
 	ASSERT_EQ(self->child, waitpid(self->child, &st, 0));
 	ASSERT_TRUE(WIFEXITED(st));
 	ASSERT_EQ(0, WEXITSTATUS(st));
-	orphans = remove_orphans(variant->kind, self->child);
+	orphans = llmp_test_remove_orphans(variant->kind, self->child);
 	self->child = 0;
 	ASSERT_EQ(0, orphans) TH_LOG("segments of the child's pid left after it exited");
 }
@@ -484,7 +447,7 @@ TEST_F(restart, receiver_restarts_mid_stream)
 	ASSERT_EQ(self->child, waitpid(self->child, &st, 0));
 	ASSERT_TRUE(WIFEXITED(st));
 	ASSERT_EQ(0, WEXITSTATUS(st)) TH_LOG("receiver exit %d", WEXITSTATUS(st));
-	orphans = remove_orphans(variant->kind, self->child);
+	orphans = llmp_test_remove_orphans(variant->kind, self->child);
 	self->child = 0;
 	ASSERT_EQ(0, orphans) TH_LOG("segments of the child's pid left after it exited");
 }

@@ -305,28 +305,6 @@ TEST(b2b_message_round_trip)
 
 /* ---- TCP registration through a live listener ------------------------------ */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* POSIX segments (named, any process attaches); SysV where /dev/shm is missing. */
-static int pick_kind(enum llmp_shmem_kind *k)
-{
-	if (llmp_test_kind_available(LLMP_SHMEM_POSIX)) {
-		*k = LLMP_SHMEM_POSIX;
-		return 0;
-	}
-	if (llmp_test_kind_available(LLMP_SHMEM_SYSV)) {
-		*k = LLMP_SHMEM_SYSV;
-		return 0;
-	}
-	return -1;
-}
-
 /* Dropped-peer reasons logged by the listener. */
 static char drop_log[4096];
 static pthread_mutex_t drop_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -359,7 +337,7 @@ FIXTURE_SETUP(reg)
 	self->p = NULL;
 	self->b = NULL;
 	self->l = NULL;
-	if (pick_kind(&self->kind) < 0)
+	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	drop_log[0] = 0;
 	llmp_set_log(log_cb, NULL, LLMP_LOG_INFO);
@@ -386,7 +364,7 @@ FIXTURE_TEARDOWN(reg)
 /* Run the broker's side for a while: listener + one forwarding pass per round. */
 static int serve_ms(struct llmp_tcp_listener *l, struct llmp_broker *b, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = llmp_test_now_ms() + ms;
 	int ret = 0;
 
 	do {
@@ -397,7 +375,7 @@ static int serve_ms(struct llmp_tcp_listener *l, struct llmp_broker *b, int ms)
 		if (ret < 0)
 			return ret;
 		usleep(500);
-	} while (now_ms() < end);
+	} while (llmp_test_now_ms() < end);
 	return 0;
 }
 
@@ -419,10 +397,10 @@ static int tcp_dial(uint16_t port)
 static int read_served(struct llmp_tcp_listener *l, struct llmp_broker *b, int fd, void *buf,
 		       size_t n)
 {
-	int64_t end = now_ms() + 5000;
+	int64_t end = llmp_test_now_ms() + 5000;
 	size_t got = 0;
 
-	while (got < n && now_ms() < end) {
+	while (got < n && llmp_test_now_ms() < end) {
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		ssize_t r;
 
@@ -513,11 +491,11 @@ static void *connect_thread(void *v)
 static int serve_until_done(struct llmp_tcp_listener *l, struct llmp_broker *b, atomic_int *done,
 			    int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = llmp_test_now_ms() + ms;
 
 	/* Pairs with the release store at the end of the thread. */
 	while (!atomic_load_explicit(done, memory_order_acquire)) {
-		if (now_ms() > end)
+		if (llmp_test_now_ms() > end)
 			return -ETIMEDOUT;
 		if (serve_ms(l, b, 1) < 0)
 			return -EIO;
@@ -710,14 +688,14 @@ TEST_F_TIMEOUT(reg, bad_peers_dropped_others_register, 60)
 	close(fds[NBAD]);
 	at_once++;
 
-	int64_t t0 = now_ms();
+	int64_t t0 = llmp_test_now_ms();
 	struct conn_arg a = { .p = self->p, .port = self->port };
 	pthread_t t;
 	ASSERT_EQ(0, pthread_create(&t, NULL, connect_thread, &a));
 	ASSERT_EQ(0, serve_until_done(self->l, self->b, &a.done, 20000));
 	pthread_join(t, NULL);
 	ASSERT_EQ(0, a.ret) TH_LOG("%s", llmp_strerror_last());
-	int64_t took = now_ms() - t0;
+	int64_t took = llmp_test_now_ms() - t0;
 
 	struct llmp_tcp_stats st;
 	llmp_tcp_listener_stats(self->l, &st);
@@ -875,8 +853,8 @@ TEST_F_TIMEOUT(reg, sixty_four_client_processes, 120)
 			_exit(n == NPROC ? id : 0);
 		}
 	}
-	int64_t end = now_ms() + 100000;
-	while (reaped < NPROC && now_ms() < end) {
+	int64_t end = llmp_test_now_ms() + 100000;
+	while (reaped < NPROC && llmp_test_now_ms() < end) {
 		int st;
 		pid_t w;
 
@@ -966,11 +944,11 @@ static int evl_start(struct _test_data_evloop *self)
 /* Wait for the loop thread to return by itself (ms), 0 if it did. */
 static int evl_wait(struct _test_data_evloop *self, int ms)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = llmp_test_now_ms() + ms;
 
 	/* Pairs with the release store in evl_thread(). */
 	while (!atomic_load_explicit(&self->run_done, memory_order_acquire)) {
-		if (now_ms() > end)
+		if (llmp_test_now_ms() > end)
 			return -1;
 		usleep(1000);
 	}
@@ -987,7 +965,7 @@ FIXTURE_SETUP(evloop)
 	self->lp = NULL;
 	self->running = false;
 	atomic_init(&self->run_done, 0);
-	if (pick_kind(&self->kind) < 0)
+	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	ASSERT_EQ(0, llmp_provider_new(self->kind, &self->p));
 	ASSERT_EQ(0, llmp_provider_new(self->kind, &self->cp));
@@ -1093,7 +1071,7 @@ TEST_F(evloop, wakes_from_long_sleep)
 
 		usleep(400000); /* idle: the naps are long by now */
 		snprintf(m, sizeof(m), "wake %d", round);
-		int64_t t0 = now_ms();
+		int64_t t0 = llmp_test_now_ms();
 		ASSERT_EQ(0, llmp_client_send(tx, 0x51300321, 0, m, strlen(m)));
 		/* The send already poked: a second poke finds the broker awake. */
 		ASSERT_LE(0, llmp_waker_poke(w));
@@ -1102,15 +1080,15 @@ TEST_F(evloop, wakes_from_long_sleep)
 		ASSERT_EQ(1, r);
 		ASSERT_EQ(strlen(m), v.len);
 		ASSERT_EQ(0, memcmp(m, v.buf, v.len));
-		if (now_ms() - t0 > slowest)
-			slowest = now_ms() - t0;
+		if (llmp_test_now_ms() - t0 > slowest)
+			slowest = llmp_test_now_ms() - t0;
 	}
 	/* A sleep that nobody wakes ends at once on stop (the eventfd). */
 	usleep(300000);
-	int64_t t1 = now_ms();
+	int64_t t1 = llmp_test_now_ms();
 	llmp_loop_stop(self->lp);
 	ASSERT_EQ(0, evl_wait(self, 5000));
-	ASSERT_LT(now_ms() - t1, 1500) TH_LOG("stop did not interrupt the sleep");
+	ASSERT_LT(llmp_test_now_ms() - t1, 1500) TH_LOG("stop did not interrupt the sleep");
 	ASSERT_EQ(0, self->run_ret);
 	llmp_loop_stats(self->lp, &st);
 	ASSERT_GT(st.sleeps, 0);
@@ -1196,9 +1174,9 @@ TEST_F(evloop, sigterm_stops_cleanly)
 	llmp_client_free(c);
 	usleep(100000);
 	ASSERT_EQ(0, kill(pid, SIGTERM));
-	int64_t end = now_ms() + 5000;
+	int64_t end = llmp_test_now_ms() + 5000;
 	pid_t w;
-	while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < end)
+	while ((w = waitpid(pid, &st, WNOHANG)) == 0 && llmp_test_now_ms() < end)
 		usleep(1000);
 	if (w == 0) {
 		kill(pid, SIGKILL);
@@ -1278,7 +1256,7 @@ TEST(tools_broker_and_clients)
 	if (!tool_path("llmp-broker", bpath, sizeof(bpath)) ||
 	    !tool_path("llmp-client", cpath, sizeof(cpath)))
 		SKIP(return, "llmp-broker/llmp-client not built beside the tests");
-	if (pick_kind(&kind) < 0)
+	if (llmp_test_named_kind(&kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	const char *kname = llmp_shmem_kind_name(kind);
 	ASSERT_EQ(0, pipe(bo));
@@ -1310,9 +1288,9 @@ TEST(tools_broker_and_clients)
 
 	/* Two clients came and went: --exit-after 2 stops the broker by itself. */
 	int st;
-	int64_t end = now_ms() + 10000;
+	int64_t end = llmp_test_now_ms() + 10000;
 	pid_t w;
-	while ((w = waitpid(bpid, &st, WNOHANG)) == 0 && now_ms() < end)
+	while ((w = waitpid(bpid, &st, WNOHANG)) == 0 && llmp_test_now_ms() < end)
 		usleep(5000);
 	if (w == 0) {
 		kill(bpid, SIGKILL);
