@@ -32,6 +32,7 @@ libs="-pthread -lrt"
 probe() { printf '%s\nint main(void){return 0;}\n' "$1" | $cc -x c - -o "$dir/probe" "$2" 2>/dev/null; }
 probe '#include <liburing.h>' -luring && libs="$libs -luring"
 probe '#include <zlib.h>' -lz && libs="$libs -lz"
+probe '#include <zstd.h>' -lzstd && libs="$libs -lzstd"
 
 # shellcheck disable=SC2086 # $libs is a list of flags
 $cc -std=gnu11 -Wall -Wextra -Werror -Iinclude -o "$dir/example" "$dir/example.c" \
