@@ -108,6 +108,7 @@ struct llmp_loop {
 	struct llmp_bell *bell;      /* WAKE_BELL: bound to ctl_seg */
 	unsigned bell_idx;           /* its slot in lp->pfd (poll backend) */
 	bool bell_ready;             /* the bell fd polled readable: drain it */
+	bool poked;                  /* the last sleep was ended by a client's poke */
 	pthread_t bridge;            /* WAKE_BRIDGE: started at the first sleep */
 	bool bridge_on;
 	pid_t bridge_pid;            /* the process it runs in (a forked child has no bridge) */
@@ -891,7 +892,7 @@ static void bridge_stop(struct llmp_loop *lp)
 static int sleep_once(struct llmp_loop *lp)
 {
 	uint32_t *word = llmp_broker_sleep_word(lp->b);
-	uint32_t *cword = NULL, prev;
+	uint32_t *cword = NULL, prev = LLMP_CTL_RUNNING;
 	int timeout = next_timeout(lp, llmp_now_ms());
 	int64_t wait_us = lp->max_sleep_us < 0 ? -1 : lp->nap_us;
 	bool waited = false;
@@ -956,6 +957,7 @@ static int sleep_once(struct llmp_loop *lp)
 		if (prev == LLMP_CTL_AWAKE && waited)
 			lp->st.wakeups++;
 	}
+	lp->poked = cword && prev == LLMP_CTL_AWAKE && waited;
 	/* Same, for the broker's own word. */
 	__atomic_store_n(word, SLEEP_AWAKE, __ATOMIC_SEQ_CST);
 	return ret;
@@ -1015,6 +1017,15 @@ int llmp_loop_run(struct llmp_loop *lp)
 		if (ret < 0)
 			break;
 		lp->st.msgs_in += (unsigned)ret;
+		/*
+		 * Woken by a timer, a nap's end or a TCP peer, not by a
+		 * client's poke, and nothing arrived: one more empty pass is
+		 * enough before the next sleep.  idle_rounds passes over every
+		 * client after each stats or liveness tick cost an idle
+		 * broker with many clients CPU for nothing.
+		 */
+		if (ret == 0 && !lp->poked)
+			idle = lp->idle_rounds - 1;
 		ret = service(lp);
 		if (ret < 0)
 			break;
