@@ -583,10 +583,28 @@ int llmp_sender_alloc(struct llmp_sender *s, size_t len, struct llmp_msg **out)
 	return llmp_err(-ENOSPC, "sender %u: no page fits a %zu-byte message", s->id, len);
 }
 
+/* Make everything committed so far visible to readers. */
+static inline void sender_publish(struct llmp_sender *s)
+{
+	s->unpublished = 0;
+	s->pg->size_used = s->used;
+	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
+	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
+}
+
+/* Give the filled message m the next id; publish it, or every 64th of a deferring writer. */
+static inline void sender_number(struct llmp_sender *s, struct llmp_msg *m)
+{
+	m->message_id = ++s->cur_id;
+	s->last = m;
+	if (s->defer && ++s->unpublished < 64)
+		return;
+	sender_publish(s);
+}
+
 int llmp_sender_commit(struct llmp_sender *s, bool overwrite_sender)
 {
 	struct llmp_msg *m = s->pending;
-	uint64_t id;
 
 	if (LLMP_UNLIKELY(!m))
 		return llmp_err(-EINVAL, "sender %u: commit without an allocated message", s->id);
@@ -594,28 +612,15 @@ int llmp_sender_commit(struct llmp_sender *s, bool overwrite_sender)
 		return llmp_err(-EINVAL, "sender %u: commit of a message without a tag", s->id);
 	if (overwrite_sender)
 		m->sender = s->id;
-	id = s->cur_id + 1;
-	m->message_id = id;
-	s->cur_id = id;
-	s->last = m;
 	s->pending = NULL;
-	if (s->defer && ++s->unpublished < 64)
-		return 0;
-	s->unpublished = 0;
-	s->pg->size_used = s->used;
-	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
-	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
+	sender_number(s, m);
 	return 0;
 }
 
 void llmp_sender_flush(struct llmp_sender *s)
 {
-	if (!s->unpublished)
-		return;
-	s->unpublished = 0;
-	s->pg->size_used = s->used;
-	/* publishes the deferred batch; pairs with the acquire fence in llmp_receiver_next */
-	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
+	if (s->unpublished)
+		sender_publish(s);
 }
 
 int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32_t broker,
@@ -625,7 +630,6 @@ int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32
 	size_t padded = llmp_msg_padded((uintptr_t)slot, len);
 	size_t need = LLMP_MSG_HEADER_LEN + padded;
 	struct llmp_msg *m;
-	uint64_t id;
 	int ret;
 
 	if (LLMP_UNLIKELY(s->pending || need > s->max_alloc || len > LLMP_SHMEM_MAX_SIZE / 4 ||
@@ -653,16 +657,7 @@ int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32
 		memcpy(m->buf, buf, len);
 	s->used += need;
 	MSG_AT(slot, need)->tag = LLMP_TAG_UNSET;
-	id = s->cur_id + 1;
-	m->message_id = id;
-	s->cur_id = id;
-	s->last = m;
-	if (s->defer && ++s->unpublished < 64)
-		return 0;
-	s->unpublished = 0;
-	s->pg->size_used = s->used;
-	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
-	__atomic_store_n(&s->pg->current_msg_id, id, __ATOMIC_RELEASE);
+	sender_number(s, m);
 	return 0;
 }
 
