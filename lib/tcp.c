@@ -682,6 +682,25 @@ static int recv_resp(int fd, uint8_t *buf, size_t cap, struct llmp_wire_msg *m)
 	return llmp_wire_decode_resp(buf, len, m);
 }
 
+/* Connect to a broker and read its hello into *m: the socket, or -errno. */
+static int dial_broker(const char *addr, uint16_t port, uint8_t *buf, size_t cap,
+		       struct llmp_wire_msg *m)
+{
+	int fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	int ret;
+
+	if (fd < 0)
+		return fd;
+	ret = recv_resp(fd, buf, cap, m);
+	if (ret == 0 && m->type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
+		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m->type);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
 int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
 			    const struct llmp_client_opts *opts, struct llmp_client **out)
 {
@@ -697,16 +716,9 @@ int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t 
 	*out = NULL;
 	if (!p)
 		return llmp_err(-EINVAL, "client_connect_tcp: NULL provider");
-	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	fd = dial_broker(addr, port, buf, sizeof(buf), &m);
 	if (fd < 0)
 		return fd;
-	ret = recv_resp(fd, buf, sizeof(buf), &m);
-	if (ret < 0)
-		goto out;
-	if (m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO) {
-		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
-		goto out;
-	}
 	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &bd);
 	if (ret < 0)
 		goto out;
@@ -758,17 +770,12 @@ int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id)
 	struct llmp_wire_msg m, q = { .type = LLMP_TCP_REQ_CLIENT_QUIT, .id = client_id };
 	int fd, ret;
 
-	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	fd = dial_broker(addr, port, buf, sizeof(buf), &m);
 	if (fd < 0)
 		return fd;
-	ret = recv_resp(fd, buf, sizeof(buf), &m);
-	if (ret == 0 && m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
-		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
-	if (ret == 0) {
-		ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
-		if (ret < 0)
-			llmp_err(ret, "tcp: cannot send the quit request");
-	}
+	ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
+	if (ret < 0)
+		llmp_err(ret, "tcp: cannot send the quit request");
 	/* Wait for the broker to close: it has acted on the request by then. */
 	if (ret == 0)
 		(void)recv(fd, buf, 1, 0);
@@ -782,14 +789,10 @@ int llmp_tcp_ext_query(const char *addr, uint16_t port, struct llmp_wire_msg *in
 	struct llmp_wire_msg m, q = { .type = LLMP_TCP_REQ_EXT_QUERY };
 	int fd, ret;
 
-	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	fd = dial_broker(addr, port, buf, sizeof(buf), &m);
 	if (fd < 0)
 		return fd;
-	ret = recv_resp(fd, buf, sizeof(buf), &m);
-	if (ret == 0 && m.type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
-		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m.type);
-	if (ret == 0)
-		ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
+	ret = send_frame(fd, req, llmp_wire_encode_req(&q, req, sizeof(req)));
 	/* A LibAFL broker hangs up on a request it does not know. */
 	if (ret == 0 && recv_resp(fd, buf, sizeof(buf), &m) < 0)
 		ret = llmp_err(-EOPNOTSUPP, "tcp: the broker has no extensions (not an llmp broker?)");
