@@ -888,24 +888,6 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 	node_fini(&b);
 }
 
-/* Path of a tool built beside this test binary (build/tools/NAME), or NULL. */
-static const char *tool_path(const char *name, char *buf, size_t cap)
-{
-	char self_path[4096];
-	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
-	char *slash;
-
-	if (n <= 0)
-		return NULL;
-	self_path[n] = 0;
-	slash = strrchr(self_path, '/');
-	if (!slash)
-		return NULL;
-	*slash = 0;
-	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
-	return access(buf, X_OK) == 0 ? buf : NULL;
-}
-
 /* Start llmp-broker on port (0: any); returns its pid, *port_out the port it listens on. */
 static pid_t start_tool_broker(const char *path, enum llmp_shmem_kind kind, uint16_t port,
 			       uint16_t *port_out, FILE **out)
@@ -997,7 +979,7 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	pid_t bp;
 
 	LINK_NODE(0);
-	if (!tool_path("llmp-broker", path, sizeof(path)))
+	if (!llmp_test_tool_path("llmp-broker", path, sizeof(path)))
 		SKIP(return, "llmp-broker not built beside the tests");
 	bp = start_tool_broker(path, self->kind, 0, &port, &bout);
 	ASSERT_LT(0, bp);

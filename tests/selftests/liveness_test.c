@@ -352,25 +352,10 @@ static int kmod_created_by(pid_t pid)
 	return n;
 }
 
-/* KMOD: the module's live segments (LLMP_IOC_STATS), or -1. */
-static long kmod_segments(void)
-{
-	struct llmp_stats st;
-	int fd = open("/dev/llmp", O_RDWR | O_CLOEXEC);
-	long n = -1;
-
-	memset(&st, 0, sizeof(st));
-	if (fd >= 0 && ioctl(fd, LLMP_IOC_STATS, &st) == 0)
-		n = (long)st.segments_live;
-	if (fd >= 0)
-		close(fd);
-	return n;
-}
-
 static long live_segments(enum llmp_shmem_kind kind)
 {
 	return kind == LLMP_SHMEM_SERVED ? served_segments() :
-	       kind == LLMP_SHMEM_KMOD ? kmod_segments() : -1;
+	       kind == LLMP_SHMEM_KMOD ? llmp_test_kmod_segments() : -1;
 }
 
 /* Wait (up to 3 s) until the kind counts want live segments; the last count. */

@@ -4,17 +4,21 @@
 #define LLMP_TEST_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
+#include "uapi/linux/llmp.h"
 
 /* The provider kinds the userspace tests run on, unless LLMP_TEST_KINDS names others. */
 static inline int llmp_test_kind_available(enum llmp_shmem_kind kind)
@@ -111,6 +115,39 @@ static inline int llmp_test_remove_orphans(enum llmp_shmem_kind kind, pid_t pid)
 			closedir(d);
 	}
 	return n;
+}
+
+/* /dev/llmp's live segments (all users, LLMP_IOC_STATS), or -1 without the module. */
+static inline long llmp_test_kmod_segments(void)
+{
+	struct llmp_stats st;
+	int fd = open("/dev/llmp", O_RDWR | O_CLOEXEC);
+	long n = -1;
+
+	memset(&st, 0, sizeof(st));
+	if (fd >= 0 && ioctl(fd, LLMP_IOC_STATS, &st) == 0)
+		n = (long)st.segments_live;
+	if (fd >= 0)
+		close(fd);
+	return n;
+}
+
+/* Path of a tool built beside this test binary (build/tools/NAME), or NULL. */
+static inline const char *llmp_test_tool_path(const char *name, char *buf, size_t cap)
+{
+	char self_path[4096];
+	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return NULL;
+	self_path[n] = 0;
+	slash = strrchr(self_path, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
+	return access(buf, X_OK) == 0 ? buf : NULL;
 }
 
 #endif /* LLMP_TEST_H */

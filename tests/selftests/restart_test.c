@@ -37,7 +37,6 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
-#include "uapi/linux/llmp.h"
 
 #define SEQ_TAG(s) (0x40000000u | ((uint32_t)(s) & 0xffffffu))
 #define NMSG 3000
@@ -209,22 +208,6 @@ static int role_main(const char *role)
 
 /* ---- the test side ---------------------------------------------------------- */
 
-/* Live segments of /dev/llmp (all users), or -1. */
-static long kmod_live(void)
-{
-	struct llmp_stats st;
-	int fd = open("/dev/llmp", O_RDWR | O_CLOEXEC);
-	long n = -1;
-
-	memset(&st, 0, sizeof(st));
-	if (fd >= 0 && ioctl(fd, LLMP_IOC_STATS, &st) == 0)
-		n = (long)st.segments_live;
-	if (fd >= 0)
-		close(fd);
-	return n;
-}
-
-
 /* The broker's last error/warning, shown when a test fails. */
 static char last_log[512];
 
@@ -280,7 +263,7 @@ FIXTURE_SETUP(restart)
 	}
 	ASSERT_EQ(0, r) TH_LOG("llmp_provider_new: %s", llmp_strerror_last());
 	if (variant->kind == LLMP_SHMEM_KMOD) {
-		self->kmod_base = kmod_live();
+		self->kmod_base = llmp_test_kmod_segments();
 		ASSERT_LE(0, self->kmod_base) TH_LOG("LLMP_IOC_STATS failed");
 	}
 	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
@@ -333,7 +316,7 @@ static void check_left(struct __test_metadata *_metadata, FIXTURE_DATA(restart) 
 	self->c = NULL;
 	llmp_broker_free(self->b);
 	self->b = NULL;
-	for (int i = 0; i < 300 && (n = kmod_live()) != self->kmod_base; i++)
+	for (int i = 0; i < 300 && (n = llmp_test_kmod_segments()) != self->kmod_base; i++)
 		usleep(10000);
 	ASSERT_EQ(self->kmod_base, n) TH_LOG("/dev/llmp segments live: %ld, before the test %ld",
 					     n, self->kmod_base);

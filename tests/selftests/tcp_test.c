@@ -1189,24 +1189,6 @@ TEST_F(evloop, sigterm_stops_cleanly)
 
 /* ---- the tools ------------------------------------------------------------------- */
 
-/* Path of a tool built beside this test binary (build/tools/NAME), or NULL. */
-static const char *tool_path(const char *name, char *buf, size_t cap)
-{
-	char self_path[4096];
-	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
-	char *slash;
-
-	if (n <= 0)
-		return NULL;
-	self_path[n] = 0;
-	slash = strrchr(self_path, '/');
-	if (!slash)
-		return NULL;
-	*slash = 0;
-	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
-	return access(buf, X_OK) == 0 ? buf : NULL;
-}
-
 /* Run argv with stdin from `in` (NULL: /dev/null); stdout into out; returns the exit status. */
 static int run_tool(char *const argv[], const char *in, char *out, size_t cap, int timeout_s)
 {
@@ -1253,8 +1235,8 @@ TEST(tools_broker_and_clients)
 	int bo[2];
 	pid_t bpid;
 
-	if (!tool_path("llmp-broker", bpath, sizeof(bpath)) ||
-	    !tool_path("llmp-client", cpath, sizeof(cpath)))
+	if (!llmp_test_tool_path("llmp-broker", bpath, sizeof(bpath)) ||
+	    !llmp_test_tool_path("llmp-client", cpath, sizeof(cpath)))
 		SKIP(return, "llmp-broker/llmp-client not built beside the tests");
 	if (llmp_test_named_kind(&kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
