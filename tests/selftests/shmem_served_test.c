@@ -165,10 +165,14 @@ static int raw_recv(int fd, struct raw_reply *out)
 	return 0;
 }
 
-/* Request and reply on a raw connection; returns the reply status (or a transport error). */
-static int raw_call(int fd, uint16_t op, const void *body, uint32_t len, struct raw_reply *r)
+/*
+ * Request (with header version `version`) and reply on a raw connection;
+ * returns the reply status (or a transport error).
+ */
+static int raw_call_v(int fd, uint16_t version, uint16_t op, const void *body, uint32_t len,
+		      struct raw_reply *r)
 {
-	int ret = raw_send(fd, SERVED_MAGIC, SERVED_VERSION, op, len, body, len);
+	int ret = raw_send(fd, SERVED_MAGIC, version, op, len, body, len);
 
 	if (ret < 0)
 		return ret;
@@ -178,6 +182,12 @@ static int raw_call(int fd, uint16_t op, const void *body, uint32_t len, struct 
 	if (r->h.op != (op | SERVED_OP_REPLY))
 		return -EBADMSG;
 	return r->r.status;
+}
+
+/* The same with the newest version. */
+static int raw_call(int fd, uint16_t op, const void *body, uint32_t len, struct raw_reply *r)
+{
+	return raw_call_v(fd, SERVED_VERSION, op, body, len, r);
 }
 
 static int raw_hello(int fd)
@@ -745,22 +755,6 @@ TEST_F(served, fork_without_post_fork_gets_own_connection)
 }
 
 /* ---- creator pids (protocol version 2) ------------------------------------- */
-
-/* Request and reply with an explicit header version (raw_call uses the newest). */
-static int raw_call_v(int fd, uint16_t version, uint16_t op, const void *body, uint32_t len,
-		      struct raw_reply *r)
-{
-	int ret = raw_send(fd, SERVED_MAGIC, version, op, len, body, len);
-
-	if (ret < 0)
-		return ret;
-	ret = raw_recv(fd, r);
-	if (ret < 0)
-		return ret;
-	if (r->h.op != (op | SERVED_OP_REPLY))
-		return -EBADMSG;
-	return r->r.status;
-}
 
 /*
  * Version 2 replies name who created a segment (the pid of the connection
