@@ -623,6 +623,18 @@ void llmp_sender_flush(struct llmp_sender *s)
 		sender_publish(s);
 }
 
+/* Header fields and payload of an allocated message (its lengths are set). */
+static inline void msg_fill(struct llmp_msg *m, uint32_t tag, uint32_t sender, uint32_t broker,
+			    uint32_t flags, const void *buf, size_t len)
+{
+	m->tag = tag;
+	m->sender = sender;
+	m->broker = broker;
+	m->flags = flags;
+	if (len)
+		memcpy(m->buf, buf, len);
+}
+
 int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32_t broker,
 		    uint32_t flags, const void *buf, size_t len)
 {
@@ -638,23 +650,13 @@ int llmp_sender_put(struct llmp_sender *s, uint32_t tag, uint32_t sender, uint32
 		ret = llmp_sender_alloc(s, len, &m);
 		if (ret < 0)
 			return ret;
-		m->tag = tag;
-		m->sender = sender;
-		m->broker = broker;
-		m->flags = flags;
-		if (len)
-			memcpy(m->buf, buf, len);
+		msg_fill(m, tag, sender, broker, flags, buf, len);
 		return llmp_sender_commit(s, false);
 	}
 	m = (struct llmp_msg *)slot;
-	m->tag = tag;
-	m->sender = sender;
-	m->broker = broker;
-	m->flags = flags;
 	m->buf_len = len;
 	m->buf_len_padded = padded;
-	if (len)
-		memcpy(m->buf, buf, len);
+	msg_fill(m, tag, sender, broker, flags, buf, len);
 	s->used += need;
 	MSG_AT(slot, need)->tag = LLMP_TAG_UNSET;
 	sender_number(s, m);
