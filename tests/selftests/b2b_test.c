@@ -63,20 +63,6 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
 	return n;
 }
 
-static int tcp_dial(uint16_t port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* A loopback port nobody listens on (bound, read, closed). */
 static uint16_t free_port(void)
 {
@@ -494,7 +480,7 @@ TEST_F(link, bad_link_frames_close_the_link)
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "evil",
 					   .text_len = 4 };
-		int fd = tcp_dial(self->n[0].port);
+		int fd = llmp_test_tcp_dial(self->n[0].port);
 		struct timeval tv = { 5, 0 };
 
 		ASSERT_LE(0, fd);
@@ -558,7 +544,7 @@ TEST_F(link, libafl_wire_link)
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 	ASSERT_EQ(0, llmp_client_send(c, TAG, 0x0, "before the link", 15));
 
-	int fd = tcp_dial(self->n[0].port);
+	int fd = llmp_test_tcp_dial(self->n[0].port);
 	struct timeval tv = { 5, 0 };
 	ASSERT_LE(0, fd);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -622,7 +608,7 @@ static int our_peer(struct node *n, uint8_t *buf, uint32_t cap, uint32_t *codecs
 	struct llmp_wire_b2b x;
 	uint8_t caps[12];
 	uint32_t len;
-	int fd = tcp_dial(n->port), k;
+	int fd = llmp_test_tcp_dial(n->port), k;
 
 	if (fd < 0)
 		return -1;
@@ -1090,7 +1076,7 @@ static void *relay_thread(void *v)
 		if (poll(&pa, 1, 50) <= 0)
 			continue;
 		c = accept4(r->ls, NULL, NULL, SOCK_CLOEXEC);
-		s = c >= 0 ? tcp_dial(r->to) : -1;
+		s = c >= 0 ? llmp_test_tcp_dial(r->to) : -1;
 		while (c >= 0 && s >= 0 && !atomic_load_explicit(&r->stop, memory_order_relaxed)) {
 			struct pollfd p[2] = { { .fd = c, .events = POLLIN }, { .fd = s, .events = POLLIN } };
 

@@ -4,7 +4,9 @@
 #define LLMP_TEST_H
 
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +151,21 @@ static inline const char *llmp_test_tool_path(const char *name, char *buf, size_
 	*slash = 0;
 	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
 	return access(buf, X_OK) == 0 ? buf : NULL;
+}
+
+/* A TCP connection to 127.0.0.1:port, or -1. */
+static inline int llmp_test_tcp_dial(uint16_t port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 #endif /* LLMP_TEST_H */

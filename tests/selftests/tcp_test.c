@@ -379,20 +379,6 @@ static int serve_ms(struct llmp_tcp_listener *l, struct llmp_broker *b, int ms)
 	return 0;
 }
 
-static int tcp_dial(uint16_t port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* Read exactly n bytes, serving the listener while waiting. */
 static int read_served(struct llmp_tcp_listener *l, struct llmp_broker *b, int fd, void *buf,
 		       size_t n)
@@ -424,7 +410,7 @@ TEST_F(reg, libafl_wire_registration)
 	struct llmp_wire_msg m;
 	struct llmp_client *c;
 	uint32_t len;
-	int fd = tcp_dial(self->port);
+	int fd = llmp_test_tcp_dial(self->port);
 
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, read_served(self->l, self->b, fd, buf, 4));
@@ -582,7 +568,7 @@ TEST_F(reg, remote_broker_hello_refused)
 	struct llmp_wire_msg m, r = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "far",
 				      .text_len = 3 };
 	uint32_t len;
-	int fd = tcp_dial(self->port);
+	int fd = llmp_test_tcp_dial(self->port);
 
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, read_served(self->l, self->b, fd, buf, 4));
@@ -676,14 +662,14 @@ TEST_F_TIMEOUT(reg, bad_peers_dropped_others_register, 60)
 	for (unsigned i = 0; i < NBAD; i++) {
 		size_t n = unhex(bad[i].bytes, raw, sizeof(raw));
 
-		fds[i] = tcp_dial(self->port);
+		fds[i] = llmp_test_tcp_dial(self->port);
 		ASSERT_LE(0, fds[i]);
 		if (n)
 			ASSERT_EQ((ssize_t)n, send(fds[i], raw, n, 0));
 		at_once += bad[i].at_once;
 	}
 	/* A peer that connects and closes at once. */
-	fds[NBAD] = tcp_dial(self->port);
+	fds[NBAD] = llmp_test_tcp_dial(self->port);
 	ASSERT_LE(0, fds[NBAD]);
 	close(fds[NBAD]);
 	at_once++;
@@ -740,7 +726,7 @@ TEST_F(reg, max_peers_bound)
 
 	ASSERT_EQ(0, llmp_tcp_listen(self->b, NULL, 0, &lo, &l2));
 	for (int i = 0; i < 3; i++) {
-		fds[i] = tcp_dial(llmp_tcp_listener_port(l2));
+		fds[i] = llmp_test_tcp_dial(llmp_tcp_listener_port(l2));
 		ASSERT_LE(0, fds[i]);
 		ASSERT_EQ(0, serve_ms(l2, self->b, 20));
 	}
@@ -779,7 +765,7 @@ TEST_F(reg, accept_pauses_when_out_of_fds)
 		close(spare);
 		rl = old;
 		rl.rlim_cur = (rlim_t)spare;
-		fd = tcp_dial(self->port); /* queued in the backlog */
+		fd = llmp_test_tcp_dial(self->port); /* queued in the backlog */
 		if (fd < 0 || setrlimit(RLIMIT_NOFILE, &rl))
 			_exit(11);
 		if (llmp_tcp_listener_service(self->l) != 0)
