@@ -3,17 +3,23 @@
 #
 # Build the llmp debug kernel (KASAN, lockdep, kmemleak, failslab, KUnit) from
 # Debian's linux-source tarball: tinyconfig + tests/vm/debug.config.
-# Cached: the tree under $LLMP_VM_DIR/linux-6.1 is rebuilt only when the tarball
-# or the fragment changes. Prints the path of the tree on the last line.
+# Cached outside the clone: the tree lives in $LLMP_CACHE/debug-kernel-<hash>,
+# where <hash> covers the tarball (name, size, mtime) and the fragment, so a
+# fresh clone (CI) reuses it and a changed input builds a new one. Prints the
+# path of the tree on the last line.
 #
 # Usage: tests/vm/build-debug-kernel.sh [-f]   (-f: rebuild even if cached)
-# Env:   LLMP_VM_DIR (default build/vm), LLMP_KERNEL_TARBALL (default: newest
+# Env:   LLMP_CACHE (default /var/cache/llmp when it can be created and
+#        written, else build/cache), LLMP_KERNEL_TARBALL (default: newest
 #        /usr/src/linux-source-*.tar.xz), LLMP_VM_JOBS (default: nproc)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
-vmdir=${LLMP_VM_DIR:-$top/build/vm}
+cache=${LLMP_CACHE:-/var/cache/llmp}
+if ! mkdir -p "$cache" 2>/dev/null || [ ! -w "$cache" ]; then
+	cache=$top/build/cache
+fi
 frag=$here/debug.config
 jobs=${LLMP_VM_JOBS:-$(nproc)}
 force=0
@@ -28,9 +34,9 @@ fi
 [ -n "$tarball" ] && [ -r "$tarball" ] ||
 	die "no kernel source tarball (apt-get install linux-source-6.1)"
 
-tree=$vmdir/linux-6.1
-stamp=$tree/.llmp-stamp
 want=$( (cat "$frag"; ls -l --time-style=+%s "$tarball") | sha256sum | cut -d' ' -f1)
+tree=$cache/debug-kernel-$(echo "$want" | cut -c1-16)
+stamp=$tree/.llmp-stamp
 
 if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
    [ -f "$tree/arch/x86/boot/bzImage" ]; then
@@ -39,7 +45,7 @@ if [ "$force" = 0 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] &&
 	exit 0
 fi
 
-mkdir -p "$vmdir"
+mkdir -p "$cache"
 if [ ! -f "$tree/Makefile" ]; then
 	echo "build-debug-kernel: extracting $tarball" >&2
 	rm -rf "$tree.tmp"

@@ -7,7 +7,7 @@
 #   debian  Debian's linux-image-amd64 (newest /boot/vmlinuz-*); the module is
 #           built against /lib/modules/<that version>/build.
 #   debug   tinyconfig + tests/vm/debug.config (KASAN, lockdep, kmemleak,
-#           failslab), built once into build/vm/linux-6.1 by
+#           failslab), built once into /var/cache/llmp/debug-kernel-<hash> by
 #           tests/vm/build-debug-kernel.sh; adds a kmemleak scan and a
 #           fault-injection pass.
 # it builds llmp.ko against that kernel (from a copy of the sources under
