@@ -34,25 +34,21 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes
 	-Wmissing-prototypes -Wpointer-arith -Wformat=2
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -pthread -Iinclude -Ilib \
 	$(SANFLAGS) $(CFLAGS)
-HAVE_URING := $(shell printf '#include <liburing.h>\nint main(void){return 0;}\n' | \
-	$(CC) -x c - -o /dev/null -luring 2>/dev/null && echo 1)
-ifeq ($(HAVE_URING),1)
-CFLAGS_ALL += -DLLMP_HAVE_LIBURING=1
-URING_LIBS := -luring
-endif
-HAVE_ZLIB := $(shell printf '#include <zlib.h>\nint main(void){return 0;}\n' | \
-	$(CC) -x c - -o /dev/null -lz 2>/dev/null && echo 1)
-ifeq ($(HAVE_ZLIB),1)
-CFLAGS_ALL += -DLLMP_HAVE_ZLIB=1
-ZLIB_LIBS := -lz
-endif
-HAVE_ZSTD := $(shell printf '#include <zstd.h>\nint main(void){return 0;}\n' | \
-	$(CC) -x c - -o /dev/null -lzstd 2>/dev/null && echo 1)
-ifeq ($(HAVE_ZSTD),1)
-CFLAGS_ALL += -DLLMP_HAVE_ZSTD=1
-ZSTD_LIBS := -lzstd
-endif
-LDLIBS_ALL := -pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS) $(LDLIBS)
+# What this machine has (liburing, zlib, libzstd) is probed by the configure
+# step into $(BUILD)/config-host.h, which every object includes and depends
+# on, and $(BUILD)/config.mk, read here.  It is remade on every run (cheap)
+# but rewritten only when the answer changes; the targets that install
+# packages first (check, demo, bench, ...) re-run make after installing, so
+# the probe always sees what is installed.
+CONFIG_H := $(BUILD)/config-host.h
+-include $(BUILD)/config.mk
+$(BUILD)/config.mk: FORCE
+	@tools/configure.sh $(BUILD) "$(CC)"
+$(CONFIG_H): $(BUILD)/config.mk
+	@test -f $@ || tools/configure.sh $(BUILD) "$(CC)"
+FORCE:
+CFLAGS_ALL += -include $(CONFIG_H)
+LDLIBS_ALL := -pthread -lrt $(CONFIG_LIBS) $(LDLIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 # Platform back ends guard themselves (#ifdef) and report -ENODEV elsewhere.
@@ -66,14 +62,14 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: all lib tools deps check check-windows check-vm kmod kmod-clean dkms dkms-check bench demo \
+.PHONY: FORCE all lib tools deps check check-windows check-vm kmod kmod-clean dkms dkms-check bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
 
 lib: $(STATIC) $(SHARED)
 
-$(BUILD)/lib/%.o: lib/%.c $(HEADERS) $(wildcard lib/*.h include/uapi/linux/*.h)
+$(BUILD)/lib/%.o: lib/%.c $(CONFIG_H) $(HEADERS) $(wildcard lib/*.h include/uapi/linux/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -90,7 +86,7 @@ $(SHARED): $(LIB_OBJS) lib/libllmp.map
 
 tools: $(TOOLS)
 
-$(BUILD)/tools/%: tools/%.c tools/tool.h $(STATIC) $(HEADERS)
+$(BUILD)/tools/%: tools/%.c tools/tool.h $(CONFIG_H) $(STATIC) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(STATIC) $(LDLIBS_ALL)
 
@@ -121,10 +117,12 @@ check-windows: deps
 check-vm: deps
 	LLMP_DEPS="$(LLMP_DEPS) vm" tools/deps.sh && tests/vm/run.sh
 
-bench: deps all
+bench: deps
+	$(MAKE) all
 	tools/bench.sh $(BUILD)
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	tools/demo.sh $(BUILD)
 
 # ---- kernel module ----
@@ -173,7 +171,7 @@ install: all
 	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h 2>/dev/null || true
 	for t in $(TOOLS); do install -m 755 $$t $(DESTDIR)$(BINDIR)/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(URING_LIBS) $(ZLIB_LIBS) $(ZSTD_LIBS)|' \
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(CONFIG_LIBS)|' \
 		lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
 	set -e; for m in $(wildcard Documentation/man/*.[1-8]); do \
 		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \

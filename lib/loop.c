@@ -171,8 +171,6 @@ static int setup_bell(struct llmp_loop *lp)
 /* Pick how the sleep word is watched (after the backend is known). */
 static int choose_wake(struct llmp_loop *lp, enum llmp_loop_wake want)
 {
-	const char *env = getenv("LLMP_LOOP_NO_FUTEX_OP");
-	bool no_op = env && !strcmp(env, "1");
 	int ret;
 
 	if (!lp->ctl) {
@@ -198,6 +196,9 @@ static int choose_wake(struct llmp_loop *lp, enum llmp_loop_wake want)
 			 llmp_strerror_last());
 	}
 #ifdef LLMP_HAVE_LIBURING
+	const char *env = getenv("LLMP_LOOP_NO_FUTEX_OP");
+	bool no_op = env && !strcmp(env, "1");
+
 	if (want != LLMP_LOOP_WAKE_BRIDGE && !no_op && lp->backend == LLMP_LOOP_URING &&
 	    lp->futex_op) {
 		lp->wake = WAKE_FUTEX_OP;
