@@ -152,6 +152,10 @@ struct llmp_broker_opts {
 					* this long without a message (its pages outlive
 					* it and a restart may reattach them; MEMFD
 					* clients go at once); 0: 2000 */
+	unsigned max_clients;     /* live clients at most; registrations beyond are refused
+				   * (logged once when reached); 0: 1024 */
+	bool allow_remote_clients; /* TCP peers on other hosts may register pages (their uid
+				    * cannot be known: no owner check); default: refused */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
