@@ -162,7 +162,13 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 		    struct llmp_broker **out);
 /* Description of the broker's first broadcast page still kept (for new clients). */
 int llmp_broker_broadcast_desc(const struct llmp_broker *b, struct llmp_shmem_desc *d);
-/* Register a client out page by description; returns the new client id (>0) or <0. */
+/*
+ * Register a client out page by description; returns the new client id (>0)
+ * or <0.  The program is trusted (no owner check), but the page must be
+ * spelled canonically (-EINVAL), be none of the broker's own pages (-EINVAL)
+ * nor one another client is read through (-EEXIST), and max_clients must
+ * not be reached (-EUSERS).
+ */
 int llmp_broker_add_client(struct llmp_broker *b, const struct llmp_shmem_desc *out_page);
 int llmp_broker_add_hook(struct llmp_broker *b, llmp_hook_fn fn, void *ctx);
 /* Broadcast a message of the broker's own (sender id 0). */
