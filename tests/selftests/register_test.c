@@ -14,6 +14,9 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -372,11 +375,11 @@ TEST_F(reg, own_page_aliases_are_refused)
 		llmp_shmem_put(evil);
 		n0 = llmp_broker_nclients(self->b);
 	}
+	if (link_path[0])
+		unlink(link_path);
 	/* One honest message is one message, not thousands of copies. */
 	ASSERT_EQ(0, honest_roundtrip(self->b, self->honest, self->reader, 20, why, sizeof(why)))
 		TH_LOG("%s", why);
-	if (link_path[0])
-		unlink(link_path);
 }
 
 /* ---- uid tests: a broker with a TCP listener, peers in forked children ------ */
@@ -596,7 +599,7 @@ TEST_F(uid, quit_only_from_the_registering_uid)
 {
 	struct llmp_shmem *root_seg;
 	uint32_t nobody_id = 0;
-	int root_id, fds[2];
+	int root_id, fds[2], done[2];
 	pid_t pid;
 
 	if (!self->n.p)
@@ -607,14 +610,17 @@ TEST_F(uid, quit_only_from_the_registering_uid)
 	ASSERT_LT(0, root_id);
 	/* nobody registers a page of its own over TCP and tells us its id */
 	ASSERT_EQ(0, pipe(fds));
+	ASSERT_EQ(0, pipe(done));
 	pid = fork();
 	ASSERT_LE(0, pid);
 	if (pid == 0) {
 		struct llmp_provider *p;
 		struct llmp_shmem *own;
 		uint32_t id = 0;
+		char c;
 
 		close(fds[0]);
+		close(done[1]);
 		if (become_nobody() < 0 || llmp_provider_new(variant->kind, &p) < 0 ||
 		    llmp_shmem_new(p, PAGE, &own) < 0)
 			_exit(2);
@@ -623,11 +629,14 @@ TEST_F(uid, quit_only_from_the_registering_uid)
 			_exit(3);
 		if (write(fds[1], &id, sizeof(id)) != sizeof(id))
 			_exit(4);
-		/* keep the page alive until the parent is done with it */
-		for (;;)
-			pause();
+		/* keep the page alive until the parent is done with it, then remove it */
+		(void)!read(done[0], &c, 1);
+		llmp_shmem_put(own);
+		llmp_provider_free(p);
+		_exit(0);
 	}
 	close(fds[1]);
+	close(done[0]);
 	for (int64_t until = llmp_test_now_ms() + 20000; !nobody_id;) {
 		struct pollfd pf = { .fd = fds[0], .events = POLLIN };
 
@@ -650,9 +659,132 @@ TEST_F(uid, quit_only_from_the_registering_uid)
 	EXPECT_EQ(0, fork_quit(&self->n, false, (uint32_t)root_id));
 	EXPECT_EQ(0u, llmp_broker_nclients(self->n.b));
 	close(fds[0]);
-	kill(pid, SIGKILL);
+	close(done[1]); /* the child removes its page and exits */
 	waitpid(pid, NULL, 0);
 	llmp_shmem_put(root_seg);
+}
+
+/* A non-loopback IPv4 address of this host, or 0. */
+static in_addr_t host_addr(void)
+{
+	struct ifaddrs *ifa, *i;
+	in_addr_t a = 0;
+
+	if (getifaddrs(&ifa) < 0)
+		return 0;
+	for (i = ifa; i && !a; i = i->ifa_next) {
+		const struct sockaddr_in *s = (const void *)i->ifa_addr;
+
+		if (s && s->sin_family == AF_INET && (ntohl(s->sin_addr.s_addr) >> 24) != 127)
+			a = s->sin_addr.s_addr;
+	}
+	freeifaddrs(ifa);
+	return a;
+}
+
+/* LocalClientHello for d from a socket to addr:port (not loopback): the response type. */
+static int hello_from(in_addr_t addr, uint16_t port, const struct llmp_shmem_desc *d,
+		      struct llmp_tcp_listener *l, struct llmp_broker *b)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+				  .sin_addr.s_addr = addr };
+	struct llmp_wire_msg m = { .type = LLMP_TCP_REQ_LOCAL_CLIENT_HELLO };
+	uint8_t buf[4096];
+	uint32_t len;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), n, ret = -1;
+	size_t got = 0, want = 4, stage = 0;
+	int64_t until = llmp_test_now_ms() + 10000;
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
+		goto out;
+	/* stage 0/1: the hello's length/body; 2: send; 3/4: the answer's length/body */
+	while (llmp_test_now_ms() < until && stage < 5) {
+		ssize_t r;
+
+		llmp_tcp_listener_service(l);
+		llmp_broker_once(b);
+		if (stage == 2) {
+			llmp_wire_desc_from_shmem(d, &m.desc);
+			n = llmp_wire_encode_req(&m, buf + 4, sizeof(buf) - 4);
+			llmp_wire_put_len(buf, (uint32_t)n);
+			if (send(fd, buf, 4 + (size_t)n, MSG_NOSIGNAL) != 4 + n)
+				goto out;
+			stage = 3;
+			got = 0;
+			want = 4;
+			continue;
+		}
+		r = recv(fd, buf + got, want - got, 0);
+		if (r == 0)
+			goto out;
+		if (r < 0) {
+			usleep(500);
+			continue;
+		}
+		got += (size_t)r;
+		if (got < want)
+			continue;
+		if (stage == 0 || stage == 3) {
+			if (llmp_wire_get_len(buf, sizeof(buf), &len) < 0)
+				goto out;
+			got = 0;
+			want = len;
+			stage++;
+		} else if (stage == 1) {
+			stage = 2;
+		} else {
+			if (llmp_wire_decode_resp(buf, want, &m) < 0)
+				goto out;
+			ret = (int)m.type;
+			stage = 5;
+		}
+	}
+out:
+	close(fd);
+	return ret;
+}
+
+/*
+ * Finding 3: a peer that is not on loopback registers nothing unless the
+ * operator allows remote clients.  (A connection to this host's own
+ * non-loopback address stands in for a remote peer.)
+ */
+TEST(remote_peers_register_only_when_allowed)
+{
+	in_addr_t a = host_addr();
+	char ip[INET_ADDRSTRLEN];
+
+	if (!a)
+		SKIP(return, "no non-loopback IPv4 address on this host");
+	inet_ntop(AF_INET, &a, ip, sizeof(ip));
+	for (int allow = 0; allow < 2; allow++) {
+		struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE,
+					       .allow_remote_clients = allow };
+		struct llmp_tcp_listener_opts to = { .struct_size = sizeof(to) };
+		struct llmp_tcp_listener *l;
+		struct llmp_provider *p;
+		struct llmp_broker *b;
+		struct llmp_shmem *pg;
+
+		log_reset();
+		ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_MEMFD, &p));
+		ASSERT_EQ(0, llmp_broker_new(p, &bo, &b));
+		ASSERT_EQ(0, llmp_tcp_listen(b, ip, 0, &to, &l));
+		ASSERT_EQ(0, llmp_shmem_new(p, PAGE, &pg));
+		page_init(llmp_shmem_addr(pg), PAGE);
+		EXPECT_EQ(allow ? LLMP_TCP_RESP_LOCAL_CLIENT_ACCEPTED : LLMP_TCP_RESP_ERROR,
+			  hello_from(a, llmp_tcp_listener_port(l), llmp_shmem_desc(pg), l, b));
+		EXPECT_EQ(allow ? 1u : 0u, llmp_broker_nclients(b));
+		if (!allow)
+			EXPECT_LE(1u, log_count("remote peers may not register"));
+		llmp_tcp_listener_free(l);
+		llmp_broker_free(b);
+		llmp_shmem_put(pg);
+		llmp_provider_free(p);
+	}
+	llmp_set_log(NULL, NULL, LLMP_LOG_ERROR);
 }
 
 TEST_HARNESS_MAIN
