@@ -21,6 +21,7 @@
 #define RUN_NAP_MIN_NS 50000L
 #define RUN_NAP_MAX_NS 1000000L
 #define DEFAULT_GRACE_MS 2000u
+#define DEFAULT_MAX_CLIENTS 1024u
 
 struct bclient {
 	uint32_t id;
@@ -32,6 +33,11 @@ struct bclient {
 	uint64_t msgs;        /* messages taken from this client */
 	uint64_t dead_msgs;   /* msgs when the creator was found dead */
 	uint64_t dead_since;  /* llmp_now_ns() of that, 0: alive */
+	/* what the page being read is (identity, not spelling); space NONE: unknown */
+	struct llmp_shmem_ident ident;
+	/* who registered it: a quit is taken from that uid or root (reg_known) */
+	bool reg_known, reg_remote;
+	uint32_t reg_uid;
 };
 
 struct hook {
@@ -56,6 +62,9 @@ struct llmp_broker {
 	uint64_t forwarded;
 	uint64_t grace_ns;      /* dead_client_grace_ms */
 	uint64_t next_check;    /* llmp_now_ns() of run()'s next liveness check */
+	unsigned max_clients;   /* registrations beyond this many live clients are refused */
+	bool cap_logged;        /* the cap was reported since the count last fell below it */
+	bool remote_clients;    /* remote TCP peers may register pages */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
@@ -100,6 +109,8 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 	b->exit_after = o.exit_after;
 	b->grace_ns = (uint64_t)(o.dead_client_grace_ms ? o.dead_client_grace_ms :
 				 DEFAULT_GRACE_MS) * 1000000ull;
+	b->max_clients = o.max_clients ? o.max_clients : DEFAULT_MAX_CLIENTS;
+	b->remote_clients = o.allow_remote_clients;
 	*out = b;
 	return 0;
 }
@@ -182,17 +193,107 @@ static void watch_creator(struct bclient *c)
 #endif
 }
 
-int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d)
+/* Is the segment id one of our own broadcast pages (cached ones too)? */
+static bool own_ident(const struct llmp_broker *b, const struct llmp_shmem_ident *id)
 {
+	const struct llmp_sender *o = &b->out;
+
+	for (unsigned i = 0; i < o->npages + o->ncache; i++) {
+		const struct llmp_shmem *m = i < o->npages ? o->pages[i].shm :
+					     o->cache[i - o->npages].shm;
+		struct llmp_shmem_ident oid;
+
+		if (llmp_shmem_ident(m, &oid) == 0 && llmp_shmem_ident_eq(&oid, id))
+			return true;
+	}
+	return false;
+}
+
+/* The live client (other than skip) whose current page is id, or NULL. */
+static const struct bclient *ident_reader(const struct llmp_broker *b,
+					  const struct llmp_shmem_ident *id,
+					  const struct bclient *skip)
+{
+	for (unsigned i = 0; i < b->n; i++) {
+		const struct bclient *c = &b->clients[i];
+
+		if (c != skip && !c->gone && llmp_shmem_ident_eq(&c->ident, id))
+			return c;
+	}
+	return NULL;
+}
+
+/*
+ * c's reader moved to another page (END_OF_PAGE): it must be spelled
+ * canonically, be neither ours nor a page another client is read through.
+ * 0, or -EBADMSG (the client is dropped).
+ */
+static int check_new_page(struct llmp_broker *b, struct bclient *c)
+{
+	const struct llmp_shmem_desc *d = llmp_receiver_desc(&c->r);
+	const struct bclient *o;
+	struct llmp_shmem_ident id;
+
+	if (llmp_shmem_id_canonical(d) < 0)
+		return llmp_err(-EBADMSG, "client %u: END_OF_PAGE names page %.20s in a "
+				"non-canonical spelling", c->id, d->id);
+	if (own_page(b, d))
+		return llmp_err(-EBADMSG, "client %u: END_OF_PAGE leads into the broker's "
+				"own pages", c->id);
+	if (llmp_shmem_ident(c->r.shm, &id) < 0) {
+		memset(&c->ident, 0, sizeof(c->ident));
+		return 0;
+	}
+	if (own_ident(b, &id))
+		return llmp_err(-EBADMSG, "client %u: END_OF_PAGE leads into the broker's "
+				"own pages (page %.20s)", c->id, d->id);
+	o = ident_reader(b, &id, c);
+	if (o)
+		return llmp_err(-EBADMSG, "client %u: END_OF_PAGE leads to page %.20s, which "
+				"client %u is read through", c->id, d->id, o->id);
+	c->ident = id;
+	return 0;
+}
+
+/*
+ * Register page d for whoever asked: peer NULL is the program itself
+ * (llmp_broker_add_client), trusted; otherwise the page must be spelled
+ * canonically, be new (not ours, not read for another client) and be one
+ * the peer could have opened itself.  who names the asker in the log.
+ */
+static int register_page(struct llmp_broker *b, const struct llmp_shmem_desc *d,
+			 const struct llmp_peer_cred *peer, const char *who)
+{
+	struct llmp_shmem_ident id;
+	const struct bclient *o;
 	struct bclient *c;
+	uint32_t uid;
+	char why[192];
 	int ret;
 
 	if (!b || !d)
 		return llmp_err(-EINVAL, "broker add client: NULL argument");
 	if (b->next_id > INT32_MAX)
 		return llmp_err(-EOVERFLOW, "broker: client ids exhausted");
+	if (peer && !peer->local && !b->remote_clients)
+		return llmp_err(-EACCES, "broker: refused page %.20s from %s: remote peers may "
+				"not register pages (allow_remote_clients is off)", d->id, who);
+	if (llmp_shmem_id_canonical(d) < 0)
+		return llmp_err(-EINVAL, "broker: refused page %.20s from %s: the id is not "
+				"spelled as its provider writes it (an alias?)", d->id, who);
 	if (own_page(b, d))
 		return llmp_err(-EINVAL, "broker: page %.20s is one of the broker's own", d->id);
+	if (llmp_broker_nclients(b) >= b->max_clients) {
+		if (b->cap_logged)
+			llmp_log_probe_begin(); /* said once; the rest at debug level */
+		ret = llmp_err(-EUSERS, "broker: refused page %.20s from %s: %u clients, the "
+			       "most this broker takes (max_clients)", d->id, who, b->max_clients);
+		if (b->cap_logged)
+			llmp_log_probe_end();
+		b->cap_logged = true;
+		return ret;
+	}
+	b->cap_logged = false;
 	if (b->n == b->cap) {
 		unsigned ncap = b->cap ? b->cap * 2 : 16;
 		struct bclient *nc = realloc(b->clients, ncap * sizeof(*nc));
@@ -207,6 +308,37 @@ int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_des
 	ret = llmp_receiver_init(&c->r, b->p, d, false, 0, true, NULL);
 	if (ret < 0)
 		return ret;
+	if (llmp_shmem_ident(c->r.shm, &id) == 0) {
+		if (own_ident(b, &id)) {
+			ret = llmp_err(-EINVAL, "broker: refused page %.20s from %s: it is one of "
+				       "the broker's own", d->id, who);
+			goto refuse;
+		}
+		o = ident_reader(b, &id, NULL);
+		if (o) {
+			ret = llmp_err(-EEXIST, "broker: refused page %.20s from %s: client %u is "
+				       "read through it already", d->id, who, o->id);
+			goto refuse;
+		}
+		c->ident = id;
+	} else if (peer) {
+		ret = llmp_err(-EACCES, "broker: refused page %.20s from %s: cannot tell which "
+			       "segment it is", d->id, who);
+		goto refuse;
+	}
+	if (peer && peer->local && llmp_shmem_may_open(c->r.shm, peer, why, sizeof(why)) < 0) {
+		ret = llmp_err(-EACCES, "broker: refused page %.20s from %s: it could not open "
+			       "it itself (%s)", d->id, who, why);
+		goto refuse;
+	}
+	if (peer) {
+		c->reg_known = peer->known;
+		c->reg_uid = peer->uid;
+		c->reg_remote = !peer->local;
+	} else if (llmp_shmem_owner_uid(c->r.shm, &uid) == 0) {
+		c->reg_known = true;
+		c->reg_uid = uid;
+	}
 	c->watch.fd = -1;
 	watch_creator(c);
 	c->id = b->next_id++;
@@ -214,6 +346,22 @@ int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_des
 	b->seen++;
 	llmp_log(LLMP_LOG_INFO, "broker: client %u registered (page %.20s)", c->id, d->id);
 	return (int)c->id;
+refuse:
+	llmp_receiver_fini(&c->r);
+	return ret;
+}
+
+int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d)
+{
+	return register_page(b, d, NULL, "the program");
+}
+
+int llmp_broker_register_peer(struct llmp_broker *b, const struct llmp_shmem_desc *d,
+			      const struct llmp_peer_cred *peer, const char *who)
+{
+	if (!peer || !who)
+		return llmp_err(-EINVAL, "broker register peer: NULL argument");
+	return register_page(b, d, peer, who);
 }
 
 int llmp_broker_add_client(struct llmp_broker *b, const struct llmp_shmem_desc *out_page)
@@ -307,6 +455,28 @@ int llmp_broker_remove_client(struct llmp_broker *b, uint32_t id)
 	return 0;
 }
 
+int llmp_broker_quit_client(struct llmp_broker *b, uint32_t id, const struct llmp_peer_cred *peer,
+			    const char *who)
+{
+	struct bclient *c = b && peer ? find_client(b, id) : NULL;
+	bool ok;
+
+	if (!c || c->gone)
+		return llmp_err(-ENOENT, "broker: no client %u", id);
+	if (peer->local)
+		ok = peer->known && (peer->uid == 0 || (c->reg_known && c->reg_uid == peer->uid));
+	else
+		ok = b->remote_clients && c->reg_remote;
+	if (!ok) {
+		if (c->reg_known)
+			return llmp_err(-EPERM, "broker: %s may not remove client %u (registered by "
+					"uid %u)", who, id, c->reg_uid);
+		return llmp_err(-EPERM, "broker: %s may not remove client %u (only root may)",
+				who, id);
+	}
+	return llmp_broker_remove_client(b, id);
+}
+
 static void reap(struct llmp_broker *b)
 {
 	unsigned j = 0;
@@ -344,11 +514,14 @@ static int deliver(struct llmp_broker *b, uint32_t id, const struct llmp_rmsg *m
 	return forward_deferred(b, m->sender, tag, flags, m->broker, buf, len);
 }
 
-static void new_shm_client(struct llmp_broker *b, uint32_t from, const struct llmp_rmsg *m,
+static void new_shm_client(struct llmp_broker *b, unsigned idx, const struct llmp_rmsg *m,
 			   enum llmp_shmem_kind kind)
 {
+	struct llmp_peer_cred owner = { .local = true };
+	uint32_t from = b->clients[idx].id;
 	struct llmp_page_info info;
 	struct llmp_shmem_desc d;
+	char who[64];
 	int ret;
 
 	if (m->len < sizeof(info)) {
@@ -365,7 +538,10 @@ static void new_shm_client(struct llmp_broker *b, uint32_t from, const struct ll
 	d.kind = kind;
 	d.size = info.map_size;
 	memcpy(d.id, info.id, sizeof(d.id));
-	ret = llmp_broker_register_desc(b, &d);
+	/* The page must be one the owner of the page this came on could open. */
+	owner.known = llmp_shmem_owner_uid(b->clients[idx].r.shm, &owner.uid) == 0;
+	snprintf(who, sizeof(who), "client %u (NEW_SHM_CLIENT)", from);
+	ret = register_page(b, &d, &owner, who);
 	if (ret < 0)
 		llmp_log(LLMP_LOG_WARN, "broker: NEW_SHM_CLIENT from client %u: page %.20s not "
 			 "registered (%d)", from, d.id, ret);
@@ -387,10 +563,12 @@ static int drain(struct llmp_broker *b, unsigned idx)
 			break;
 		seen = c->r.pages_seen;
 		ret = llmp_receiver_next(&c->r, &m);
-		if (LLMP_UNLIKELY(c->r.pages_seen != seen) && ret >= 0 &&
-		    own_page(b, llmp_receiver_desc(&c->r)))
-			ret = llmp_err(-EBADMSG, "client %u: END_OF_PAGE leads into the broker's "
-				       "own pages", id);
+		if (LLMP_UNLIKELY(c->r.pages_seen != seen) && ret >= 0) {
+			int bad = check_new_page(b, c);
+
+			if (bad < 0)
+				ret = bad;
+		}
 		if (ret == 0)
 			break;
 		if (ret < 0) {
@@ -407,7 +585,7 @@ static int drain(struct llmp_broker *b, unsigned idx)
 		handled++;
 		switch (m.tag) {
 		case LLMP_TAG_NEW_SHM_CLIENT:
-			new_shm_client(b, id, &m, (enum llmp_shmem_kind)
+			new_shm_client(b, idx, &m, (enum llmp_shmem_kind)
 				       llmp_receiver_desc(&c->r)->kind);
 			break;
 		case LLMP_TAG_CLIENT_EXIT:

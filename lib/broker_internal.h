@@ -14,6 +14,21 @@ LLMP_HIDDEN_BEGIN
 
 /* Register a client's first out page (as llmp_broker_add_client): new id or <0. */
 int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d);
+/*
+ * Register page d on behalf of a peer (TCP LocalClientHello): refused
+ * (<0, logged with who) unless the peer is local (or allow_remote_clients
+ * is set), the id is canonical, the page is new to the broker and, for a
+ * local peer, one it could open itself (lib/shmem_ident.c).  New id or <0.
+ */
+int llmp_broker_register_peer(struct llmp_broker *b, const struct llmp_shmem_desc *d,
+			      const struct llmp_peer_cred *peer, const char *who);
+/*
+ * A peer's ClientQuit: removes client id only if the peer is root or the
+ * uid that registered it (remote peers: only clients remote peers
+ * registered, with allow_remote_clients).  0, -ENOENT, or -EPERM (logged).
+ */
+int llmp_broker_quit_client(struct llmp_broker *b, uint32_t id, const struct llmp_peer_cred *peer,
+			    const char *who);
 /* The id the next registration will get. */
 uint32_t llmp_broker_next_id(const struct llmp_broker *b);
 /* Forget a client (as if it had sent CLIENT_EXIT): 0, or -ENOENT. */

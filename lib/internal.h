@@ -103,6 +103,10 @@ struct llmp_shmem {
 	bool owner;		/* created here: destroy on release where needed */
 	void *handle;		/* back-end handle (e.g. Win32 HANDLE) */
 	void *priv;		/* back-end state */
+	/* The object as create/attach found it (llmp_shmem_note_file): identity, owner. */
+	bool file_known;
+	uint32_t file_uid, file_gid, file_mode;
+	uint64_t file_dev, file_ino;
 };
 
 /*
@@ -179,6 +183,51 @@ long llmp_shmem_creator_pid(const struct llmp_shmem *m);
  * an earlier image).  1 adopted, 0 not (other kind, not ours, owned here).
  */
 int llmp_shmem_adopt(struct llmp_shmem *m);
+
+/* ---- segment identity and owner (lib/shmem_ident.c) ----------------------- */
+
+/*
+ * What a segment is, whatever its id's spelling: a file (device + inode:
+ * MEMFD, POSIX, SERVED, ASHMEM), a SysV shmid, or a /dev/llmp segment id.
+ * Two mappings of the same memory have equal identities.
+ */
+enum llmp_ident_space { LLMP_IDENT_NONE = 0, LLMP_IDENT_FILE, LLMP_IDENT_SYSV, LLMP_IDENT_KMOD };
+struct llmp_shmem_ident {
+	uint32_t space;
+	uint64_t a, b;
+};
+
+/*
+ * Who is at the other end of a socket (lib/peercred.c).  local: a Unix
+ * socket or a loopback TCP peer; known: uid (and gid if gid_known) valid.
+ */
+struct llmp_peer_cred {
+	bool local, known, gid_known;
+	uint32_t uid, gid;
+	long pid;
+};
+/* Fill *c for the connected socket fd: 0 (c->known may still be false), or -errno. */
+int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c);
+
+/* Providers: record what fstat(fd) says of the object just mapped from fd. */
+void llmp_shmem_note_file(struct llmp_shmem *m, int fd);
+/* The identity of the mapped segment: 0, or <0 when it cannot be told (e.g. WIN32). */
+int llmp_shmem_ident(const struct llmp_shmem *m, struct llmp_shmem_ident *id);
+bool llmp_shmem_ident_eq(const struct llmp_shmem_ident *x, const struct llmp_shmem_ident *y);
+/* Owner uid of the segment (creator, or file owner): 0 with *uid, or <0 unknown. */
+int llmp_shmem_owner_uid(const struct llmp_shmem *m, uint32_t *uid);
+/*
+ * Could the peer have opened (read and written) the mapped segment m itself?
+ * 0 yes; -EACCES no, with the reason in why; root may open everything.
+ */
+int llmp_shmem_may_open(const struct llmp_shmem *m, const struct llmp_peer_cred *peer,
+			char *why, size_t cap);
+/*
+ * Is d spelled the one way its provider writes it (MEMFD with its
+ * generation when there is room, decimal shmids without leading zeros, ...)?
+ * 0, or -EINVAL: an alias the broker refuses.
+ */
+int llmp_shmem_id_canonical(const struct llmp_shmem_desc *d);
 
 LLMP_HIDDEN_END
 

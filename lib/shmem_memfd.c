@@ -174,6 +174,7 @@ static int memfd_map(struct llmp_shmem *m, int fd, size_t size)
 	m->addr = addr;
 	m->size = size;
 	m->fd = fd;
+	llmp_shmem_note_file(m, fd);
 	return 0;
 }
 

@@ -64,6 +64,7 @@ static int posix_map(struct llmp_shmem *m, int fd, size_t size, const char *id)
 				strerror(errno));
 	m->addr = addr;
 	m->size = size;
+	llmp_shmem_note_file(m, fd);
 	return 0;
 }
 

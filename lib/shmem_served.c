@@ -429,6 +429,7 @@ static int served_map(struct llmp_shmem *m, int fd, uint64_t size)
 	m->addr = addr;
 	m->size = (size_t)size;
 	m->fd = -1;
+	llmp_shmem_note_file(m, fd);
 	return 0;
 }
 

@@ -46,6 +46,7 @@ struct peer {
 	uint32_t body_len;
 	size_t body_got;
 	bool handoff;                /* after the reply, the socket becomes a B2B link */
+	struct llmp_peer_cred cred;  /* who it is, read at accept (the peer may close early) */
 	uint8_t body[LLMP_TCP_MAX_REQUEST];
 };
 
@@ -311,6 +312,7 @@ static void accept_all(struct llmp_tcp_listener *l)
 		p->state = PEER_HELLO;
 		p->deadline = llmp_now_ms() + l->timeout_ms;
 		peer_name(&ss, p->name, sizeof(p->name));
+		(void)llmp_peer_cred_get(fd, &p->cred);
 		l->peers[l->npeers++] = p;
 		if (peer_hello(l, p) < 0)
 			peer_drop(l, l->npeers - 1, "cannot build the hello");
@@ -347,6 +349,15 @@ static int peer_answer(struct llmp_tcp_listener *l, unsigned i, const struct llm
 	return 1;
 }
 
+/* "address:port (uid N)" or "(remote)" / "(uid unknown)", for the log. */
+static void peer_who(const struct peer *p, char *out, size_t cap)
+{
+	if (p->cred.known)
+		snprintf(out, cap, "%s (uid %u)", p->name, p->cred.uid);
+	else
+		snprintf(out, cap, "%s (%s)", p->name, p->cred.local ? "uid unknown" : "remote");
+}
+
 /*
  * A whole request is in p->body: act on it.  Returns 1 served (the peer
  * stays for its reply), 0 served and closed, -1 dropped.
@@ -356,6 +367,7 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 	struct peer *p = l->peers[i];
 	struct llmp_wire_msg m, r = { 0 };
 	struct llmp_shmem_desc bd, d;
+	char who[112];
 	int ret;
 
 	if (llmp_wire_decode_req(p->body, p->body_len, &m) < 0) {
@@ -371,9 +383,13 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 			peer_refuse(l, p, "invalid page description");
 			return 1;
 		}
-		ret = llmp_broker_add_client(l->b, &d);
+		peer_who(p, who, sizeof(who));
+		ret = llmp_broker_register_peer(l->b, &d, &p->cred, who);
 		if (ret < 0) {
-			peer_refuse(l, p, "cannot map the client's page");
+			peer_refuse(l, p, ret == -EACCES ? "not allowed to register that page" :
+					  ret == -EUSERS ? "the broker has all the clients it takes" :
+					  ret == -EEXIST ? "that page is registered already" :
+					  "cannot map the client's page");
 			return 1;
 		}
 		l->st.registered++;
@@ -383,13 +399,17 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 		r.id = (uint32_t)ret;
 		return peer_answer(l, i, &r);
 	case LLMP_TCP_REQ_CLIENT_QUIT:
-		ret = llmp_broker_remove_client(l->b, m.id);
+		peer_who(p, who, sizeof(who));
+		ret = llmp_broker_quit_client(l->b, m.id, &p->cred, who);
 		if (ret < 0)
-			llmp_log(LLMP_LOG_WARN, "tcp: peer %s: quit of client %u: %s", p->name, m.id,
-				 llmp_strerror_last());
+			llmp_log(LLMP_LOG_WARN, "tcp: peer %s: quit of client %u refused: %s", who,
+				 m.id, llmp_strerror_last());
 		else
-			llmp_log(LLMP_LOG_INFO, "tcp: client %u quit (told by %s)", m.id, p->name);
-		l->st.quits++;
+			llmp_log(LLMP_LOG_INFO, "tcp: client %u quit (told by %s)", m.id, who);
+		if (ret == -EPERM)
+			l->st.refused++;
+		else
+			l->st.quits++;
 		/* LibAFL sends no answer to a quit. */
 		peer_close(l, i);
 		return 0;

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #define MAX_B2B 16
+/* registration options (long only) */
+enum { OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE };
 
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
@@ -44,6 +46,11 @@ static void usage(FILE *f)
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
 		"  -H, --history BYTES     broadcast bytes kept for late joiners (default 64 MiB)\n"
+		/* registration (issue 8: who may register which page) */
+		"      --max-clients N     refuse registrations beyond N live clients (default 1024)\n"
+		"      --allow-remote-clients\n"
+		"                          let TCP peers on other hosts register pages (their uid\n"
+		"                          cannot be checked; default: only local peers)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -93,6 +100,9 @@ int main(int argc, char **argv)
 		{ "max-sleep-us", required_argument, 0, 'm' },
 		{ "dead-client-grace-ms", required_argument, 0, 'g' },
 		{ "history", required_argument, 0, 'H' },
+		/* registration: long options only */
+		{ "max-clients", required_argument, 0, OPT_MAX_CLIENTS },
+		{ "allow-remote-clients", no_argument, 0, OPT_ALLOW_REMOTE },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -113,6 +123,8 @@ int main(int argc, char **argv)
 	const char *b2b[MAX_B2B];
 	unsigned nb2b = 0;
 	bool compress = false, zstd = false;
+	unsigned long max_clients = 0;  /* registration */
+	bool allow_remote = false;
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -178,6 +190,13 @@ int main(int argc, char **argv)
 			if (parse_ulong(optarg, 1ul << 40, &history) < 0 || history == 0)
 				goto bad;
 			break;
+		case OPT_MAX_CLIENTS:
+			if (parse_ulong(optarg, 1u << 20, &max_clients) < 0 || max_clients == 0)
+				goto bad;
+			break;
+		case OPT_ALLOW_REMOTE:
+			allow_remote = true;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -198,7 +217,9 @@ int main(int argc, char **argv)
 		goto fail;
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo),
 				       .history_bytes = (size_t)history,
-				       .dead_client_grace_ms = (unsigned)grace_ms };
+				       .dead_client_grace_ms = (unsigned)grace_ms,
+				       .max_clients = (unsigned)max_clients,
+				       .allow_remote_clients = allow_remote };
 	ret = llmp_broker_new(p, &bo, &b);
 	if (ret < 0)
 		goto fail;

@@ -152,13 +152,23 @@ struct llmp_broker_opts {
 					* this long without a message (its pages outlive
 					* it and a restart may reattach them; MEMFD
 					* clients go at once); 0: 2000 */
+	unsigned max_clients;     /* live clients at most; registrations beyond are refused
+				   * (logged once when reached); 0: 1024 */
+	bool allow_remote_clients; /* TCP peers on other hosts may register pages (their uid
+				    * cannot be known: no owner check); default: refused */
 };
 
 int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts,
 		    struct llmp_broker **out);
 /* Description of the broker's first broadcast page still kept (for new clients). */
 int llmp_broker_broadcast_desc(const struct llmp_broker *b, struct llmp_shmem_desc *d);
-/* Register a client out page by description; returns the new client id (>0) or <0. */
+/*
+ * Register a client out page by description; returns the new client id (>0)
+ * or <0.  The program is trusted (no owner check), but the page must be
+ * spelled canonically (-EINVAL), be none of the broker's own pages (-EINVAL)
+ * nor one another client is read through (-EEXIST), and max_clients must
+ * not be reached (-EUSERS).
+ */
 int llmp_broker_add_client(struct llmp_broker *b, const struct llmp_shmem_desc *out_page);
 int llmp_broker_add_hook(struct llmp_broker *b, llmp_hook_fn fn, void *ctx);
 /* Broadcast a message of the broker's own (sender id 0). */
