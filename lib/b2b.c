@@ -489,6 +489,24 @@ void llmp_b2b_link_counters(const struct llmp_b2b_link *l, struct llmp_b2b_count
 	c->deflated += l->cnt.deflated;
 	c->zstd += l->cnt.zstd;
 	c->dials += l->cnt.dials;
+	c->reserved += l->cnt.reserved;
+}
+
+bool llmp_b2b_tag_reserved(uint32_t tag)
+{
+	switch (tag) {
+	case LLMP_TAG_UNSET:
+	case LLMP_TAG_UNINITIALIZED:
+	case LLMP_TAG_END_OF_PAGE:
+	case LLMP_TAG_NEW_SHM_CLIENT:
+	case LLMP_TAG_CLIENT_EXIT:
+	case LLMP_TAG_EXITING:
+	case LLMP_TAG_SLOW_RECEIVER_PANIC:
+	case LLMP_TAG_B2B_CAPS: /* ours, only as the first frame (take_caps) */
+		return true;
+	default:
+		return false;
+	}
 }
 
 static int out_reserve(struct llmp_b2b_link *l, size_t more)
@@ -642,8 +660,7 @@ static int pull_local(struct llmp_b2b_link *l)
 		if (ret == 0)
 			break;
 		/* Only what local clients sent: nothing that crossed a link, no control tags. */
-		if ((m.flags & LLMP_FLAG_FROM_B2B) || m.tag == LLMP_TAG_EXITING ||
-		    m.tag == LLMP_TAG_CLIENT_EXIT || m.tag == LLMP_TAG_SLOW_RECEIVER_PANIC)
+		if ((m.flags & LLMP_FLAG_FROM_B2B) || llmp_b2b_tag_reserved(m.tag))
 			continue;
 		if (m.len > LLMP_TCP_MAX_FRAME - 32)
 			continue;
@@ -767,6 +784,14 @@ static int take_frame(struct llmp_b2b_link *l)
 	l->got_first = true;
 	if (ret != 0)
 		return ret < 0 ? ret : 0;
+	if (llmp_b2b_tag_reserved(w.tag)) {
+		/* A control tag on the broadcast page would stop every receiver, and later joiners. */
+		if (l->cnt.reserved++ % 1000 == 0)
+			llmp_log(LLMP_LOG_WARN, "b2b: link to %s: dropped a frame with reserved tag "
+				 "0x%x from client %u (%llu so far)", l->peer, w.tag, w.client_id,
+				 (unsigned long long)l->cnt.reserved);
+		return 0;
+	}
 	/* The bit means zstd only once both sides said what they decode, and we said zstd. */
 	if ((w.flags & LLMP_FLAG_ZSTD) && l->caps_got && l->caps_sent &&
 	    (l->codecs & LLMP_B2B_ZSTD)) {

@@ -22,7 +22,11 @@ struct llmp_b2b_counters {
 	uint64_t sent, received; /* messages */
 	uint64_t deflated, zstd; /* of those sent, compressed with each codec */
 	uint64_t dials;          /* connection attempts (dialled links) */
+	uint64_t reserved;       /* received frames with a reserved tag: dropped, not forwarded */
 };
+
+/* Tags a link never forwards (the protocol's control tags and ours). */
+bool llmp_b2b_tag_reserved(uint32_t tag);
 
 /*
  * A link over a connected socket whose handshake is done (the listener

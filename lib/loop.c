@@ -462,6 +462,7 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 	st->b2b_deflated = bc.deflated;
 	st->b2b_zstd = bc.zstd;
 	st->b2b_dials = bc.dials;
+	st->b2b_reserved = bc.reserved;
 	st->forwarded = llmp_broker_forwarded(lp->b) - lp->fwd_base;
 	st->pages_live = llmp_broker_bcast(lp->b)->npages;
 	st->uptime_ms = llmp_now_ms() - lp->start_ms;

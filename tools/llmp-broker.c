@@ -67,11 +67,13 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	printf("stats: up %" PRId64 " s, clients %u, msgs/s in %.0f out %.0f, forwarded %" PRIu64
 	       ", pages %u, sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
 	       " quits %" PRIu64 " dropped %" PRIu64 ", b2b links %u sent %" PRIu64
-	       " received %" PRIu64 " deflated %" PRIu64 " zstd %" PRIu64 " dials %" PRIu64 "\n",
+	       " received %" PRIu64 " deflated %" PRIu64 " zstd %" PRIu64 " dials %" PRIu64
+	       " reserved-dropped %" PRIu64 "\n",
 	       st->uptime_ms / 1000, st->clients, rate_in, rate, st->forwarded, st->pages_live,
 	       st->sleeps, st->wakeups,
 	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
-	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials);
+	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials,
+	       st->b2b_reserved);
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
 	c->last_in = st->msgs_in;

@@ -235,6 +235,7 @@ struct llmp_loop_stats {
 	uint64_t b2b_deflated; /* of those sent, deflated (LLMP_FLAG_COMPRESSED) */
 	uint64_t b2b_zstd;    /* of those sent, zstd frames (LLMP_FLAG_ZSTD, our brokers only) */
 	uint64_t b2b_dials;   /* connection attempts of the links this broker dials */
+	uint64_t b2b_reserved; /* frames from links with a reserved (control) tag: dropped */
 	int64_t uptime_ms;
 };
 
