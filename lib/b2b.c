@@ -26,7 +26,7 @@
 #include "b2b_internal.h"
 
 int b2b_link_alloc(struct llmp_broker *b, uint32_t link_id, unsigned codecs, const char *peer,
-		      struct llmp_b2b_link **out)
+		   struct llmp_b2b_limits *lim, struct llmp_b2b_link **out)
 {
 	struct llmp_b2b_link *l;
 	struct llmp_shmem_desc d;
@@ -49,6 +49,9 @@ int b2b_link_alloc(struct llmp_broker *b, uint32_t link_id, unsigned codecs, con
 	l->hold_tfd = l->hold_epfd = -1;
 	l->link_id = link_id;
 	l->codecs = codecs;
+	l->lim = lim;
+	l->tokens = (double)lim->max_frame;
+	l->tokens_at = llmp_now_ms();
 	snprintf(l->peer, sizeof(l->peer), "%s", peer ? peer : "?");
 #ifdef LLMP_HAVE_ZSTD
 	if (codecs & LLMP_B2B_ZSTD) {
@@ -97,14 +100,15 @@ void b2b_link_attach(struct llmp_b2b_link *l, int fd)
 	l->caps_sent = l->caps_got = l->peer_zstd = l->got_first = false;
 	l->hdr_got = l->body_got = 0;
 	l->body_len = 0;
+	l->mem_wait = l->pending = false;
 	l->out_off = l->out_len = 0;
 }
 
 int llmp_b2b_link_new(struct llmp_broker *b, int fd, uint32_t link_id, unsigned codecs,
-		      const char *peer, struct llmp_b2b_link **out)
+		      const char *peer, struct llmp_b2b_limits *lim, struct llmp_b2b_link **out)
 {
 	struct llmp_b2b_link *l;
-	int ret = b2b_link_alloc(b, link_id, codecs, peer, out);
+	int ret = b2b_link_alloc(b, link_id, codecs, peer, lim, out);
 
 	if (ret < 0)
 		return ret;
@@ -137,6 +141,7 @@ void llmp_b2b_link_free(struct llmp_b2b_link *l)
 	if (l->zs_ok)
 		deflateEnd(&l->zs);
 #endif
+	b2b_acct(l, l->zcap + l->out_cap + l->body_cap, 0);
 	free(l->z);
 	free(l->out);
 	free(l->body);
@@ -155,8 +160,11 @@ void llmp_b2b_link_pollfd(const struct llmp_b2b_link *l, struct pollfd *pfd)
 		pfd->fd = l->hold_epfd;
 		pfd->events = POLLIN;
 	} else if (l->fd >= 0) {
+		/* Waiting for a budget: not readable, llmp_b2b_link_timeout_ms() wakes the loop. */
+		bool wait = l->mem_wait || l->pending;
+
 		pfd->fd = l->fd;
-		pfd->events = POLLIN | (l->out_off < l->out_len ? POLLOUT : 0);
+		pfd->events = (wait ? 0 : POLLIN) | (l->out_off < l->out_len ? POLLOUT : 0);
 	} else {
 		/* Down: the epoll fd turns readable when the socket or the timer is ready. */
 		pfd->fd = l->d->epfd;
@@ -225,6 +233,13 @@ static int push_out(struct llmp_b2b_link *l)
 			return llmp_err(-ECONNRESET, "b2b: link to %s: send failed", l->peer);
 		l->out_off += (size_t)n;
 	}
+	if (l->out_cap > 4 * KEEP_BUF) {
+		/* One big message went out: give its room back. */
+		b2b_acct(l, l->out_cap, 0);
+		free(l->out);
+		l->out = NULL;
+		l->out_cap = l->out_off = l->out_len = 0;
+	}
 	return 0;
 }
 
@@ -254,6 +269,10 @@ static int take_frame(struct llmp_b2b_link *l)
 		size_t n = 0;
 
 		ret = b2b_unzstd(l, &w, &n);
+		if (ret == -EAGAIN) {
+			l->pending = true;
+			return 0;
+		}
 		if (ret < 0)
 			return ret;
 		w.buf = l->z;
@@ -262,24 +281,140 @@ static int take_frame(struct llmp_b2b_link *l)
 	}
 	ret = llmp_broker_forward(l->b, w.client_id, w.tag, w.flags | LLMP_FLAG_FROM_B2B,
 				  l->link_id, w.buf, w.len);
+	if (l->zcap > KEEP_BUF) {
+		b2b_acct(l, l->zcap, 0);
+		free(l->z);
+		l->z = NULL;
+		l->zcap = 0;
+	}
 	if (ret < 0)
 		return ret;
 	l->cnt.received++;
 	return 1;
 }
 
+void b2b_acct(struct llmp_b2b_link *l, size_t old, size_t new_size)
+{
+	l->lim->buffered = l->lim->buffered - old + new_size;
+}
+
+void b2b_drop_in(struct llmp_b2b_link *l)
+{
+	b2b_acct(l, l->body_cap, 0);
+	free(l->body);
+	l->body = NULL;
+	l->body_cap = 0;
+	l->hdr_got = l->body_got = 0;
+	l->body_len = 0;
+	l->mem_wait = l->pending = false;
+}
+
+int b2b_inflate_budget(struct llmp_b2b_link *l, size_t sz)
+{
+	int64_t now = llmp_now_ms();
+	double cap = (double)l->lim->max_frame;
+
+	l->tokens += (double)(now - l->tokens_at) * (double)l->lim->inflate_rate / 1000.0;
+	l->tokens_at = now;
+	if (l->tokens > cap)
+		l->tokens = cap;
+	if (l->tokens >= (double)sz) {
+		l->tokens -= (double)sz;
+		l->pending = false;
+		return 0;
+	}
+	/* Wait until the bucket holds sz; the frame's deadline does not run meanwhile. */
+	l->stall_until = now + 1 + (int64_t)(((double)sz - l->tokens) * 1000.0 /
+					     (double)l->lim->inflate_rate);
+	if (!l->pending)
+		l->lim->throttled++;
+	l->frame_deadline = l->stall_until + FRAME_BASE_MS;
+	return -EAGAIN;
+}
+
+/* Room for more of the frame body: 0, or -EAGAIN while the links' memory budget is spent. */
+static int body_grow(struct llmp_b2b_link *l)
+{
+	size_t want = l->body_cap ? l->body_cap * 2 : BODY_MIN;
+	uint8_t *p;
+
+	if (want > l->body_len)
+		want = l->body_len ? l->body_len : 1;
+	if (l->lim->buffered - l->body_cap + want > l->lim->memory) {
+		if (!l->mem_wait)
+			l->lim->throttled++;
+		l->mem_wait = true;
+		return -EAGAIN;
+	}
+	p = realloc(l->body, want);
+	if (!p)
+		return llmp_err(-ENOMEM, "b2b: out of memory for a %u-byte frame", l->body_len);
+	b2b_acct(l, l->body_cap, want);
+	l->body = p;
+	l->body_cap = want;
+	l->mem_wait = false;
+	return 0;
+}
+
+/* The frame's 4-byte length is in: check it against the cap, start its deadline. */
+static int frame_begin(struct llmp_b2b_link *l)
+{
+	uint32_t max = l->lim->max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)l->lim->max_frame;
+
+	if (llmp_wire_get_len(l->hdr, max, &l->body_len) < 0)
+		return llmp_err(-EMSGSIZE, "b2b: link to %s: a frame of %u bytes, over the %u-byte "
+				"cap", l->peer, (uint32_t)l->hdr[0] << 24 | (uint32_t)l->hdr[1] << 16 |
+				(uint32_t)l->hdr[2] << 8 | l->hdr[3], max);
+	l->frame_deadline += l->body_len / 1024;
+	l->body_got = 0;
+	return 0;
+}
+
+/* A frame was taken: ready for the next one, big buffers given back. */
+static void frame_end(struct llmp_b2b_link *l)
+{
+	if (l->body_cap > KEEP_BUF) {
+		b2b_acct(l, l->body_cap, 0);
+		free(l->body);
+		l->body = NULL;
+		l->body_cap = 0;
+	}
+	l->hdr_got = 0;
+	l->body_got = 0;
+	l->body_len = 0;
+}
+
 /* Socket -> local broadcast page. */
 static int pull_remote(struct llmp_b2b_link *l)
 {
-	int moved = 0;
+	int64_t now = llmp_now_ms();
+	int moved = 0, ret;
 
+	if (l->pending) {
+		if (now < l->stall_until)
+			return 0;
+		ret = take_frame(l);
+		if (ret < 0 || l->pending)
+			return ret;
+		frame_end(l);
+		moved += ret;
+	}
+	if (l->hdr_got && now > l->frame_deadline)
+		return llmp_err(-ETIMEDOUT, "b2b: link to %s: a frame of %u bytes still incomplete "
+				"(%zu in) at its deadline", l->peer, l->body_len, l->body_got);
 	for (;;) {
 		ssize_t n;
 
-		if (l->hdr_got < 4)
+		if (l->hdr_got < 4) {
 			n = recv(l->fd, l->hdr + l->hdr_got, 4 - l->hdr_got, MSG_DONTWAIT);
-		else
-			n = recv(l->fd, l->body + l->body_got, l->body_len - l->body_got, MSG_DONTWAIT);
+		} else {
+			size_t room = l->body_cap < l->body_len ? l->body_cap : l->body_len;
+
+			if (l->body_got == room && body_grow(l) < 0)
+				return l->mem_wait ? moved : -ENOMEM;
+			room = l->body_cap < l->body_len ? l->body_cap : l->body_len;
+			n = recv(l->fd, l->body + l->body_got, room - l->body_got, MSG_DONTWAIT);
+		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return moved;
 		if (n == 0)
@@ -287,31 +422,44 @@ static int pull_remote(struct llmp_b2b_link *l)
 		if (n < 0)
 			return llmp_err(-errno, "b2b: link to %s: recv", l->peer);
 		if (l->hdr_got < 4) {
+			if (!l->hdr_got)
+				l->frame_deadline = llmp_now_ms() + FRAME_BASE_MS;
 			l->hdr_got += (size_t)n;
 			if (l->hdr_got < 4)
 				continue;
-			int ret = llmp_wire_get_len(l->hdr, LLMP_TCP_MAX_FRAME, &l->body_len);
+			ret = frame_begin(l);
 			if (ret < 0)
 				return ret;
-			free(l->body);
-			l->body = malloc(l->body_len ? l->body_len : 1);
-			if (!l->body)
-				return llmp_err(-ENOMEM, "b2b: out of memory for a %u-byte frame",
-						l->body_len);
-			l->body_got = 0;
 		} else {
 			l->body_got += (size_t)n;
 		}
 		if (l->body_got < l->body_len)
 			continue;
-		int ret = take_frame(l);
+		ret = take_frame(l);
 		if (ret < 0)
 			return ret;
+		if (l->pending)
+			return moved; /* waits for the inflate budget */
 		moved += ret;
-		l->hdr_got = 0;
-		l->body_got = 0;
-		l->body_len = 0;
+		frame_end(l);
 	}
+}
+
+int llmp_b2b_link_timeout_ms(const struct llmp_b2b_link *l, int64_t now)
+{
+	int64_t at;
+
+	if (l->fd < 0 || l->holding)
+		return -1;
+	if (l->pending)
+		at = l->stall_until;
+	else if (l->mem_wait)
+		at = now + MEM_RETRY_MS;
+	else if (l->hdr_got)
+		at = l->frame_deadline + 1;
+	else
+		return -1;
+	return at <= now ? 0 : at - now > 1000000 ? 1000000 : (int)(at - now);
 }
 
 static int data_step(struct llmp_b2b_link *l)

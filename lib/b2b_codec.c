@@ -55,6 +55,7 @@ static int out_reserve(struct llmp_b2b_link *l, size_t more)
 	uint8_t *p = realloc(l->out, cap);
 	if (!p)
 		return llmp_err(-ENOMEM, "b2b: out of memory");
+	b2b_acct(l, l->out_cap, cap);
 	l->out = p;
 	l->out_cap = cap;
 	return 0;
@@ -67,6 +68,7 @@ static inline int z_reserve(struct llmp_b2b_link *l, size_t need)
 	uint8_t *p = realloc(l->z, need);
 	if (!p)
 		return llmp_err(-ENOMEM, "b2b: out of memory for a %zu-byte buffer", need);
+	b2b_acct(l, l->zcap, need);
 	l->z = p;
 	l->zcap = need;
 	return 0;
@@ -211,7 +213,8 @@ int b2b_take_caps(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w)
 
 /*
  * A zstd frame from the peer -> l->z.  Only single frames that state their
- * size, at most LLMP_TCP_MAX_FRAME, and that decode to exactly that size.
+ * size, at most the links' max_frame, and that decode to exactly that size;
+ * -EAGAIN when the link's inflate budget cannot pay for it yet.
  */
 int b2b_unzstd(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w, size_t *out_len)
 {
@@ -226,14 +229,17 @@ int b2b_unzstd(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w, size_t *o
 	if (sz == ZSTD_CONTENTSIZE_UNKNOWN)
 		return llmp_err(-EBADMSG, "b2b: link to %s: a zstd frame without its content size",
 				l->peer);
-	if (sz > LLMP_TCP_MAX_FRAME)
+	if (sz > l->lim->max_frame)
 		return llmp_err(-EMSGSIZE, "b2b: link to %s: a zstd frame declares %llu bytes, over "
-				"the %u-byte cap (a decompression bomb?)", l->peer, sz,
-				LLMP_TCP_MAX_FRAME);
+				"the %zu-byte cap (a decompression bomb?)", l->peer, sz,
+				l->lim->max_frame);
 	fl = ZSTD_findFrameCompressedSize(w->buf, w->len);
 	if (ZSTD_isError(fl) || fl != w->len)
 		return llmp_err(-EBADMSG, "b2b: link to %s: corrupt zstd frame (%s)", l->peer,
 				ZSTD_isError(fl) ? ZSTD_getErrorName(fl) : "bytes after the frame");
+	ret = b2b_inflate_budget(l, (size_t)sz);
+	if (ret < 0)
+		return ret; /* -EAGAIN: the frame waits for the budget */
 	ret = z_reserve(l, sz ? (size_t)sz : 1);
 	if (ret < 0)
 		return ret;

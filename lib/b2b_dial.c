@@ -190,10 +190,7 @@ void b2b_link_broken(struct llmp_b2b_link *l, int64_t now)
 
 	close(l->fd);
 	l->fd = -1;
-	free(l->body);
-	l->body = NULL;
-	l->hdr_got = l->body_got = 0;
-	l->body_len = 0;
+	b2b_drop_in(l);
 	l->out_off = l->out_len = 0;
 	if (now - d->up_since >= STABLE_MS)
 		d->backoff_ms = BACKOFF_MIN_MS;
@@ -362,7 +359,7 @@ void b2b_dialer_free(struct dialer *d)
 
 int llmp_b2b_link_dial(struct llmp_broker *b, const char *addr, uint16_t port,
 		       const char *hostname, uint32_t link_id, unsigned codecs,
-		       struct llmp_b2b_link **out)
+		       struct llmp_b2b_limits *lim, struct llmp_b2b_link **out)
 {
 	struct addrinfo hints, *res, *ai;
 	struct llmp_b2b_link *l;
@@ -381,7 +378,7 @@ int llmp_b2b_link_dial(struct llmp_broker *b, const char *addr, uint16_t port,
 	if (ret)
 		return llmp_err(-EHOSTUNREACH, "b2b: cannot resolve %s: %s", addr, gai_strerror(ret));
 	snprintf(peer, sizeof(peer), "%s:%u", addr, port);
-	ret = b2b_link_alloc(b, link_id, codecs, peer, &l);
+	ret = b2b_link_alloc(b, link_id, codecs, peer, lim, &l);
 	if (ret < 0) {
 		freeaddrinfo(res);
 		return ret;
@@ -427,4 +424,18 @@ int llmp_b2b_link_dial(struct llmp_broker *b, const char *addr, uint16_t port,
 	llmp_log(LLMP_LOG_INFO, "b2b: link %u: dialling %s", link_id, peer);
 	*out = l;
 	return 0;
+}
+
+bool llmp_b2b_link_dials(const struct llmp_b2b_link *l, const struct sockaddr_storage *ss)
+{
+	for (unsigned i = 0; l->d && i < l->d->naddr; i++) {
+		if (llmp_b2b_same_addr(&l->d->addr[i], ss))
+			return true;
+	}
+	return false;
+}
+
+bool llmp_b2b_link_dialled(const struct llmp_b2b_link *l)
+{
+	return l->d != NULL;
 }

@@ -41,6 +41,14 @@ LLMP_HIDDEN_BEGIN
 #define HOLD_MS 1000
 /* Read positions of broken accepted links kept for their dialler's return, per broker. */
 #define MAX_PARKED 64
+/* A frame must be whole FRAME_BASE_MS after its first byte, plus 1 ms per KiB it declares. */
+#define FRAME_BASE_MS 10000
+/* Buffers above this are freed once their frame is done (out: once sent). */
+#define KEEP_BUF (1u << 20)
+/* The first allocation for a frame body; it doubles as bytes arrive. */
+#define BODY_MIN (64u * 1024u)
+/* A link that waits for the shared memory budget looks again this often. */
+#define MEM_RETRY_MS 20
 
 enum dial_state {
 	D_WAIT,    /* down, next attempt at retry_at */
@@ -102,7 +110,14 @@ struct llmp_b2b_link {
 	size_t hdr_got;
 	uint8_t *body;
 	uint32_t body_len;
-	size_t body_got;
+	size_t body_got, body_cap;
+	int64_t frame_deadline; /* the frame being read must be whole by then */
+	bool mem_wait;          /* stopped reading: the links' memory budget is spent */
+	bool pending;           /* a whole frame waits for the inflate budget */
+	int64_t stall_until;    /* ... until then */
+	double tokens;          /* inflate budget left (bytes), refilled at lim->inflate_rate */
+	int64_t tokens_at;      /* last refill (ms) */
+	struct llmp_b2b_limits *lim;
 	/* compression scratch */
 	uint8_t *z;
 	size_t zcap;
@@ -120,8 +135,14 @@ struct llmp_b2b_link {
 
 /* b2b.c: the link itself */
 int b2b_link_alloc(struct llmp_broker *b, uint32_t link_id, unsigned codecs, const char *peer,
-		   struct llmp_b2b_link **out);
+		   struct llmp_b2b_limits *lim, struct llmp_b2b_link **out);
 void b2b_link_attach(struct llmp_b2b_link *l, int fd);
+/* A buffer of the link went from old to new bytes: keep lim->buffered true. */
+void b2b_acct(struct llmp_b2b_link *l, size_t old, size_t new_size);
+/* Free the incoming frame and forget any partial one (the connection is gone). */
+void b2b_drop_in(struct llmp_b2b_link *l);
+/* May the link inflate sz more bytes now?  If not it waits (-EAGAIN) for the budget. */
+int b2b_inflate_budget(struct llmp_b2b_link *l, size_t sz);
 
 /* b2b_codec.c: frames out and in */
 int b2b_queue_caps(struct llmp_b2b_link *l);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #define MAX_B2B 16
+#define MAX_B2B_ALLOW 64
 
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
@@ -44,6 +45,13 @@ static void usage(FILE *f)
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
 		"  -H, --history BYTES     broadcast bytes kept for late joiners (default 64 MiB)\n"
+		"  B2B peers (Documentation/broker.rst, \"Hostile peers\"):\n"
+		"      --b2b-allow ADDR[/PREFIX]\n"
+		"                          accept links from these addresses (repeatable; default:\n"
+		"                          loopback only; the --b2b peers may always link)\n"
+		"      --b2b-max-frame BYTES   largest B2B frame or zstd output (default 32 x page size)\n"
+		"      --b2b-memory BYTES  bytes all links may buffer at once (default 4 x max frame)\n"
+		"      --b2b-inflate-rate BYTES  zstd bytes a link may inflate per second (default 64 MiB)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -95,6 +103,11 @@ int main(int argc, char **argv)
 		{ "max-sleep-us", required_argument, 0, 'm' },
 		{ "dead-client-grace-ms", required_argument, 0, 'g' },
 		{ "history", required_argument, 0, 'H' },
+		/* B2B limits against hostile peers */
+		{ "b2b-allow", required_argument, 0, 0x100 },
+		{ "b2b-max-frame", required_argument, 0, 0x101 },
+		{ "b2b-memory", required_argument, 0, 0x102 },
+		{ "b2b-inflate-rate", required_argument, 0, 0x103 },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -115,6 +128,9 @@ int main(int argc, char **argv)
 	const char *b2b[MAX_B2B];
 	unsigned nb2b = 0;
 	bool compress = false, zstd = false;
+	const char *b2b_allow[MAX_B2B_ALLOW];
+	unsigned nallow = 0;
+	unsigned long b2b_max_frame = 0, b2b_memory = 0, b2b_inflate = 0;
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -180,6 +196,23 @@ int main(int argc, char **argv)
 			if (parse_ulong(optarg, 1ul << 40, &history) < 0 || history == 0)
 				goto bad;
 			break;
+		case 0x100:
+			if (nallow == MAX_B2B_ALLOW)
+				goto bad;
+			b2b_allow[nallow++] = optarg;
+			break;
+		case 0x101:
+			if (parse_ulong(optarg, LLMP_TCP_MAX_FRAME, &b2b_max_frame) < 0)
+				goto bad;
+			break;
+		case 0x102:
+			if (parse_ulong(optarg, 1ul << 40, &b2b_memory) < 0)
+				goto bad;
+			break;
+		case 0x103:
+			if (parse_ulong(optarg, 1ul << 40, &b2b_inflate) < 0)
+				goto bad;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -213,13 +246,20 @@ int main(int argc, char **argv)
 				     .stats_interval_ms = (int)(stats_s * 1000),
 				     .on_stats = on_stats, .ctx = &sc,
 				     .max_sleep_us = no_nap ? -1 : (int)max_sleep, .exit_after = (unsigned)exit_after,
-				     .b2b_compress = compress, .b2b_zstd = zstd };
+				     .b2b_compress = compress, .b2b_zstd = zstd,
+				     .b2b_max_frame = b2b_max_frame, .b2b_memory = b2b_memory,
+				     .b2b_inflate_rate = b2b_inflate };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;
 	ret = llmp_loop_add_listener(lp, l);
 	if (ret < 0)
 		goto fail;
+	for (unsigned i = 0; i < nallow; i++) {
+		ret = llmp_loop_b2b_allow(lp, b2b_allow[i]);
+		if (ret < 0)
+			goto fail;
+	}
 	for (unsigned i = 0; i < nb2b; i++) {
 		char host[256];
 		const char *colon = strrchr(b2b[i], ':');
