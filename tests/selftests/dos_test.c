@@ -280,26 +280,28 @@ struct slowloris {
 
 /*
  * SL_CONNS connections from SL_ADDRS loopback addresses, each sends 2
- * bytes of a frame length and stalls; each is replaced by a new one every
- * SL_RECONNECT_MS (under the listener's 3 s deadline).  Stops when told or
- * after SL_MAX_MS.
+ * bytes of a frame length and stalls; every SL_RECONNECT_MS (under the
+ * listener's 3 s deadline) each gets a successor while the old one is
+ * left for the broker to time out (closed by us a round later).  Stops
+ * when told or after SL_MAX_MS.
  */
 static void *slowloris_thread(void *v)
 {
 	struct slowloris *s = v;
-	int fd[SL_CONNS];
+	int fd[SL_CONNS], old[SL_CONNS];
 	int64_t born[SL_CONNS], end = llmp_test_now_ms() + SL_MAX_MS;
 
 	for (int i = 0; i < SL_CONNS; i++)
-		fd[i] = -1;
+		fd[i] = old[i] = -1;
 	while (!atomic_load(&s->stop) && llmp_test_now_ms() < end) {
 		int64_t now = llmp_test_now_ms();
 
 		for (int i = 0; i < SL_CONNS; i++) {
 			if (fd[i] >= 0 && now - born[i] < SL_RECONNECT_MS)
 				continue;
-			if (fd[i] >= 0)
-				close(fd[i]);
+			if (old[i] >= 0)
+				close(old[i]);
+			old[i] = fd[i];
 			fd[i] = dial_from(s->port, 2 + (unsigned)(i % SL_ADDRS), false);
 			born[i] = now;
 			if (fd[i] >= 0 && send(fd[i], "\0\0", 2, MSG_NOSIGNAL | MSG_DONTWAIT) == 2)
@@ -310,6 +312,8 @@ static void *slowloris_thread(void *v)
 	for (int i = 0; i < SL_CONNS; i++) {
 		if (fd[i] >= 0)
 			close(fd[i]);
+		if (old[i] >= 0)
+			close(old[i]);
 	}
 	return NULL;
 }
