@@ -135,7 +135,7 @@ struct llmp_tcp_listener; /* opaque */
 struct llmp_tcp_listener_opts {
 	uint32_t struct_size;  /* sizeof(struct llmp_tcp_listener_opts) */
 	int peer_timeout_ms;   /* a peer must finish its request within this; 0: 3000 */
-	unsigned max_peers;    /* handshakes in progress at once; 0: 256 */
+	unsigned max_peers;    /* handshakes in progress at once (then the oldest goes); 0: 256 */
 	const char *hostname;  /* sent in the hello; NULL: gethostname() */
 };
 
