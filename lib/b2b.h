@@ -110,6 +110,21 @@ bool llmp_b2b_allow_match(const struct llmp_b2b_allow *al, const struct sockaddr
 bool llmp_b2b_is_loopback(const struct sockaddr_storage *ss);
 /* Same IP address (ports aside; IPv4 equals its IPv4-mapped IPv6 form)? */
 bool llmp_b2b_same_addr(const struct sockaddr_storage *x, const struct sockaddr_storage *y);
+/*
+ * May ss open a link to a broker whose links are links[0..n)?  Yes (0) if
+ * the allow list (no rules: loopback) matches or a dialled link connects to
+ * ss, and fewer than max_accepted accepted links exist; else <0 with the
+ * reason for the peer in why.
+ */
+int llmp_b2b_admit(const struct llmp_b2b_allow *al, struct llmp_b2b_link *const *links, unsigned n,
+		   unsigned max_accepted, const struct sockaddr_storage *ss, char *why, size_t cap);
+/*
+ * Fill *lim from the options (0: default): max_frame 32 x the broadcast page
+ * size, at least 1 MiB, at most LLMP_TCP_MAX_FRAME; memory 4 x max_frame (at
+ * least one frame plus 1 MiB); inflate_rate 64 MiB/s.
+ */
+void llmp_b2b_limits_init(struct llmp_b2b_limits *lim, size_t page, size_t max_frame,
+			  size_t memory, size_t inflate_rate);
 /* Is ss one of the addresses this (dialled) link connects to?  False for accepted links. */
 bool llmp_b2b_link_dials(const struct llmp_b2b_link *l, const struct sockaddr_storage *ss);
 /* True for a link this broker dials, false for an accepted one. */

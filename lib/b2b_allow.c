@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /*
- * Which peers may open a broker-to-broker link to this broker: the allow
- * list (ADDR[/PREFIX] rules, IPv4 or IPv6), loopback when the list is
- * empty, and the addresses this broker dials itself.
+ * Which peers may open a broker-to-broker link to this broker, and how much
+ * of it they may use: the allow list (ADDR[/PREFIX] rules, IPv4 or IPv6),
+ * loopback when the list is empty, the addresses this broker dials itself,
+ * the cap on accepted links, and the links' memory limits.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -112,4 +113,44 @@ bool llmp_b2b_same_addr(const struct sockaddr_storage *x, const struct sockaddr_
 	uint8_t a[16], b[16];
 
 	return addr16(x, a) && addr16(y, b) && !memcmp(a, b, 16);
+}
+
+int llmp_b2b_admit(const struct llmp_b2b_allow *al, struct llmp_b2b_link *const *links, unsigned n,
+		   unsigned max_accepted, const struct sockaddr_storage *ss, char *why, size_t cap)
+{
+	bool ok = llmp_b2b_allow_match(al, ss);
+	unsigned accepted = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		ok = ok || llmp_b2b_link_dials(links[i], ss);
+		accepted += !llmp_b2b_link_dialled(links[i]);
+	}
+	if (!ok) {
+		snprintf(why, cap, "broker-to-broker links from this address are not allowed here%s",
+			 al->n ? "" : " (loopback only; see --b2b-allow)");
+		return -EPERM;
+	}
+	if (accepted >= max_accepted) {
+		snprintf(why, cap, "this broker has %u broker-to-broker links already", max_accepted);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+void llmp_b2b_limits_init(struct llmp_b2b_limits *lim, size_t page, size_t max_frame,
+			  size_t memory, size_t inflate_rate)
+{
+	memset(lim, 0, sizeof(*lim));
+	lim->max_frame = max_frame;
+	if (!lim->max_frame) {
+		lim->max_frame = page > LLMP_TCP_MAX_FRAME / 32 ? LLMP_TCP_MAX_FRAME : 32 * page;
+		if (lim->max_frame < (1u << 20))
+			lim->max_frame = 1u << 20;
+	}
+	if (lim->max_frame > LLMP_TCP_MAX_FRAME)
+		lim->max_frame = LLMP_TCP_MAX_FRAME;
+	lim->memory = memory ? memory : 4 * lim->max_frame;
+	if (lim->memory < lim->max_frame + (1u << 20))
+		lim->memory = lim->max_frame + (1u << 20); /* one whole frame always fits */
+	lim->inflate_rate = inflate_rate ? inflate_rate : 64u << 20;
 }

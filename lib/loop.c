@@ -70,7 +70,6 @@
 #define MAX_LINKS 128
 #define MAX_ACCEPTED 64 /* links other brokers opened; the ones this broker dials count apart */
 #define MAX_DIALLED 64
-#define DEFAULT_INFLATE_RATE (64u << 20)
 #define MIN_NAP_US 50
 #define DEFAULT_MAX_SLEEP_US 1000
 #define BUSY_TCP_EVERY 64
@@ -214,31 +213,6 @@ static int choose_wake(struct llmp_loop *lp, enum llmp_loop_wake want)
 	return 0;
 }
 
-/* The links' memory limits: the options, else scaled to the broadcast page size. */
-static void b2b_limits_init(struct llmp_loop *lp, const struct llmp_loop_opts *o)
-{
-	struct llmp_b2b_limits *lim = &lp->b2b_lim;
-	struct llmp_shmem_desc d;
-	size_t page = llmp_broker_broadcast_desc(lp->b, &d) == 0 ? d.size : 0;
-
-	lim->max_frame = LOOP_OPT(o, b2b_max_frame, 0);
-	if (!lim->max_frame) {
-		lim->max_frame = page > LLMP_TCP_MAX_FRAME / 32 ? LLMP_TCP_MAX_FRAME : 32 * page;
-		if (lim->max_frame < (1u << 20))
-			lim->max_frame = 1u << 20;
-	}
-	if (lim->max_frame > LLMP_TCP_MAX_FRAME)
-		lim->max_frame = LLMP_TCP_MAX_FRAME;
-	lim->memory = LOOP_OPT(o, b2b_memory, 0);
-	if (!lim->memory)
-		lim->memory = 4 * lim->max_frame;
-	if (lim->memory < lim->max_frame + (1u << 20))
-		lim->memory = lim->max_frame + (1u << 20); /* one whole frame always fits */
-	lim->inflate_rate = LOOP_OPT(o, b2b_inflate_rate, 0);
-	if (!lim->inflate_rate)
-		lim->inflate_rate = DEFAULT_INFLATE_RATE;
-}
-
 int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct llmp_loop **out)
 {
 	struct llmp_loop *lp;
@@ -274,7 +248,14 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->exit_after = o ? o->exit_after : 0;
 	lp->b2b_compress = o ? o->b2b_compress : false;
 	lp->b2b_zstd = LOOP_OPT(o, b2b_zstd, false);
-	b2b_limits_init(lp, o);
+	{
+		struct llmp_shmem_desc d;
+
+		llmp_b2b_limits_init(&lp->b2b_lim,
+				     llmp_broker_broadcast_desc(b, &d) == 0 ? d.size : 0,
+				     LOOP_OPT(o, b2b_max_frame, 0), LOOP_OPT(o, b2b_memory, 0),
+				     LOOP_OPT(o, b2b_inflate_rate, 0));
+	}
 	lp->check_ms = LOOP_OPT(o, check_clients_ms, 0) > 0 ? LOOP_OPT(o, check_clients_ms, 0)
 							     : LOOP_CHECK_MS;
 	if (o) {
@@ -364,26 +345,14 @@ static unsigned nlinks_of(const struct llmp_loop *lp, bool dialled)
 	return n;
 }
 
-/* May ss open a link?  Configured (allow list, loopback without one, a peer we dial) and room. */
+/* May ss open a link?  (See llmp_b2b_admit().) */
 static int admit_link(void *ctx, const struct sockaddr_storage *ss, char *why, size_t cap)
 {
 	struct llmp_loop *lp = ctx;
-	bool ok = llmp_b2b_allow_match(&lp->b2b_allow, ss);
+	int ret = llmp_b2b_admit(&lp->b2b_allow, lp->links, lp->nlinks, MAX_ACCEPTED, ss, why, cap);
 
-	for (unsigned i = 0; !ok && i < lp->nlinks; i++)
-		ok = llmp_b2b_link_dials(lp->links[i], ss);
-	if (!ok) {
-		snprintf(why, cap, "broker-to-broker links from this address are not allowed here%s",
-			 lp->b2b_allow.n ? "" : " (loopback only; see --b2b-allow)");
-		lp->b2b_refused++;
-		return -EPERM;
-	}
-	if (nlinks_of(lp, false) >= MAX_ACCEPTED) {
-		snprintf(why, cap, "this broker has %d broker-to-broker links already", MAX_ACCEPTED);
-		lp->b2b_refused++;
-		return -ENOSPC;
-	}
-	return 0;
+	lp->b2b_refused += ret < 0;
+	return ret;
 }
 
 int llmp_loop_b2b_allow(struct llmp_loop *lp, const char *spec)
