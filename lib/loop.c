@@ -67,7 +67,9 @@
 #include "ctl.h"
 
 #define MAX_LISTENERS 8
-#define MAX_LINKS 64
+#define MAX_LINKS 128
+#define MAX_ACCEPTED 64 /* links other brokers opened; the ones this broker dials count apart */
+#define MAX_DIALLED 64
 #define MIN_NAP_US 50
 #define DEFAULT_MAX_SLEEP_US 1000
 #define BUSY_TCP_EVERY 64
@@ -102,6 +104,9 @@ struct llmp_loop {
 	bool b2b_compress;
 	bool b2b_zstd;
 	struct llmp_b2b_counters b2b_gone; /* counters of closed links */
+	struct llmp_b2b_limits b2b_lim;     /* memory limits of the links */
+	struct llmp_b2b_allow b2b_allow;    /* who may open a link to us */
+	uint64_t b2b_refused;
 	struct llmp_shmem *ctl_seg;  /* our control segment (NULL if it could not be made) */
 	struct llmp_ctl *ctl;
 	enum wake_mode wake;
@@ -244,6 +249,14 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->exit_after = o ? o->exit_after : 0;
 	lp->b2b_compress = o ? o->b2b_compress : false;
 	lp->b2b_zstd = LOOP_OPT(o, b2b_zstd, false);
+	{
+		struct llmp_shmem_desc d;
+
+		llmp_b2b_limits_init(&lp->b2b_lim,
+				     llmp_broker_broadcast_desc(b, &d) == 0 ? d.size : 0,
+				     LOOP_OPT(o, b2b_max_frame, 0), LOOP_OPT(o, b2b_memory, 0),
+				     LOOP_OPT(o, b2b_inflate_rate, 0));
+	}
 	lp->check_ms = LOOP_OPT(o, check_clients_ms, 0) > 0 ? LOOP_OPT(o, check_clients_ms, 0)
 							     : LOOP_CHECK_MS;
 	if (o) {
@@ -323,6 +336,33 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	return 0;
 }
 
+/* Count the links of each kind. */
+static unsigned nlinks_of(const struct llmp_loop *lp, bool dialled)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < lp->nlinks; i++)
+		n += llmp_b2b_link_dialled(lp->links[i]) == dialled;
+	return n;
+}
+
+/* May ss open a link?  (See llmp_b2b_admit().) */
+static int admit_link(void *ctx, const struct sockaddr_storage *ss, char *why, size_t cap)
+{
+	struct llmp_loop *lp = ctx;
+	int ret = llmp_b2b_admit(&lp->b2b_allow, lp->links, lp->nlinks, MAX_ACCEPTED, ss, why, cap);
+
+	lp->b2b_refused += ret < 0;
+	return ret;
+}
+
+int llmp_loop_b2b_allow(struct llmp_loop *lp, const char *spec)
+{
+	if (!lp)
+		return llmp_err(-EINVAL, "loop_b2b_allow: NULL loop");
+	return llmp_b2b_allow_add(&lp->b2b_allow, spec);
+}
+
 static unsigned b2b_codecs(const struct llmp_loop *lp)
 {
 	return (lp->b2b_compress ? LLMP_B2B_DEFLATE : 0) | (lp->b2b_zstd ? LLMP_B2B_ZSTD : 0);
@@ -333,9 +373,10 @@ static int add_link(struct llmp_loop *lp, int fd, const char *peer)
 	struct llmp_b2b_link *k;
 	int ret;
 
-	if (lp->nlinks == MAX_LINKS)
-		return llmp_err(-ENOSPC, "b2b: at most %d links", MAX_LINKS);
-	ret = llmp_b2b_link_new(lp->b, fd, ++lp->next_link_id, b2b_codecs(lp), peer, &k);
+	if (lp->nlinks == MAX_LINKS || nlinks_of(lp, false) >= MAX_ACCEPTED)
+		return llmp_err(-ENOSPC, "b2b: at most %d accepted links", MAX_ACCEPTED);
+	ret = llmp_b2b_link_new(lp->b, fd, ++lp->next_link_id, b2b_codecs(lp), peer, &lp->b2b_lim,
+				&k);
 	if (ret < 0)
 		return ret;
 	lp->links[lp->nlinks++] = k;
@@ -343,8 +384,9 @@ static int add_link(struct llmp_loop *lp, int fd, const char *peer)
 }
 
 /* The listener hands over a peer that sent RemoteBrokerHello. */
-static int accept_link(void *ctx, int fd, const char *peer)
+static int accept_link(void *ctx, int fd, const char *peer, const struct sockaddr_storage *ss)
 {
+	(void)ss;
 	return add_link(ctx, fd, peer);
 }
 
@@ -355,7 +397,7 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l)
 	if (lp->ntcp == MAX_LISTENERS)
 		return llmp_err(-ENOSPC, "loop_add_listener: at most %d listeners", MAX_LISTENERS);
 	lp->tcp[lp->ntcp++] = l;
-	llmp_tcp_set_b2b_handler(l, accept_link, lp);
+	llmp_tcp_set_b2b_handler(l, admit_link, accept_link, lp);
 	if (lp->ctl_seg)
 		llmp_tcp_set_ext(l, llmp_shmem_desc(lp->ctl_seg), lp->ctl->version);
 	return 0;
@@ -369,13 +411,14 @@ int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port)
 
 	if (!lp)
 		return llmp_err(-EINVAL, "loop_connect_b2b: NULL loop");
-	if (lp->nlinks == MAX_LINKS)
-		return llmp_err(-ENOSPC, "b2b: at most %d links", MAX_LINKS);
+	if (lp->nlinks == MAX_LINKS || nlinks_of(lp, true) >= MAX_DIALLED)
+		return llmp_err(-ENOSPC, "b2b: at most %d dialled links", MAX_DIALLED);
 	if (gethostname(host, sizeof(host) - 1))
 		strcpy(host, "<unknown>");
 	host[sizeof(host) - 1] = 0;
 	/* Resolved now; connects (and re-dials) from the loop without blocking it. */
-	ret = llmp_b2b_link_dial(lp->b, addr, port, host, ++lp->next_link_id, b2b_codecs(lp), &k);
+	ret = llmp_b2b_link_dial(lp->b, addr, port, host, ++lp->next_link_id, b2b_codecs(lp),
+				 &lp->b2b_lim, &k);
 	if (ret < 0)
 		return ret;
 	lp->links[lp->nlinks++] = k;
@@ -463,6 +506,10 @@ void llmp_loop_stats(const struct llmp_loop *lp, struct llmp_loop_stats *st)
 	st->b2b_deflated = bc.deflated;
 	st->b2b_zstd = bc.zstd;
 	st->b2b_dials = bc.dials;
+	st->b2b_reserved = bc.reserved;
+	st->b2b_buffered = lp->b2b_lim.buffered;
+	st->b2b_throttled = lp->b2b_lim.throttled;
+	st->b2b_refused = lp->b2b_refused;
 	st->forwarded = llmp_broker_forwarded(lp->b) - lp->fwd_base;
 	st->pages_live = llmp_broker_bcast(lp->b)->npages;
 	st->uptime_ms = llmp_now_ms() - lp->start_ms;
@@ -557,6 +604,12 @@ static int next_timeout(struct llmp_loop *lp, int64_t now)
 		t = lp->next_check - now < 0 ? 0 : (int)(lp->next_check - now);
 	for (unsigned i = 0; i < lp->ntcp; i++) {
 		int d = llmp_tcp_timeout_ms(lp->tcp[i], now);
+
+		if (d >= 0 && (t < 0 || d < t))
+			t = d;
+	}
+	for (unsigned i = 0; i < lp->nlinks; i++) {
+		int d = llmp_b2b_link_timeout_ms(lp->links[i], now);
 
 		if (d >= 0 && (t < 0 || d < t))
 			t = d;

@@ -37,7 +37,9 @@ enum peer_state { PEER_HELLO, PEER_READ, PEER_REPLY };
 struct peer {
 	int fd;
 	enum peer_state state;
+	int64_t born;                /* accepted at (ms): the oldest unfinished handshake goes first */
 	int64_t deadline;
+	struct sockaddr_storage ss;  /* source address: per-source limit, B2B allow list */
 	char name[64];               /* address:port, for the log */
 	uint8_t out[4 + HELLO_MAX];  /* hello, later the reply */
 	size_t out_len, out_off;
@@ -65,8 +67,11 @@ struct llmp_tcp_listener {
 	bool has_ext;                /* answer EXT_QUERY with ext (our extensions) */
 	struct llmp_wire_desc ext;
 	uint32_t ext_version;
+	llmp_b2b_admit_fn b2b_admit; /* may this source link? (NULL: yes) */
 	llmp_b2b_accept_fn b2b_fn;   /* NULL: RemoteBrokerHello is refused */
 	void *b2b_ctx;
+	unsigned per_source;         /* unfinished handshakes from one address before its oldest goes */
+	uint64_t evicted;            /* handshakes evicted for newer ones (also in st.dropped) */
 	uint32_t b2b_next;
 };
 
@@ -79,8 +84,10 @@ void llmp_tcp_set_ext(struct llmp_tcp_listener *l, const struct llmp_shmem_desc 
 	l->ext_version = version;
 }
 
-void llmp_tcp_set_b2b_handler(struct llmp_tcp_listener *l, llmp_b2b_accept_fn fn, void *ctx)
+void llmp_tcp_set_b2b_handler(struct llmp_tcp_listener *l, llmp_b2b_admit_fn admit,
+			      llmp_b2b_accept_fn fn, void *ctx)
 {
+	l->b2b_admit = admit;
 	l->b2b_fn = fn;
 	l->b2b_ctx = ctx;
 }
@@ -170,6 +177,7 @@ int llmp_tcp_listen(struct llmp_broker *b, const char *addr, uint16_t port,
 		free(l);
 		return llmp_err(-EINVAL, "tcp_listen: hostname is not valid UTF-8");
 	}
+	l->per_source = l->max_peers / 4 > 4 ? l->max_peers / 4 : 4;
 	l->peers = calloc(l->max_peers, sizeof(*l->peers));
 	if (!l->peers) {
 		free(l);
@@ -269,6 +277,62 @@ static int peer_hello(struct llmp_tcp_listener *l, struct peer *p)
 
 #define ACCEPT_PAUSE_MS 100
 
+/* Same source address (the port aside)? */
+static bool same_source(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+	if (a->ss_family == AF_INET6)
+		return !memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+			       &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr));
+	return false;
+}
+
+/* Drop peer i, the oldest unfinished handshake, for a newcomer (logged now and then). */
+static void peer_evict(struct llmp_tcp_listener *l, unsigned i, const char *why)
+{
+	enum llmp_log_level lv = l->evicted % 1000 == 0 ? LLMP_LOG_WARN : LLMP_LOG_DEBUG;
+
+	llmp_log(lv, "tcp: dropped peer %s: %s (%llu evicted so far)", l->peers[i]->name, why,
+		 (unsigned long long)l->evicted + 1);
+	l->evicted++;
+	l->st.dropped++;
+	peer_close(l, i);
+}
+
+/*
+ * Room for a connection from ss: when that address already has per_source
+ * handshakes in progress its oldest one goes, and when the table is full
+ * the oldest of all.  Handshakes that finished (sending their reply) stay.
+ * A slow or silent peer thus holds a slot only until newer connections need
+ * it, and an honest peer, which finishes in milliseconds, always gets one.
+ */
+static void make_room(struct llmp_tcp_listener *l, const struct sockaddr_storage *ss)
+{
+	unsigned same = 0, old_same = UINT32_MAX, old_any = UINT32_MAX;
+
+	for (unsigned i = 0; i < l->npeers; i++) {
+		const struct peer *p = l->peers[i];
+
+		if (p->state == PEER_REPLY)
+			continue;
+		if (old_any == UINT32_MAX || p->born < l->peers[old_any]->born)
+			old_any = i;
+		if (!same_source(&p->ss, ss))
+			continue;
+		same++;
+		if (old_same == UINT32_MAX || p->born < l->peers[old_same]->born)
+			old_same = i;
+	}
+	if (same >= l->per_source && old_same != UINT32_MAX)
+		peer_evict(l, old_same, "evicted: too many handshakes from its address");
+	else if (l->npeers >= l->max_peers && old_any != UINT32_MAX)
+		peer_evict(l, old_any, "evicted: handshake table full");
+}
+
 static void accept_all(struct llmp_tcp_listener *l)
 {
 	if (l->paused_until && llmp_now_ms() < l->paused_until)
@@ -296,6 +360,7 @@ static void accept_all(struct llmp_tcp_listener *l)
 			return;
 		}
 		l->st.accepted++;
+		make_room(l, &ss);
 		p = l->npeers < l->max_peers ? calloc(1, sizeof(*p)) : NULL;
 		if (!p) {
 			char name[64];
@@ -310,7 +375,9 @@ static void accept_all(struct llmp_tcp_listener *l)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		p->fd = fd;
 		p->state = PEER_HELLO;
-		p->deadline = llmp_now_ms() + l->timeout_ms;
+		p->born = llmp_now_ms();
+		p->deadline = p->born + l->timeout_ms;
+		p->ss = ss;
 		peer_name(&ss, p->name, sizeof(p->name));
 		(void)llmp_peer_cred_get(fd, &p->cred);
 		l->peers[l->npeers++] = p;
@@ -418,6 +485,14 @@ static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 			peer_refuse(l, p, "broker-to-broker links are not enabled on this broker");
 			return 1;
 		}
+		if (l->b2b_admit) {
+			char why[160];
+
+			if (l->b2b_admit(l->b2b_ctx, &p->ss, why, sizeof(why)) < 0) {
+				peer_refuse(l, p, why);
+				return 1;
+			}
+		}
 		llmp_log(LLMP_LOG_INFO, "tcp: remote broker %.*s at %s", (int)(m.text_len > 64 ? 64 : m.text_len),
 			 m.text, p->name);
 		r.type = LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED;
@@ -460,7 +535,7 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 		}
 		if (p->state == PEER_REPLY && p->handoff) {
 			/* The link owns the socket now (or it was refused: close it). */
-			if (l->b2b_fn(l->b2b_ctx, p->fd, p->name) < 0)
+			if (l->b2b_fn(l->b2b_ctx, p->fd, p->name, &p->ss) < 0)
 				close(p->fd);
 			free(p);
 			l->peers[i] = l->peers[--l->npeers];

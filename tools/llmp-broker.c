@@ -11,8 +11,10 @@
 #include <string.h>
 
 #define MAX_B2B 16
-/* registration options (long only) */
-enum { OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE };
+#define MAX_B2B_ALLOW 64
+/* long-only options */
+enum { OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
+       OPT_B2B_INFLATE };
 
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
@@ -51,6 +53,13 @@ static void usage(FILE *f)
 		"      --allow-remote-clients\n"
 		"                          let TCP peers on other hosts register pages (their uid\n"
 		"                          cannot be checked; default: only local peers)\n"
+		"  B2B peers (Documentation/broker.rst, \"Hostile peers\"):\n"
+		"      --b2b-allow ADDR[/PREFIX]\n"
+		"                          accept links from these addresses (repeatable; default:\n"
+		"                          loopback only; the --b2b peers may always link)\n"
+		"      --b2b-max-frame BYTES   largest B2B frame or zstd output (default 32 x page size)\n"
+		"      --b2b-memory BYTES  bytes all links may buffer at once (default 4 x max frame)\n"
+		"      --b2b-inflate-rate BYTES  zstd bytes a link may inflate per second (default 64 MiB)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -74,11 +83,13 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	printf("stats: up %" PRId64 " s, clients %u, msgs/s in %.0f out %.0f, forwarded %" PRIu64
 	       ", pages %u, sleeps %" PRIu64 ", wakeups %" PRIu64 ", tcp registered %" PRIu64
 	       " quits %" PRIu64 " dropped %" PRIu64 ", b2b links %u sent %" PRIu64
-	       " received %" PRIu64 " deflated %" PRIu64 " zstd %" PRIu64 " dials %" PRIu64 "\n",
+	       " received %" PRIu64 " deflated %" PRIu64 " zstd %" PRIu64 " dials %" PRIu64
+	       " reserved-dropped %" PRIu64 "\n",
 	       st->uptime_ms / 1000, st->clients, rate_in, rate, st->forwarded, st->pages_live,
 	       st->sleeps, st->wakeups,
 	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
-	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials);
+	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials,
+	       st->b2b_reserved);
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
 	c->last_in = st->msgs_in;
@@ -103,6 +114,11 @@ int main(int argc, char **argv)
 		/* registration: long options only */
 		{ "max-clients", required_argument, 0, OPT_MAX_CLIENTS },
 		{ "allow-remote-clients", no_argument, 0, OPT_ALLOW_REMOTE },
+		/* B2B limits against hostile peers */
+		{ "b2b-allow", required_argument, 0, OPT_B2B_ALLOW },
+		{ "b2b-max-frame", required_argument, 0, OPT_B2B_MAX_FRAME },
+		{ "b2b-memory", required_argument, 0, OPT_B2B_MEMORY },
+		{ "b2b-inflate-rate", required_argument, 0, OPT_B2B_INFLATE },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -125,6 +141,9 @@ int main(int argc, char **argv)
 	bool compress = false, zstd = false;
 	unsigned long max_clients = 0;  /* registration */
 	bool allow_remote = false;
+	const char *b2b_allow[MAX_B2B_ALLOW];
+	unsigned nallow = 0;
+	unsigned long b2b_max_frame = 0, b2b_memory = 0, b2b_inflate = 0;
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -197,6 +216,23 @@ int main(int argc, char **argv)
 		case OPT_ALLOW_REMOTE:
 			allow_remote = true;
 			break;
+		case OPT_B2B_ALLOW:
+			if (nallow == MAX_B2B_ALLOW)
+				goto bad;
+			b2b_allow[nallow++] = optarg;
+			break;
+		case OPT_B2B_MAX_FRAME:
+			if (parse_ulong(optarg, LLMP_TCP_MAX_FRAME, &b2b_max_frame) < 0)
+				goto bad;
+			break;
+		case OPT_B2B_MEMORY:
+			if (parse_ulong(optarg, 1ul << 40, &b2b_memory) < 0)
+				goto bad;
+			break;
+		case OPT_B2B_INFLATE:
+			if (parse_ulong(optarg, 1ul << 40, &b2b_inflate) < 0)
+				goto bad;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -232,13 +268,20 @@ int main(int argc, char **argv)
 				     .stats_interval_ms = (int)(stats_s * 1000),
 				     .on_stats = on_stats, .ctx = &sc,
 				     .max_sleep_us = no_nap ? -1 : (int)max_sleep, .exit_after = (unsigned)exit_after,
-				     .b2b_compress = compress, .b2b_zstd = zstd };
+				     .b2b_compress = compress, .b2b_zstd = zstd,
+				     .b2b_max_frame = b2b_max_frame, .b2b_memory = b2b_memory,
+				     .b2b_inflate_rate = b2b_inflate };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;
 	ret = llmp_loop_add_listener(lp, l);
 	if (ret < 0)
 		goto fail;
+	for (unsigned i = 0; i < nallow; i++) {
+		ret = llmp_loop_b2b_allow(lp, b2b_allow[i]);
+		if (ret < 0)
+			goto fail;
+	}
 	for (unsigned i = 0; i < nb2b; i++) {
 		char host[256];
 		const char *colon = strrchr(b2b[i], ':');

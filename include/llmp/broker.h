@@ -135,7 +135,7 @@ struct llmp_tcp_listener; /* opaque */
 struct llmp_tcp_listener_opts {
 	uint32_t struct_size;  /* sizeof(struct llmp_tcp_listener_opts) */
 	int peer_timeout_ms;   /* a peer must finish its request within this; 0: 3000 */
-	unsigned max_peers;    /* handshakes in progress at once; 0: 256 */
+	unsigned max_peers;    /* handshakes in progress at once (then the oldest goes); 0: 256 */
 	const char *hostname;  /* sent in the hello; NULL: gethostname() */
 };
 
@@ -235,6 +235,10 @@ struct llmp_loop_stats {
 	uint64_t b2b_deflated; /* of those sent, deflated (LLMP_FLAG_COMPRESSED) */
 	uint64_t b2b_zstd;    /* of those sent, zstd frames (LLMP_FLAG_ZSTD, our brokers only) */
 	uint64_t b2b_dials;   /* connection attempts of the links this broker dials */
+	uint64_t b2b_reserved; /* frames from links with a reserved (control) tag: dropped */
+	uint64_t b2b_buffered; /* bytes the links hold now (partial frames, queues, scratch) */
+	uint64_t b2b_throttled; /* times a link stopped reading for the memory or inflate budget */
+	uint64_t b2b_refused;  /* RemoteBrokerHello refused: not allowed, or 64 accepted links */
 	int64_t uptime_ms;
 };
 
@@ -270,6 +274,16 @@ struct llmp_loop_opts {
 	bool b2b_zstd;
 	enum llmp_loop_wake wake;  /* how clients wake the sleeping loop; 0: AUTO */
 	int check_clients_ms;      /* look for dead clients this often; 0: 200 */
+	/*
+	 * B2B limits against hostile peers (Documentation/broker.rst, "Hostile
+	 * peers"); 0: the default.  Largest frame taken from a peer, and largest
+	 * zstd output: 32 x the broadcast page size, at least 1 MiB, at most
+	 * LLMP_TCP_MAX_FRAME.  Bytes all links may hold at once: 4 x that.  zstd
+	 * output one link may produce per second: 64 MiB.
+	 */
+	size_t b2b_max_frame;
+	size_t b2b_memory;
+	size_t b2b_inflate_rate;
 };
 
 /* A loop for b (which it does not own).  Runs on the calling thread. */
@@ -292,6 +306,14 @@ int llmp_loop_add_listener(struct llmp_loop *lp, struct llmp_tcp_listener *l);
  * stats callback).  0, or <0 if addr does not resolve or there are 64 links.
  */
 int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port);
+/*
+ * Accept B2B links (RemoteBrokerHello) from addresses matching spec,
+ * "ADDR[/PREFIX]", numeric IPv4 or IPv6 (repeatable, up to 64).  With no
+ * rule, only loopback peers may link; once a rule is given, only matching
+ * peers (add 127.0.0.1 to keep loopback).  Addresses this broker dials with
+ * llmp_loop_connect_b2b() may always link.  Others get an Error answer.
+ */
+int llmp_loop_b2b_allow(struct llmp_loop *lp, const char *spec);
 /* "io_uring" or "poll": what the loop actually uses. */
 const char *llmp_loop_backend_name(const struct llmp_loop *lp);
 /* "futex-op", "futex-bridge", "bell" or "nap" (nothing wakes it: no control segment). */

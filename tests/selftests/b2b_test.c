@@ -597,6 +597,92 @@ TEST_F(link, libafl_wire_link)
 	llmp_client_free(c);
 }
 
+/*
+ * Finding 2 (issue 8): a peer that can reach the B2B port sends every tag the
+ * protocol reserves (EXITING, CLIENT_EXIT, SLOW_RECEIVER_PANIC, END_OF_PAGE,
+ * NEW_SHM_CLIENT, UNSET, UNINITIALIZED, and our capabilities tag after the
+ * first frame) between honest messages.  None reaches the broadcast page:
+ * a receiver that joined before gets every honest message in order and
+ * keeps receiving, a client that joins afterwards replays the same honest
+ * history and nothing else, and the loop counts each dropped frame.
+ */
+TEST_F(link, reserved_tags_from_a_link_are_dropped)
+{
+	static const uint32_t reserved[] = {
+		LLMP_TAG_EXITING, LLMP_TAG_CLIENT_EXIT, LLMP_TAG_SLOW_RECEIVER_PANIC,
+		LLMP_TAG_END_OF_PAGE, LLMP_TAG_NEW_SHM_CLIENT, LLMP_TAG_UNSET,
+		LLMP_TAG_UNINITIALIZED, LLMP_TAG_B2B_CAPS,
+	};
+	const int nres = (int)(sizeof(reserved) / sizeof(reserved[0]));
+	uint8_t buf[512], pay[32];
+	struct llmp_client *c[2];
+	struct llmp_loop_stats st;
+	uint32_t len;
+
+	LINK_NODE(0);
+	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c[0]));
+
+	int fd = llmp_test_tcp_dial(self->n[0].port);
+	struct timeval tv = { 5, 0 };
+	ASSERT_LE(0, fd);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+	static const uint8_t hello[] = { 0, 0, 0, 8, 0x01, 0x06, 'h', 'o', 's', 't', 'i', 'l' };
+	ASSERT_EQ(sizeof(hello), send(fd, hello, sizeof(hello), 0));
+	ASSERT_EQ(0, read_frame(fd, buf, sizeof(buf), &len));
+	ASSERT_EQ(LLMP_TCP_RESP_REMOTE_BROKER_ACCEPTED, buf[0]);
+	/* Honest 0, reserved 0, honest 1, reserved 1, ... honest nres. */
+	memset(pay, 0, sizeof(pay));
+	for (int i = 0; i <= nres; i++) {
+		snprintf((char *)pay, sizeof(pay), "honest %d", i);
+		ASSERT_EQ(0, send_b2b(fd, 7, TAG, 0, pay, 16));
+		if (i < nres) {
+			/* A page description naming nothing useful (EOP/NEW_SHM_CLIENT shape). */
+			memset(pay, 0x41, sizeof(pay));
+			ASSERT_EQ(0, send_b2b(fd, 1, reserved[i], 0, pay, sizeof(pay)));
+		}
+	}
+	/* The receiver: every honest message, in order, nothing else, and it is still alive. */
+	for (int k = 0; k < 2; k++) {
+		struct llmp_msg_view v;
+		int got = 0, r;
+
+		if (k == 1)
+			ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL,
+							     &c[1]));
+		while (got <= nres && (r = llmp_client_recv_wait(c[k], &v, 10000)) == 1) {
+			char want[32];
+
+			ASSERT_EQ(TAG, v.tag) TH_LOG("client %d got tag 0x%x after %d honest", k, v.tag,
+						     got);
+			snprintf(want, sizeof(want), "honest %d", got);
+			ASSERT_EQ(16, v.len);
+			ASSERT_STREQ(want, (const char *)v.buf);
+			ASSERT_EQ(7, v.sender);
+			got++;
+		}
+		ASSERT_EQ(nres + 1, got) TH_LOG("client %d: %s", k, llmp_strerror_last());
+	}
+	/* Both keep receiving: a later message from a local client reaches them. */
+	ASSERT_EQ(0, llmp_client_send(c[1], TAG + 1, 0, "later", 5));
+	for (int k = 0; k < 2; k++) {
+		struct llmp_msg_view v;
+
+		ASSERT_EQ(1, llmp_client_recv_wait(c[k], &v, 10000)) TH_LOG("client %d", k);
+		ASSERT_EQ(TAG + 1, v.tag);
+		ASSERT_EQ(5, v.len);
+	}
+	close(fd);
+	llmp_client_free(c[0]);
+	llmp_client_free(c[1]);
+	ASSERT_EQ(0, node_stop(&self->n[0]));
+	llmp_loop_stats(self->n[0].lp, &st);
+	ASSERT_EQ((uint64_t)nres, st.b2b_reserved);
+	ASSERT_EQ((uint64_t)nres + 1, st.b2b_received);
+	ASSERT_TRUE(log_has("reserved tag"));
+}
+
 #ifdef LLMP_HAVE_ZSTD
 /* Speak to broker n as one of our brokers would: handshake, capabilities both ways. */
 static int our_peer(struct node *n, uint8_t *buf, uint32_t cap, uint32_t *codecs)
@@ -715,7 +801,7 @@ TEST_F(link, corrupt_zstd_drops_the_link)
 		const char *why;
 	} bad[] = {
 		{ "not a zstd frame at all", 23, "no zstd frame" },
-		{ bomb, 16, "over the 134217728-byte cap" },
+		{ bomb, 16, "byte cap (a decompression bomb?)" },
 		{ z, zn - 3, "corrupt zstd frame" },
 	};
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -1317,8 +1403,10 @@ TEST_F_TIMEOUT(link, netns_triangle, 90)
 			if (enter_ns(ns[i]) < 0 || llmp_provider_new(LLMP_SHMEM_POSIX, &p) < 0 ||
 			    llmp_broker_new(p, NULL, &b) < 0 ||
 			    llmp_tcp_listen(b, "0.0.0.0", NS_PORT, NULL, &l) < 0 ||
-			    llmp_loop_new(b, &oo, &lp) < 0 || llmp_loop_add_listener(lp, l) < 0)
+			    llmp_loop_new(b, &oo, &lp) < 0 || llmp_loop_add_listener(lp, l) < 0 ||
+			    llmp_loop_b2b_allow(lp, "10.251.0.0/16") < 0)
 				_exit(2);
+			/* Remote peers must be allowed (issue 8, finding 11); loopback is not enough. */
 			for (int j = 0; j < i; j++) {
 				if (llmp_loop_connect_b2b(lp, addr[j][i], NS_PORT) < 0)
 					_exit(3);
