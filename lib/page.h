@@ -220,6 +220,10 @@ struct llmp_receiver {
 	bool index_known;        /* false after a reattach to a page past the anchor */
 	bool resync;             /* on the anchor after -ESTALE, page_index still the old one */
 	uint64_t pages_skipped;  /* history pages never read because we fell behind */
+/* END_OF_PAGE records a reader follows in a row without a message: more is a loop */
+#define LLMP_RECV_MAX_FOLLOWS 16
+	char visited[LLMP_RECV_MAX_FOLLOWS][LLMP_SHMEM_ID_LEN]; /* pages entered since the last */
+	unsigned nvisited;       /* message returned, the one we left first (span_enter) */
 };
 
 /*

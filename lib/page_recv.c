@@ -22,6 +22,74 @@ static int recv_bad(struct llmp_receiver *r, const char *what, size_t off)
 	return r->sticky;
 }
 
+/*
+ * Do the ids a and b of kind k name the same segment, as far as the page
+ * layer can tell from them?  Equal spellings do; a memfd id may leave out
+ * its generation suffix ("m<pid>:<fd>" aliases "m<pid>:<fd>:<gen>"); the
+ * other kinds accept one spelling per segment (no leading zeros, one name).
+ */
+static bool seg_same(enum llmp_shmem_kind k, const char *a, const char *b)
+{
+	size_t la, lb, pa, pb;
+	const char *ca, *cb;
+
+	if (!strncmp(a, b, LLMP_SHMEM_ID_LEN))
+		return true;
+	if (k != LLMP_SHMEM_MEMFD || a[0] != 'm' || b[0] != 'm')
+		return false;
+	la = strnlen(a, LLMP_SHMEM_ID_LEN);
+	lb = strnlen(b, LLMP_SHMEM_ID_LEN);
+	/* "m<pid>:<fd>" is everything before a second colon */
+	ca = memchr(a, ':', la);
+	cb = memchr(b, ':', lb);
+	if (!ca || !cb)
+		return false;
+	ca = memchr(ca + 1, ':', la - (size_t)(ca + 1 - a));
+	cb = memchr(cb + 1, ':', lb - (size_t)(cb + 1 - b));
+	pa = ca ? (size_t)(ca - a) : la;
+	pb = cb ? (size_t)(cb - b) : lb;
+	/* same pid and fd; different generations are different segments */
+	return pa == pb && !memcmp(a, b, pa) && !(ca && cb);
+}
+
+/*
+ * Pages entered since the reader last returned a message.  An honest
+ * writer puts a message on every page it chains (it chains one because a
+ * message did not fit), so a page entered twice in one such span, or more
+ * than LLMP_RECV_MAX_FOLLOWS of them, is a loop of END_OF_PAGE records
+ * (finding 1 of issue 8): refused, or the reader would follow it forever.
+ */
+static int span_enter(struct llmp_receiver *r, const struct llmp_shmem_desc *d, size_t off)
+{
+	enum llmp_shmem_kind k = (enum llmp_shmem_kind)d->kind;
+
+	if (r->nvisited == 0) {
+		memcpy(r->visited[0], llmp_shmem_desc(r->shm)->id, LLMP_SHMEM_ID_LEN);
+		r->nvisited = 1;
+	}
+	for (unsigned i = 0; i < r->nvisited; i++)
+		if (seg_same(k, r->visited[i], d->id)) {
+			r->sticky = llmp_err(-ELOOP, "page %.20s: END_OF_PAGE at offset %zu names "
+					     "page %.20s, %s without a message in between (a loop)",
+					     llmp_shmem_desc(r->shm)->id, off, d->id,
+					     i + 1 == r->nvisited ? "the page itself" :
+					     "already followed");
+			return r->sticky;
+		}
+	if (r->nvisited == LLMP_RECV_MAX_FOLLOWS) {
+		r->sticky = llmp_err(-ELOOP, "page %.20s: more than %u END_OF_PAGE records in a "
+				     "row without a message", llmp_shmem_desc(r->shm)->id,
+				     LLMP_RECV_MAX_FOLLOWS - 1);
+		return r->sticky;
+	}
+	return 0;
+}
+
+static void span_add(struct llmp_receiver *r, const struct llmp_shmem_desc *d)
+{
+	memcpy(r->visited[r->nvisited++], d->id, LLMP_SHMEM_ID_LEN);
+}
+
 static int recv_map(struct llmp_receiver *r, const struct llmp_shmem_desc *d,
 		    struct llmp_shmem **out)
 {
@@ -123,7 +191,39 @@ static int recv_attach_cached(struct llmp_receiver *r, const struct llmp_shmem_d
 }
 
 static bool recv_on_anchor(const struct llmp_receiver *r);
-static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev);
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev,
+				 uint64_t *eop_id);
+
+/*
+ * Read the anchor's END_OF_PAGE record under its seqlock (the broker field;
+ * see sender_redirect_anchor): the even seq, the page named and its chain
+ * position (flags).  False if a rewrite stayed in progress for a while.
+ */
+static bool anchor_read(const struct llmp_msg *e, uint32_t *seq, struct llmp_page_info *info,
+			uint32_t *fidx)
+{
+	unsigned round = 0;
+
+	while (round < 320) {
+		/* pairs with the release store of the even seq in sender_redirect_anchor */
+		uint32_t s1 = __atomic_load_n(&e->broker, __ATOMIC_ACQUIRE);
+
+		if (!(s1 & 1)) {
+			llmp_eop_load(e, info);
+			/* written with the payload under the seqlock (relaxed; the seq orders it) */
+			*fidx = __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
+			/* pairs with the release fence before the rewrite in sender_redirect_anchor */
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			/* the seq again: unchanged means the words above were not being rewritten */
+			if (__atomic_load_n(&e->broker, __ATOMIC_RELAXED) == s1) {
+				*seq = s1;
+				return true;
+			}
+		}
+		llmp_backoff(&round);
+	}
+	return false;
+}
 
 int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		       const struct llmp_shmem_desc *d, bool has_last, uint64_t last_off,
@@ -141,6 +241,7 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		return ret;
 	recv_use(r, shm);
 	if (has_last) {
+		uint64_t len, padded, id;
 		size_t off;
 		const struct llmp_msg *m;
 
@@ -152,17 +253,19 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 		}
 		off = LLMP_PAGE_HEADER_LEN + last_off;
 		m = MSG_AT(r->base, off);
-		if (m->buf_len > m->buf_len_padded ||
-		    m->buf_len_padded > r->map_size - off - LLMP_MSG_HEADER_LEN ||
-		    m->message_id == 0) {
+		/* each shared field read once: the values checked are the values used */
+		len = m->buf_len;
+		padded = m->buf_len_padded;
+		id = m->message_id;
+		if (len > padded || padded > r->map_size - off - LLMP_MSG_HEADER_LEN || id == 0) {
 			llmp_shmem_put(shm);
 			return llmp_err(-EBADMSG, "receiver init: no message at offset %llu",
 					(unsigned long long)last_off);
 		}
-		r->last_id = m->message_id;
+		r->last_id = id;
 		r->cached_cur = r->last_id;
 		r->last_off = off;
-		r->next_off = off + LLMP_MSG_HEADER_LEN + m->buf_len_padded;
+		r->next_off = off + LLMP_MSG_HEADER_LEN + padded;
 	}
 	if (anchor) {
 		r->anchor = *anchor;
@@ -173,19 +276,30 @@ int llmp_receiver_init(struct llmp_receiver *r, struct llmp_provider *p,
 	if (join)
 		/* pairs with the sender's acquire loads of joined (safe-to-unmap, reuse) */
 		__atomic_fetch_add(&r->pg->receivers_joined, 1, __ATOMIC_SEQ_CST);
-	if (anchor) {
-		if (recv_on_anchor(r)) {
-			/* redirects made before we joined are no loss for us */
-			size_t prev;
-			struct llmp_msg *e = find_eop(r->pg, r->map_size, &prev);
-
-			if (e)
-				/* pairs with the release store of the seq in sender_redirect_anchor */
-				r->anchor_seq = (__atomic_load_n(&e->broker, __ATOMIC_ACQUIRE) + 1) & ~1u;
-		}
-	}
 	r->pages_seen = 1;
 	r->index_known = !anchor || recv_on_anchor(r);
+	if (anchor && recv_on_anchor(r)) {
+		/*
+		 * Pages the broker dropped before we joined are no loss of ours:
+		 * we start as if we had read up to the page before the oldest one
+		 * kept (finding 16 of issue 8), and redirects from now on count.
+		 */
+		size_t prev;
+		uint64_t eid;
+		struct llmp_msg *e = find_eop(r->pg, r->map_size, &prev, &eid);
+		struct llmp_page_info info;
+		uint32_t seq, fidx;
+
+		if (e && anchor_read(e, &seq, &info, &fidx)) {
+			r->anchor_seq = seq;
+			if (seq && fidx)
+				r->page_index = fidx - 1;
+		} else if (e) {
+			/* being rewritten for longer than a rewrite takes: count nothing */
+			r->anchor_seq = (__atomic_load_n(&e->broker, __ATOMIC_ACQUIRE) + 1) & ~1u;
+			r->index_known = false;
+		}
+	}
 	return 0;
 }
 
@@ -213,8 +327,12 @@ static bool recv_on_anchor(const struct llmp_receiver *r)
 	return r->has_anchor && !strncmp(d->id, r->anchor.id, LLMP_SHMEM_ID_LEN);
 }
 
-/* The committed END_OF_PAGE record of a page, or NULL (page not full yet). */
-static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev)
+/*
+ * The committed END_OF_PAGE record of a page (its id in *eop_id, the offset
+ * of the message before it in *prev), or NULL (page not full yet).
+ */
+static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t *prev,
+				 uint64_t *eop_id)
 {
 	size_t off = LLMP_PAGE_HEADER_LEN;
 
@@ -223,18 +341,23 @@ static struct llmp_msg *find_eop(const struct llmp_page *pg, size_t lim, size_t 
 	uint64_t cur = __atomic_load_n(&pg->current_msg_id, __ATOMIC_ACQUIRE);
 
 	for (uint64_t id = 1; id <= cur; id++) {
+		uint64_t len, padded;
 		struct llmp_msg *m;
 
 		if ((off & 7) || off > lim - LLMP_MSG_HEADER_LEN)
 			return NULL;
 		m = MSG_AT(pg, off);
-		if (m->message_id != id || m->buf_len > m->buf_len_padded ||
-		    m->buf_len_padded > lim - off - LLMP_MSG_HEADER_LEN)
+		/* read once: the length checked is the length we step by */
+		len = m->buf_len;
+		padded = m->buf_len_padded;
+		if (m->message_id != id || len > padded || padded > lim - off - LLMP_MSG_HEADER_LEN)
 			return NULL;
-		if (m->tag == LLMP_TAG_END_OF_PAGE)
+		if (m->tag == LLMP_TAG_END_OF_PAGE) {
+			*eop_id = id;
 			return m;
+		}
 		*prev = off;
-		off += LLMP_MSG_HEADER_LEN + m->buf_len_padded;
+		off += LLMP_MSG_HEADER_LEN + padded;
 	}
 	return NULL;
 }
@@ -249,6 +372,7 @@ static int recv_stale(struct llmp_receiver *r)
 	const struct llmp_page *pg;
 	struct llmp_msg *e;
 	size_t off, lim, prev;
+	uint64_t eid;
 	int ret;
 
 	ret = recv_map(r, &r->anchor, &shm);
@@ -258,13 +382,14 @@ static int recv_stale(struct llmp_receiver *r)
 	}
 	pg = llmp_shmem_addr(shm);
 	lim = llmp_shmem_size(shm);
-	e = find_eop(pg, lim, &prev);
+	e = find_eop(pg, lim, &prev, &eid);
 	if (e) {
 		llmp_shmem_put(r->shm);
 		recv_use(r, shm);
+		r->nvisited = 0; /* a jump, not a follow: the anchor starts a new span */
 		off = (size_t)((char *)e - r->base);
 		r->last_off = prev; /* a restart from here continues at the EOP too */
-		r->last_id = e->message_id - 1;
+		r->last_id = eid - 1;
 		/* pairs with the release store of current_msg_id that committed e */
 		r->cached_cur = __atomic_load_n(&r->pg->current_msg_id, __ATOMIC_ACQUIRE);
 		r->next_off = off;
@@ -290,6 +415,41 @@ static void recv_unjoin(struct llmp_page *npg, struct llmp_shmem *shm)
 		llmp_shmem_put(shm);
 }
 
+/*
+ * Our page was dropped from the kept history while we read it; we are at
+ * its END_OF_PAGE record, so we read all of it.  We lost nothing if the
+ * page it names (d, chain position page_index + 1) is still kept: then it
+ * is the oldest kept page, the one the anchor's record names.  (A caught-up
+ * reader sits here when one huge message makes the broker drop the page
+ * before it: finding 17 of issue 8.)  1 still kept, 0 not (or we cannot
+ * tell), -EAGAIN the anchor is being rewritten.  The caller counted itself
+ * on d before: if the anchor names d now, the broker cannot reuse it
+ * under us later.
+ */
+static int recv_successor_kept(struct llmp_receiver *r, const struct llmp_shmem_desc *d)
+{
+	struct llmp_page_info info;
+	struct llmp_shmem *shm;
+	struct llmp_msg *e;
+	size_t prev;
+	uint64_t eid;
+	uint32_t seq, fidx;
+	int kept = 0;
+
+	if (!r->has_anchor || !r->index_known || recv_on_anchor(r))
+		return 0;
+	if (recv_map(r, &r->anchor, &shm) < 0)
+		return 0;
+	e = find_eop(llmp_shmem_addr(shm), llmp_shmem_size(shm), &prev, &eid);
+	if (e && !anchor_read(e, &seq, &info, &fidx))
+		kept = -EAGAIN;
+	else if (e && seq && fidx == r->page_index + 1 && info.map_size == d->size &&
+		 seg_same((enum llmp_shmem_kind)d->kind, info.id, d->id))
+		kept = 1;
+	llmp_shmem_put(shm);
+	return kept;
+}
+
 /* Follow the EOP record m: 1 moved to the next page, 0 retry later, <0 error. */
 static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len, size_t off)
 {
@@ -297,25 +457,30 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	struct llmp_shmem_desc d;
 	struct llmp_shmem *shm;
 	struct llmp_page *npg;
-	uint32_t s1, fidx;
+	uint32_t s1 = 0, fidx = 0;
 	uint64_t nidx;
-	bool skipped, from_anchor;
+	bool skipped, from_anchor = recv_on_anchor(r);
 	int ret;
 
 	if (len < LLMP_EOP_PAYLOAD_LEN)
 		return recv_bad(r, "short END_OF_PAGE record", off);
-	/* pairs with the release store of the even seq in sender_redirect_anchor */
-	s1 = __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE);
-	if (s1 & 1)
-		return 0;
-	llmp_eop_load(m, &info);
-	/* written with the payload under the seqlock (relaxed; the seq orders it) */
-	fidx = __atomic_load_n(&m->flags, __ATOMIC_RELAXED);
-	/* pairs with the release fence before the payload rewrite in sender_redirect_anchor */
-	__atomic_thread_fence(__ATOMIC_ACQUIRE);
-	/* the seq again: unchanged means the words above were not being rewritten */
-	if (__atomic_load_n(&m->broker, __ATOMIC_RELAXED) != s1)
-		return 0;
+	if (from_anchor) {
+		/* only the anchor's record is rewritten: read it under the seqlock */
+		/* pairs with the release store of the even seq in sender_redirect_anchor */
+		s1 = __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			return 0;
+		llmp_eop_load(m, &info);
+		/* written with the payload under the seqlock (relaxed; the seq orders it) */
+		fidx = __atomic_load_n(&m->flags, __ATOMIC_RELAXED);
+		/* pairs with the release fence before the payload rewrite in sender_redirect_anchor */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		/* the seq again: unchanged means the words above were not being rewritten */
+		if (__atomic_load_n(&m->broker, __ATOMIC_RELAXED) != s1)
+			return 0;
+	} else {
+		llmp_eop_load(m, &info);
+	}
 	if (info.map_size < LLMP_PAGE_MIN_SIZE || info.map_size > LLMP_SHMEM_MAX_SIZE ||
 	    !memchr(info.id, 0, LLMP_SHMEM_ID_LEN) || !info.id[0])
 		return recv_bad(r, "END_OF_PAGE names an invalid page", off);
@@ -323,6 +488,9 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	d.kind = llmp_shmem_desc(r->shm)->kind;
 	d.size = info.map_size;
 	memcpy(d.id, info.id, LLMP_SHMEM_ID_LEN);
+	ret = span_enter(r, &d, off);
+	if (ret < 0)
+		return ret;
 
 	ret = recv_attach_cached(r, &d, &shm);
 	npg = NULL;
@@ -340,13 +508,19 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	/* pairs with the release store of DEINIT in sender_trim_history / spage_release */
 	if (__atomic_load_n(&r->pg->magic, __ATOMIC_ACQUIRE) != LLMP_PAGE_MAGIC) {
-		recv_unjoin(npg, ret == 0 ? shm : NULL);
-		if (!r->has_anchor)
-			return recv_bad(r, "page retired under the reader", off);
-		return recv_stale(r);
+		int kept = ret == 0 ? recv_successor_kept(r, &d) : 0;
+
+		if (kept <= 0) {
+			recv_unjoin(npg, ret == 0 ? shm : NULL);
+			if (kept < 0)
+				return 0;
+			if (!r->has_anchor)
+				return recv_bad(r, "page retired under the reader", off);
+			return recv_stale(r);
+		}
 	}
 	/* pairs with the release store of the even seq: a rewrite since s1 means retry */
-	if (__atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1) {
+	if (from_anchor && __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1) {
 		recv_unjoin(npg, ret == 0 ? shm : NULL);
 		return 0;
 	}
@@ -362,7 +536,8 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	if (ret < 0) {
 		recv_unjoin(npg, shm);
 		/* pairs with the release store of the seq: dropped since we checked? retry */
-		if (ret == -ESTALE && __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1)
+		if (ret == -ESTALE && from_anchor &&
+		    __atomic_load_n(&m->broker, __ATOMIC_ACQUIRE) != s1)
 			return 0;
 		if (ret == -ESTALE && r->has_anchor)
 			return recv_stale(r);
@@ -371,7 +546,6 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	}
 	/* we are done with the old page; pairs with the acquire loads in sender_retire */
 	__atomic_fetch_add(&r->pg->receivers_left, 1, __ATOMIC_RELEASE);
-	from_anchor = recv_on_anchor(r);
 	skipped = from_anchor && (s1 != r->anchor_seq || r->resync);
 	/* the anchor's record names chain position fidx once the broker dropped pages */
 	nidx = from_anchor ? (s1 ? fidx : 1) : r->page_index + 1;
@@ -389,6 +563,7 @@ static int recv_follow(struct llmp_receiver *r, struct llmp_msg *m, uint64_t len
 	}
 	recv_cache_put(r, r->shm);
 	recv_use(r, shm);
+	span_add(r, &d);
 	r->pages_seen++;
 	if (skipped) {
 		/* pages were dropped after we joined: we missed them */
@@ -444,6 +619,7 @@ int llmp_receiver_next(struct llmp_receiver *r, struct llmp_rmsg *out)
 			return -ESHUTDOWN;
 		}
 		r->last_id++;
+		r->nvisited = 0;
 		r->last_off = off;
 		r->next_off = off + LLMP_MSG_HEADER_LEN + padded;
 		/* hand out the values we checked, not the shared fields again */
