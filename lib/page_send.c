@@ -22,15 +22,21 @@ static size_t next_pow2(size_t x)
 
 /* ---- sender --------------------------------------------------------------- */
 
-static void sender_use_page(struct llmp_sender *s, const struct llmp_spage *sp)
+/*
+ * Write into page sp from now on, after used bytes and message cur_id.  The
+ * mirrors come from us, never back from the page: readers map it writable
+ * (they count themselves on it), so a hostile one could change size_total
+ * and make us write past the mapping.
+ */
+static void sender_use_page(struct llmp_sender *s, const struct llmp_spage *sp, uint64_t used,
+			    uint64_t total, uint64_t cur_id)
 {
 	s->base = (char *)sp->pg;
 	s->pg = sp->pg;
 	s->map_size = sp->size;
-	s->used = sp->pg->size_used;
-	s->total = sp->pg->size_total;
-	/* our own page: only this sender stores current_msg_id */
-	s->cur_id = __atomic_load_n(&sp->pg->current_msg_id, __ATOMIC_RELAXED);
+	s->used = used;
+	s->total = total;
+	s->cur_id = cur_id;
 	s->last = NULL;
 	s->pending = NULL;
 }
@@ -254,7 +260,7 @@ static int sender_eop(struct llmp_sender *s)
 	if (s->mode == LLMP_SENDER_HISTORY && s->npages == 2)
 		s->anchor_eop = e;
 
-	sender_use_page(s, &np);
+	sender_use_page(s, &np, 0, np.size - LLMP_PAGE_HEADER_LEN, 0);
 	if (s->mode == LLMP_SENDER_HISTORY) {
 		s->kept_bytes += np.size;
 		sender_trim_history(s);
@@ -300,7 +306,7 @@ int llmp_sender_init(struct llmp_sender *s, struct llmp_provider *p,
 		return ret;
 	}
 	s->chain_len = 1;
-	sender_use_page(s, &sp);
+	sender_use_page(s, &sp, 0, sp.size - LLMP_PAGE_HEADER_LEN, 0);
 	return 0;
 }
 
@@ -317,17 +323,20 @@ static int walk_committed(const struct llmp_spage *sp, uint64_t cur_id, size_t *
 	*last = 0;
 	for (uint64_t id = 1; id <= cur_id; id++) {
 		const struct llmp_msg *m;
+		uint64_t len, padded;
 
 		if ((off & 7) || off > lim - LLMP_MSG_HEADER_LEN)
 			return llmp_err(-EBADMSG, "reattach: message %llu out of the page",
 					(unsigned long long)id);
 		m = MSG_AT(sp->pg, off);
-		if (m->message_id != id || m->buf_len > m->buf_len_padded ||
-		    m->buf_len_padded > lim - off - LLMP_MSG_HEADER_LEN)
+		/* read once: the length checked is the length we step by */
+		len = m->buf_len;
+		padded = m->buf_len_padded;
+		if (m->message_id != id || len > padded || padded > lim - off - LLMP_MSG_HEADER_LEN)
 			return llmp_err(-EBADMSG, "reattach: message %llu at offset %zu is corrupt",
 					(unsigned long long)id, off);
 		*last = off;
-		off += LLMP_MSG_HEADER_LEN + m->buf_len_padded;
+		off += LLMP_MSG_HEADER_LEN + padded;
 	}
 	*end = off;
 	return 0;
@@ -346,7 +355,7 @@ int llmp_sender_attach(struct llmp_sender *s, struct llmp_provider *p,
 	sender_cfg_apply(s, p, cfg);
 	for (int hops = 0;; hops++) {
 		size_t end = 0, last = 0;
-		uint64_t cur_id;
+		uint64_t cur_id, total, max_alloc;
 
 		ret = llmp_shmem_attach(p, &cur, &sp.shm);
 		if (ret < 0)
@@ -384,20 +393,26 @@ int llmp_sender_attach(struct llmp_sender *s, struct llmp_provider *p,
 			llmp_shmem_put(sp.shm);
 			continue;
 		}
-		if (end - LLMP_PAGE_HEADER_LEN + LLMP_EOP_MSG_SIZE > sp.pg->size_total) {
+		/* read once and bounded by the mapping (page_check read it before) */
+		total = sp.pg->size_total;
+		if (total > sp.size - LLMP_PAGE_HEADER_LEN)
+			total = sp.size - LLMP_PAGE_HEADER_LEN;
+		if (end - LLMP_PAGE_HEADER_LEN + LLMP_EOP_MSG_SIZE > total) {
 			ret = llmp_err(-EBADMSG, "reattach: page has no room left for its EOP");
 			goto fail_put;
 		}
 		/* roll back an allocation that was never committed */
 		sp.pg->size_used = end - LLMP_PAGE_HEADER_LEN;
 		MSG_AT(sp.pg, end)->tag = LLMP_TAG_UNSET;
-		if (sp.pg->max_alloc_size > sp.size)
-			sp.pg->max_alloc_size = sp.size;
+		max_alloc = sp.pg->max_alloc_size;
+		if (max_alloc > sp.size)
+			max_alloc = sp.size;
+		sp.pg->max_alloc_size = max_alloc;
 		ret = sender_push(s, &sp);
 		if (ret < 0)
 			goto fail_put;
-		sender_use_page(s, &sp);
-		s->max_alloc = sp.pg->max_alloc_size;
+		sender_use_page(s, &sp, end - LLMP_PAGE_HEADER_LEN, total, cur_id);
+		s->max_alloc = max_alloc;
 		s->last = last ? MSG_AT(sp.pg, last) : NULL;
 		if (cfg->id)
 			llmp_sender_set_id(s, cfg->id);
