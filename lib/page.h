@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * The LLMP page layer: the byte layout LibAFL's ll_mp uses in shared memory,
- * one writer (struct llmp_sender) per chain of pages and any number of
- * readers (struct llmp_receiver).  See Documentation/protocol.rst.  Not
- * installed.
+ * one writer (struct llmp_sender, lib/page_send.c) per chain of pages and
+ * any number of readers (struct llmp_receiver, lib/page_recv.c); lib/page.c
+ * holds what both share.  See Documentation/protocol.rst.  Not installed.
  */
 #ifndef LLMP_PAGE_H
 #define LLMP_PAGE_H
@@ -58,6 +58,9 @@ _Static_assert(sizeof(struct llmp_page_info) == 32, "page info is 32 bytes");
 /* Retired pages a sender keeps for reuse: at least the default pages in flight. */
 #define LLMP_SENDER_CACHE 4u
 
+/* The message header at byte offset off of a page (or of another header). */
+#define MSG_AT(base, off) ((struct llmp_msg *)((char *)(base) + (off)))
+
 static inline size_t llmp_align_up(size_t x, size_t a)
 {
 	return (x + a - 1) & ~(a - 1);
@@ -75,6 +78,13 @@ static inline size_t llmp_msg_padded(uintptr_t addr, size_t len)
 int llmp_page_init(void *base, size_t map_size, uint32_t sender_id);
 /* Check a mapped page's header (magic, sizes) against the mapping size. */
 int llmp_page_check(const void *base, size_t map_size);
+/*
+ * The 32-byte payload of an END_OF_PAGE record as four relaxed 64-bit
+ * words: the broker rewrites its first page's record live, under the
+ * seqlock in the record's broker field (see sender_redirect_anchor).
+ */
+void llmp_eop_store(struct llmp_msg *e, const struct llmp_page_info *info);
+void llmp_eop_load(const struct llmp_msg *e, struct llmp_page_info *info);
 
 /* ---- sender: one writer, a chain of pages ----------------------------- */
 
@@ -210,6 +220,10 @@ struct llmp_receiver {
 	bool index_known;        /* false after a reattach to a page past the anchor */
 	bool resync;             /* on the anchor after -ESTALE, page_index still the old one */
 	uint64_t pages_skipped;  /* history pages never read because we fell behind */
+/* END_OF_PAGE records a reader follows in a row without a message: more is a loop */
+#define LLMP_RECV_MAX_FOLLOWS 16
+	char visited[LLMP_RECV_MAX_FOLLOWS][LLMP_SHMEM_ID_LEN]; /* pages entered since the last */
+	unsigned nvisited;       /* message returned, the one we left first (span_enter) */
 };
 
 /*

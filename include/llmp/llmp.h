@@ -100,9 +100,10 @@ void llmp_client_cancel(struct llmp_client *c);
 int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
 /*
  * Broadcast pages this client never read because it fell behind the
- * broker's kept history (each loss is announced by one -ESTALE).  Counted
- * from the first page the client reads from the start of the chain; a
- * client reattached in the middle counts once it has passed the first page.
+ * broker's kept history (each loss is announced by one -ESTALE).  Only this
+ * client's own losses count: pages dropped before it joined (or before a
+ * restarted client reattached on the first page) do not; a client
+ * reattached in the middle counts once it has passed the first page.
  */
 uint64_t llmp_client_pages_skipped(const struct llmp_client *c);
 /* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */

@@ -281,4 +281,97 @@ TEST_F(slow, keep_all_history_grows)
 	run(_metadata, self, true);
 }
 
+/*
+ * Issue 8, finding 16: llmp_client_pages_skipped() counts only what this
+ * receiver lost.  Broadcast pages of 4 KiB hold 10 messages each (page k
+ * holds seq 10k..10k+9) and the broker keeps the first page plus 4 more
+ * (16 KiB).  After 200 messages pages 1..15 are dropped and 16..19 kept.
+ *  - early: joined at the start, read nothing: lost pages 1..16 (16);
+ *  - late: joined after the 200th message, so pages 1..15 were gone before
+ *    it came: after 10 more messages (page 16 dropped too) it lost 1;
+ *  - restarted: read 5 messages, then restarted from its saved state (env)
+ *    after the 200th: like the late joiner, it lost page 16 only (1).
+ * Each sees one -ESTALE, the first page's messages before it and
+ * 170..209 after it.  Before the fix the late and restarted receivers
+ * reported 16 (every page dropped before they joined).
+ */
+static void read_all(struct __test_metadata *_metadata, struct llmp_client *c, int first,
+		     int resume, int last, const char *who)
+{
+	struct llmp_msg_view v;
+	int due = first, stale = 0, r;
+
+	while ((r = llmp_client_recv(c, &v)) != 0) {
+		if (r == -ESTALE) {
+			ASSERT_EQ(0, stale) TH_LOG("%s: -ESTALE twice", who);
+			ASSERT_EQ(PER_PAGE, due) TH_LOG("%s: -ESTALE before the first page's end", who);
+			stale = 1;
+			due = resume;
+			continue;
+		}
+		ASSERT_EQ(1, r) TH_LOG("%s: %d %s", who, r, llmp_strerror_last());
+		ASSERT_EQ(due, seq_of(&v)) TH_LOG("%s: out of order", who);
+		ASSERT_EQ(0, check(&v, due));
+		due++;
+	}
+	ASSERT_EQ(1, stale) TH_LOG("%s: no -ESTALE", who);
+	ASSERT_EQ(last + 1, due) TH_LOG("%s: the tail does not end with the last message", who);
+}
+
+TEST_F(slow, pages_skipped_counts_only_own_losses)
+{
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE,
+				       .history_bytes = 4 * PAGE };
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
+				      .send_timeout_ms = 0 };
+	struct llmp_client *snd, *early, *late, *restarted = NULL;
+	struct llmp_msg_view v;
+	int r, n = 0;
+
+	if (!self->p)
+		return;
+	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, new_client(self, 0, true));
+	ASSERT_EQ(0, new_client(self, 1, false));
+	ASSERT_EQ(0, new_client(self, 2, false));
+	snd = self->c[0];
+	early = self->c[1];
+
+	for (; n < 5; n++)
+		ASSERT_EQ(0, send_one(self->b, snd, n));
+	while ((r = llmp_broker_once(self->b)) > 0)
+		;
+	ASSERT_EQ(0, r);
+	for (int i = 0; i < 5; i++) {
+		ASSERT_EQ(1, llmp_client_recv(self->c[2], &v));
+		ASSERT_EQ(i, seq_of(&v));
+	}
+	for (; n < 200; n++) {
+		ASSERT_EQ(0, send_one(self->b, snd, n));
+		while ((r = llmp_broker_once(self->b)) > 0)
+			;
+		ASSERT_EQ(0, r);
+	}
+	/* the late joiner, and the restart of the receiver that read 5 */
+	ASSERT_EQ(0, new_client(self, 3, false));
+	late = self->c[3];
+	ASSERT_EQ(0, llmp_client_to_env(self->c[2], "LLMP_SKIP_TEST"));
+	ASSERT_EQ(0, llmp_client_from_env(self->p, "LLMP_SKIP_TEST", &o, &restarted))
+		TH_LOG("%s", llmp_strerror_last());
+	for (; n < 210; n++) {
+		ASSERT_EQ(0, send_one(self->b, snd, n));
+		while ((r = llmp_broker_once(self->b)) > 0)
+			;
+		ASSERT_EQ(0, r);
+	}
+
+	read_all(_metadata, early, 0, 170, 209, "early receiver");
+	read_all(_metadata, late, 0, 170, 209, "late joiner");
+	read_all(_metadata, restarted, 5, 170, 209, "restarted receiver");
+	EXPECT_EQ(16u, llmp_client_pages_skipped(early));
+	EXPECT_EQ(1u, llmp_client_pages_skipped(late));
+	EXPECT_EQ(1u, llmp_client_pages_skipped(restarted));
+	llmp_client_free(restarted);
+}
+
 TEST_HARNESS_MAIN
