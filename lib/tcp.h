@@ -11,6 +11,10 @@
 
 LLMP_HIDDEN_BEGIN
 
+struct addrinfo;
+
+/* getaddrinfo() for a TCP address (NULL: 127.0.0.1); passive for bind(). */
+int llmp_tcp_resolve(const char *addr, uint16_t port, bool passive, struct addrinfo **res);
 /* Monotonic clock in milliseconds. */
 int64_t llmp_now_ms(void);
 /* How many pollfds llmp_tcp_fill_pollfds() writes (listening socket + peers). */
