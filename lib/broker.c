@@ -187,8 +187,10 @@ static void watch_creator(struct bclient *c)
 	}
 #if defined(__linux__)
 	if (c->watch.fd >= 0 && llmp_shmem_desc(c->r.shm)->kind == LLMP_SHMEM_POSIX &&
-	    !pid_maps_posix(c->watch.pid, llmp_shmem_desc(c->r.shm)->id))
-		/* not the creator as we see it (pid namespace, or reused): unknown */
+	    !pid_maps_posix(c->watch.pid, llmp_shmem_desc(c->r.shm)->id) &&
+	    !llmp_pid_exiting(c->watch.pid))
+		/* not the creator as we see it (pid namespace, or reused): unknown; a dying
+		 * creator maps nothing any more but is still the one its pidfd watches */
 		llmp_pidwatch_close(&c->watch);
 #endif
 }

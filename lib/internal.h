@@ -161,6 +161,13 @@ struct llmp_pidwatch {
 int llmp_pidwatch_set(struct llmp_pidwatch *w, long pid);
 int llmp_pidwatch_dead(const struct llmp_pidwatch *w);
 void llmp_pidwatch_close(struct llmp_pidwatch *w);
+/*
+ * 1 if pid has exited or is exiting: gone, a zombie (/proc/<pid>/stat state
+ * Z or X), or without an address space any more; else 0 (alive, or not
+ * known here).  For a "does it map X?" check that must not mistake a dying
+ * process, whose maps are already empty, for another one.
+ */
+int llmp_pid_exiting(long pid);
 
 extern const struct llmp_shmem_ops llmp_shmem_kmod_ops;
 extern const struct llmp_shmem_ops llmp_shmem_memfd_ops;

@@ -2,7 +2,9 @@
 /*
  * Watching a peer process for exit (a client's page creator, the broker of a
  * broadcast page): a pidfd where the kernel has one (it also sees an
- * unreaped zombie as exited), else kill(pid, 0).
+ * unreaped zombie as exited), else kill(pid, 0) and, on Linux, the state in
+ * /proc/<pid>/stat (a zombie, Z, or a dead task, X, has exited although
+ * kill() still finds it).
  *
  * Windows: a process handle opened with SYNCHRONIZE, polled with
  * WaitForSingleObject(h, 0); it is signalled once the process has exited.
@@ -24,6 +26,9 @@
 #include <unistd.h>
 #endif
 #if defined(__linux__)
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -31,6 +36,67 @@
 #endif
 
 #include "internal.h"
+
+#if defined(__linux__)
+/* Read /proc/<pid>/<file> into buf (NUL-terminated); bytes read, or -errno. */
+static int proc_read(long pid, const char *file, char *buf, size_t cap)
+{
+	char path[64];
+	ssize_t n;
+	int fd, err;
+
+	snprintf(path, sizeof(path), "/proc/%ld/%s", pid, file);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, cap - 1);
+	err = errno;
+	close(fd);
+	if (n < 0)
+		return -err;
+	buf[n] = '\0';
+	return (int)n;
+}
+
+/* 1: /proc says pid is a zombie (Z) or dead (X); 0: another state; -errno: unreadable. */
+static int proc_state_dead(long pid)
+{
+	char buf[512], *p;
+	int n = proc_read(pid, "stat", buf, sizeof(buf));
+
+	if (n < 0)
+		return n;
+	/* "pid (comm) S ...": comm may hold anything, the state follows the last ')' */
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return -EINVAL;
+	return p[2] == 'Z' || p[2] == 'X';
+}
+#endif
+
+int llmp_pid_exiting(long pid)
+{
+#if defined(__linux__)
+	char buf[128];
+	unsigned long size = 1;
+	int n;
+
+	if (pid <= 0)
+		return 0;
+	if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+		return 1;
+	if (proc_state_dead(pid) == 1)
+		return 1;
+	/* past exit_mm(): no address space any more (statm reads all zeros) */
+	n = proc_read(pid, "statm", buf, sizeof(buf));
+	if (n > 0 && sscanf(buf, "%lu", &size) == 1 && size == 0)
+		return 1;
+	return n == -ENOENT || n == -ESRCH ? kill((pid_t)pid, 0) < 0 && errno == ESRCH : 0;
+#else
+	(void)pid;
+	return 0;
+#endif
+}
 
 void llmp_pidwatch_close(struct llmp_pidwatch *w)
 {
@@ -102,6 +168,13 @@ int llmp_pidwatch_dead(const struct llmp_pidwatch *w)
 		/* a pidfd turns readable when its process has exited (zombie or reaped) */
 		return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR));
 	}
-	return kill((pid_t)w->pid, 0) < 0 && errno == ESRCH;
+	if (kill((pid_t)w->pid, 0) < 0)
+		return errno == ESRCH;
+#if defined(__linux__)
+	/* kill() finds a zombie too: it has exited all the same */
+	return proc_state_dead(w->pid) == 1;
+#else
+	return 0;
+#endif
 #endif
 }

@@ -103,15 +103,36 @@ struct served_reply {
 #define SERVED_HOLD_MS_DEFAULT 30000u
 
 #ifdef LLMP_INTERNAL_H
+#include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 LLMP_HIDDEN_BEGIN
+/* lib/served_sock.c */
 /*
  * Fill sa and len for socket path: a leading '@' names an abstract socket
  * (Linux), anything else a filesystem path.  -EINVAL (reported) if empty
  * or too long.
  */
 int llmp_served_sockaddr(const char *path, struct sockaddr_un *sa, socklen_t *len);
+/*
+ * The default socket path into buf: $XDG_RUNTIME_DIR/llmp-shmem-server.sock,
+ * else ${TMPDIR:-/tmp}/llmp-<euid>/shmem-server.sock.  The directory must be
+ * ours, mode 0700 and no symlink (-EPERM otherwise); create: make the
+ * second one if it is missing.
+ */
+int llmp_served_default_path(char *buf, size_t len, bool create);
+/* Client: the server on fd must run as our euid or root (-EACCES otherwise). */
+int llmp_served_peer_check(int fd, const char *path);
+/*
+ * Server: bind and listen on path (non-blocking).  A socket file there that
+ * nobody answers on is replaced; anything else that is not a socket is left
+ * alone (-EEXIST); a live server gives -EADDRINUSE.  *bound identifies the
+ * socket file (st_ino 0 for an abstract name).  Returns the fd.
+ */
+int llmp_served_listen(const char *path, struct stat *bound);
+/* Server: remove path if it is still the socket that *bound describes. */
+void llmp_served_unlink(const char *path, const struct stat *bound);
 LLMP_HIDDEN_END
 #endif
 

@@ -19,6 +19,11 @@
  * expired) the child re-registers its segments with ATTACH by id, at
  * post_fork or at its first request.
  *
+ * Whom we talk to: before anything else, the server's credentials
+ * (SO_PEERCRED) must name our effective uid or root, since the server sees
+ * every segment it hands out.  The default socket lives in a directory only
+ * we can write (lib/served_sock.c), so no other user can claim its name.
+ *
  * Creator pids (protocol version 2): the server tells which process created
  * a segment, as it sees that process.  We use them (m->priv holds the pid,
  * read by llmp_shmem_creator_pid()) only when the server sees our own pid
@@ -235,6 +240,12 @@ static int served_connect(struct served *s)
 		close(fd);
 		return llmp_err(ret, "served: no shmem server at %s: %s", s->path, strerror(-ret));
 	}
+	/* Before a byte goes either way: a server of another user would see our segments. */
+	ret = llmp_served_peer_check(fd, s->path);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	s->sock = fd;
@@ -440,14 +451,20 @@ static int served_probe(void)
 
 static int served_provider_init(struct llmp_provider *p)
 {
+	char defpath[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	const char *path = p->socket_path;
 	struct served *s;
 	int ret;
 
 	if (!path)
 		path = getenv("LLMP_SHMEM_SERVER");
-	if (!path || !*path)
-		path = LLMP_SHMEM_SERVER_DEFAULT_PATH;
+	if (!path || !*path) {
+		/* the private directory: an existing one is checked, a missing one means no server */
+		ret = llmp_served_default_path(defpath, sizeof(defpath), false);
+		if (ret < 0)
+			return ret;
+		path = defpath;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return llmp_err(-ENOMEM, "served: out of memory");

@@ -4,7 +4,12 @@
  * so unrelated processes (fuzzers started separately) share memfd segments
  * without one of them hosting the server.  Runs until SIGINT or SIGTERM.
  *
- *   llmp-shmem-server [SOCKET_PATH]     (default: @llmp_shmem_server)
+ *   llmp-shmem-server [SOCKET_PATH]
+ *
+ * Default path: $XDG_RUNTIME_DIR/llmp-shmem-server.sock, else
+ * ${TMPDIR:-/tmp}/llmp-<euid>/shmem-server.sock (a private directory, see
+ * llmp_shmem_server_default_path()).  A leading @ names an abstract socket.
+ * Only a stale socket file at the path is ever replaced.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,19 +27,30 @@ static void log_stderr(void *ctx, enum llmp_log_level level, const char *msg)
 
 int main(int argc, char **argv)
 {
-	const char *path = LLMP_SHMEM_SERVER_DEFAULT_PATH;
+	char defpath[128];
+	const char *path = NULL;
 	struct llmp_shmem_server *srv;
 	sigset_t set;
 	int sig, ret;
 
 	if (argc > 2 || (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")))) {
-		fprintf(stderr, "usage: %s [SOCKET_PATH]  (default %s; leading @ = abstract)\n",
-			argv[0], LLMP_SHMEM_SERVER_DEFAULT_PATH);
+		fprintf(stderr, "usage: %s [SOCKET_PATH]  (default $XDG_RUNTIME_DIR/"
+			"llmp-shmem-server.sock, else ${TMPDIR:-/tmp}/llmp-<uid>/shmem-server.sock;"
+			" leading @ = abstract)\n", argv[0]);
 		return 2;
 	}
-	if (argc == 2)
-		path = argv[1];
 	llmp_set_log(log_stderr, NULL, LLMP_LOG_WARN);
+	if (argc == 2) {
+		path = argv[1];
+	} else {
+		ret = llmp_shmem_server_default_path(defpath, sizeof(defpath));
+		if (ret < 0) {
+			fprintf(stderr, "llmp-shmem-server: no default socket path: %s\n",
+				llmp_strerror_last());
+			return 1;
+		}
+		path = defpath;
+	}
 
 	/* Block the stop signals before the server thread starts, so it inherits the mask. */
 	sigemptyset(&set);
@@ -46,7 +62,8 @@ int main(int argc, char **argv)
 	}
 	ret = llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &srv);
 	if (ret < 0) {
-		fprintf(stderr, "llmp-shmem-server: cannot serve on %s: %s\n", path, strerror(-ret));
+		fprintf(stderr, "llmp-shmem-server: cannot serve on %s: %s\n", path,
+			llmp_strerror_last());
 		return 1;
 	}
 	printf("llmp-shmem-server: serving on %s (set LLMP_SHMEM_SERVER=%s for clients)\n", path,

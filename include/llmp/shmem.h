@@ -77,8 +77,11 @@ enum llmp_shmem_kind llmp_shmem_default_kind(void);
 /*
  * Create a provider.  -ENODEV if the kind is not available on this platform
  * or machine (e.g. KMOD without /dev/llmp), -EINVAL for an invalid kind.
- * SERVED connects to the server socket named by $LLMP_SHMEM_SERVER, or
- * LLMP_SHMEM_SERVER_DEFAULT_PATH; use llmp_provider_new_served() to choose.
+ * SERVED connects to the server socket named by $LLMP_SHMEM_SERVER, or the
+ * default path (llmp_shmem_server_default_path()); use
+ * llmp_provider_new_served() to choose.  A path starting with '@' names an
+ * abstract socket.  The provider refuses a server that runs as neither our
+ * effective uid nor root (-EACCES).
  */
 int llmp_provider_new(enum llmp_shmem_kind kind, struct llmp_provider **out);
 /* A SERVED provider talking to the server at socket_path (NULL: as above). */
@@ -129,14 +132,26 @@ int llmp_shmem_desc_from_env(const char *name, struct llmp_shmem_desc *d);
 
 /* ---- the shmem server (for SERVED) -------------------------------------- */
 
-#define LLMP_SHMEM_SERVER_DEFAULT_PATH "@llmp_shmem_server" /* leading @: abstract socket */
+/*
+ * The default socket path of a shmem server (used when none is given):
+ * $XDG_RUNTIME_DIR/llmp-shmem-server.sock, else
+ * ${TMPDIR:-/tmp}/llmp-<euid>/shmem-server.sock, the directory created
+ * with mode 0700 if missing.  Either directory must belong to our
+ * effective uid, have mode 0700 and not be a symlink, else -EPERM.  Writes
+ * the path into buf (at most 108 bytes are needed); -ENAMETOOLONG if longer.
+ */
+int llmp_shmem_server_default_path(char *buf, size_t len);
 
 enum llmp_shmem_server_mode {
 	LLMP_SHMEM_SERVER_THREAD = 0,  /* serve from a thread of this process */
 	LLMP_SHMEM_SERVER_PROCESS = 1, /* serve from a forked child process */
 };
 struct llmp_shmem_server; /* opaque */
-/* Start a server on socket_path (NULL: default path). -EADDRINUSE if one runs there. */
+/*
+ * Start a server on socket_path (NULL: the default path).  -EADDRINUSE if
+ * one runs there; -EEXIST if a file that is not a socket is there (only a
+ * stale socket that nobody answers on is replaced).
+ */
 int llmp_shmem_server_start(const char *socket_path, enum llmp_shmem_server_mode mode,
 			    struct llmp_shmem_server **out);
 /*

@@ -1669,4 +1669,338 @@ TEST(env_and_missing_server)
 	unsetenv("LLMP_SHMEM_SERVER");
 }
 
+/* ---- who the server is, and where its socket lives (issue 8) ---------------- */
+
+/* A fresh directory for one test's sockets, removed by rm_tree(). */
+static void make_base(char *base, size_t cap)
+{
+	snprintf(base, cap, "/tmp/llmp-served-test-XXXXXX");
+	if (!mkdtemp(base))
+		base[0] = '\0';
+}
+
+static void rm_tree(const char *base)
+{
+	char cmd[300];
+
+	if (!base[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+	if (system(cmd) != 0)
+		fprintf(stderr, "# could not remove %s\n", base);
+}
+
+/*
+ * A server run by `nobody` in a forked child (the parent must be root),
+ * serving at path until it is killed.  chown_dir: a directory to give to
+ * nobody first (for a filesystem path).  Returns its pid; *ready is 1 once
+ * it listens.
+ */
+static pid_t start_rogue_server(const char *path, const char *chown_dir, int *ready)
+{
+	int up[2];
+	char byte = 0;
+	pid_t pid;
+
+	*ready = 0;
+	if (pipe(up) < 0)
+		return -1;
+	if (chown_dir && chown(chown_dir, 65534, 65534) < 0)
+		return -1;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct llmp_shmem_server *srv;
+
+		close(up[0]);
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(1);
+		if (llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &srv) < 0)
+			_exit(2);
+		if (write(up[1], "r", 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	close(up[1]);
+	if (pid > 0 && read(up[0], &byte, 1) == 1)
+		*ready = 1;
+	close(up[0]);
+	return pid;
+}
+
+/*
+ * Issue 8 finding 5: a provider refuses a server that runs as another user
+ * (not root): such a server would see every segment it hands out.  Root
+ * forks a server that becomes `nobody`, on an abstract name (anyone can
+ * claim one) and on a filesystem path; root's provider must refuse both
+ * with -EACCES naming uid 65534, whether the path is given or comes from
+ * $LLMP_SHMEM_SERVER.
+ */
+TEST(rogue_server_of_another_uid_is_refused)
+{
+	char base[64], fspath[128], abspath[64];
+	const char *paths[2] = { abspath, fspath };
+	struct llmp_provider *p = NULL;
+
+	if (geteuid() != 0)
+		SKIP(return, "needs root to run a server as another user (nobody)");
+	make_base(base, sizeof(base));
+	ASSERT_NE('\0', base[0]);
+	snprintf(abspath, sizeof(abspath), "@llmp-served-test-rogue-%d", (int)getpid());
+	snprintf(fspath, sizeof(fspath), "%s/rogue.sock", base);
+	for (int i = 0; i < 2; i++) {
+		int ready, status, ret;
+		pid_t pid = start_rogue_server(paths[i], i == 1 ? base : NULL, &ready);
+
+		ASSERT_LT(0, pid);
+		ASSERT_EQ(1, ready) TH_LOG("the rogue server did not start on %s", paths[i]);
+		ret = llmp_provider_new_served(paths[i], &p);
+		EXPECT_EQ(-EACCES, ret) TH_LOG("%s: %s", paths[i], llmp_strerror_last());
+		EXPECT_NE(NULL, strstr(llmp_strerror_last(), "uid 65534"))
+			TH_LOG("%s", llmp_strerror_last());
+		if (ret == 0)
+			llmp_provider_free(p);
+		setenv("LLMP_SHMEM_SERVER", paths[i], 1);
+		p = NULL;
+		ret = llmp_provider_new(LLMP_SHMEM_SERVED, &p);
+		unsetenv("LLMP_SHMEM_SERVER");
+		EXPECT_EQ(-EACCES, ret);
+		if (ret == 0)
+			llmp_provider_free(p);
+		kill(pid, SIGKILL);
+		ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	}
+	rm_tree(base);
+}
+
+/* The environment of a test of the default path: only TMPDIR (and maybe XDG_RUNTIME_DIR). */
+static void default_env(const char *tmpdir, const char *xdg)
+{
+	unsetenv("LLMP_SHMEM_SERVER");
+	setenv("TMPDIR", tmpdir, 1);
+	if (xdg)
+		setenv("XDG_RUNTIME_DIR", xdg, 1);
+	else
+		unsetenv("XDG_RUNTIME_DIR");
+}
+
+/*
+ * Issue 8 finding 5: with no path given, server and provider meet at a
+ * socket in a private directory, not on a name any user can claim:
+ * ${TMPDIR}/llmp-<euid>/shmem-server.sock (made 0700), or
+ * $XDG_RUNTIME_DIR/llmp-shmem-server.sock.  End to end: bytes written
+ * through one default provider are read through another.
+ */
+TEST(default_path_is_private_and_works)
+{
+	char base[64], want[160], got[128], xdg[96];
+	struct llmp_shmem_server *s;
+	struct stat st;
+
+	make_base(base, sizeof(base));
+	ASSERT_NE('\0', base[0]);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", base);
+	ASSERT_EQ(0, mkdir(xdg, 0700));
+	for (int round = 0; round < 2; round++) {
+		struct llmp_provider *a, *b;
+		struct llmp_shmem *m, *n;
+		unsigned char *x;
+
+		default_env(base, round ? xdg : NULL);
+		if (round)
+			snprintf(want, sizeof(want), "%s/llmp-shmem-server.sock", xdg);
+		else
+			snprintf(want, sizeof(want), "%s/llmp-%u/shmem-server.sock", base,
+				 (unsigned)geteuid());
+		ASSERT_EQ(0, llmp_shmem_server_default_path(got, sizeof(got)))
+			TH_LOG("%s", llmp_strerror_last());
+		ASSERT_STREQ(want, got);
+		if (!round) {
+			/* made by the call above: ours, 0700, a real directory */
+			*strrchr(want, '/') = '\0';
+			ASSERT_EQ(0, lstat(want, &st));
+			ASSERT_TRUE(S_ISDIR(st.st_mode));
+			ASSERT_EQ(geteuid(), st.st_uid);
+			ASSERT_EQ(0700u, st.st_mode & 07777u);
+			strcat(want, "/shmem-server.sock");
+		}
+		ASSERT_EQ(0, llmp_shmem_server_start(NULL, LLMP_SHMEM_SERVER_PROCESS, &s))
+			TH_LOG("%s", llmp_strerror_last());
+		ASSERT_EQ(0, lstat(want, &st)) TH_LOG("no socket at %s", want);
+		ASSERT_TRUE(S_ISSOCK(st.st_mode));
+		ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_SERVED, &a)) TH_LOG("%s",
+									     llmp_strerror_last());
+		ASSERT_EQ(0, llmp_provider_new_served(NULL, &b));
+		ASSERT_EQ(0, llmp_shmem_new(a, 8192, &m));
+		fill(llmp_shmem_addr(m), 8192, 77 + round);
+		ASSERT_EQ(0, llmp_shmem_attach(b, llmp_shmem_desc(m), &n));
+		x = llmp_shmem_addr(n);
+		ASSERT_EQ(llmp_test_fnv(llmp_shmem_addr(m), 8192), llmp_test_fnv(x, 8192));
+		llmp_shmem_put(n);
+		llmp_shmem_put(m);
+		llmp_provider_free(b);
+		llmp_provider_free(a);
+		llmp_shmem_server_stop(s);
+		ASSERT_EQ(-1, lstat(want, &st)); /* removed at stop */
+	}
+	rm_tree(base);
+}
+
+/* Both ends refuse the default path with -EPERM and a message containing why. */
+static void expect_default_refused(struct __test_metadata *_metadata, const char *why)
+{
+	struct llmp_shmem_server *s = (void *)1;
+	struct llmp_provider *p = (void *)1;
+	char got[128];
+
+	EXPECT_EQ(-EPERM, llmp_shmem_server_default_path(got, sizeof(got)));
+	EXPECT_EQ(-EPERM, llmp_shmem_server_start(NULL, LLMP_SHMEM_SERVER_THREAD, &s));
+	EXPECT_NE(NULL, strstr(llmp_strerror_last(), why)) TH_LOG("%s", llmp_strerror_last());
+	EXPECT_EQ(NULL, s);
+	EXPECT_EQ(-EPERM, llmp_provider_new(LLMP_SHMEM_SERVED, &p));
+	EXPECT_NE(NULL, strstr(llmp_strerror_last(), why)) TH_LOG("%s", llmp_strerror_last());
+	EXPECT_EQ(NULL, p);
+}
+
+/*
+ * Issue 8 finding 5: a default directory someone else could write into is
+ * refused by server and provider alike: one of another owner (root only),
+ * one of mode 0755, a symlink to a good directory, and an
+ * $XDG_RUNTIME_DIR that is not private.
+ */
+TEST(default_dir_not_private_is_refused)
+{
+	char base[64], dir[96], real[96], xdg[96];
+
+	make_base(base, sizeof(base));
+	ASSERT_NE('\0', base[0]);
+	default_env(base, NULL);
+	snprintf(dir, sizeof(dir), "%s/llmp-%u", base, (unsigned)geteuid());
+	snprintf(real, sizeof(real), "%s/real", base);
+	snprintf(xdg, sizeof(xdg), "%s/xdg", base);
+
+	ASSERT_EQ(0, mkdir(dir, 0700));
+	ASSERT_EQ(0, chmod(dir, 0755));
+	expect_default_refused(_metadata, "mode 0755");
+
+	ASSERT_EQ(0, rmdir(dir));
+	ASSERT_EQ(0, mkdir(real, 0700));
+	ASSERT_EQ(0, symlink(real, dir));
+	expect_default_refused(_metadata, "symlink");
+	ASSERT_EQ(0, unlink(dir));
+
+	ASSERT_EQ(0, mkdir(xdg, 0700));
+	ASSERT_EQ(0, chmod(xdg, 0711));
+	default_env(base, xdg);
+	expect_default_refused(_metadata, "mode 0711");
+	default_env(base, NULL);
+
+	if (geteuid() == 0) {
+		ASSERT_EQ(0, mkdir(dir, 0700));
+		ASSERT_EQ(0, chown(dir, 65534, 65534));
+		expect_default_refused(_metadata, "uid 65534");
+	} else {
+		TH_LOG("not root: the other-owner case is not run");
+	}
+	rm_tree(base);
+}
+
+/*
+ * Issue 8 finding 14: the server replaces only a stale socket at its path.
+ * A regular file, a symlink or a directory there is refused (-EEXIST) and
+ * left exactly as it was; a live server's socket gives -EADDRINUSE and
+ * keeps serving; and stop removes only the socket it bound, not a file
+ * that took its place.
+ */
+TEST(server_removes_only_a_stale_socket)
+{
+	char base[64], path[96], target[96], buf[16];
+	struct llmp_shmem_server *s = NULL, *t = (void *)1;
+	struct llmp_provider *p;
+	struct stat st;
+	int fd;
+
+	make_base(base, sizeof(base));
+	ASSERT_NE('\0', base[0]);
+	snprintf(path, sizeof(path), "%s/s.sock", base);
+	snprintf(target, sizeof(target), "%s/target", base);
+
+	/* a regular file */
+	fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(8, write(fd, "precious", 8));
+	close(fd);
+	ASSERT_EQ(-EEXIST, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &t));
+	ASSERT_EQ(NULL, t);
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "regular file")) TH_LOG("%s",
+									     llmp_strerror_last());
+	fd = open(path, O_RDONLY);
+	ASSERT_LE(0, fd) TH_LOG("the server removed a regular file");
+	ASSERT_EQ(8, read(fd, buf, sizeof(buf)));
+	ASSERT_EQ(0, memcmp(buf, "precious", 8));
+	close(fd);
+	ASSERT_EQ(0, rename(path, target));
+
+	/* a symlink (to that file) */
+	ASSERT_EQ(0, symlink(target, path));
+	ASSERT_EQ(-EEXIST, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &t));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "symlink"));
+	ASSERT_EQ(0, lstat(path, &st));
+	ASSERT_TRUE(S_ISLNK(st.st_mode));
+	ASSERT_EQ(0, stat(target, &st));
+	ASSERT_EQ(8, st.st_size);
+	ASSERT_EQ(0, unlink(path));
+
+	/* a directory */
+	ASSERT_EQ(0, mkdir(path, 0700));
+	ASSERT_EQ(-EEXIST, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &t));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "directory"));
+	ASSERT_EQ(0, lstat(path, &st));
+	ASSERT_TRUE(S_ISDIR(st.st_mode));
+	ASSERT_EQ(0, rmdir(path));
+
+	/* a live server's socket: refused, and that server keeps serving */
+	ASSERT_EQ(0, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_PROCESS, &s));
+	ASSERT_EQ(-EADDRINUSE, llmp_shmem_server_start(path, LLMP_SHMEM_SERVER_THREAD, &t));
+	ASSERT_EQ(0, llmp_provider_new_served(path, &p));
+	llmp_provider_free(p);
+
+	/* stop removes its own socket only: here a file took its place */
+	ASSERT_EQ(0, unlink(path));
+	fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	ASSERT_LE(0, fd);
+	close(fd);
+	llmp_shmem_server_stop(s);
+	ASSERT_EQ(0, lstat(path, &st)) TH_LOG("stop removed a file that was not its socket");
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	rm_tree(base);
+}
+
+/* Issue 8 finding 14, through the tool: llmp-shmem-server refuses a regular file. */
+TEST(tool_refuses_a_regular_file)
+{
+	char base[64], path[96], tool[4200], cmd[4400];
+	struct stat st;
+	int fd, status;
+
+	if (!llmp_test_tool_path("llmp-shmem-server", tool, sizeof(tool)))
+		SKIP(return, "llmp-shmem-server not built beside the tests");
+	make_base(base, sizeof(base));
+	ASSERT_NE('\0', base[0]);
+	snprintf(path, sizeof(path), "%s/file", base);
+	fd = open(path, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(3, write(fd, "abc", 3));
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "'%s' '%s' 2>/dev/null", tool, path);
+	status = system(cmd);
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(1, WEXITSTATUS(status));
+	ASSERT_EQ(0, lstat(path, &st));
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	ASSERT_EQ(3, st.st_size);
+	rm_tree(base);
+}
+
 TEST_HARNESS_MAIN
