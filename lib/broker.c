@@ -5,6 +5,7 @@
  * hook chain decide, and copies what survives onto the broadcast page.  A
  * client whose page is corrupt is dropped; the others keep being served.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@
 #define RUN_NAP_MAX_NS 1000000L
 #define DEFAULT_GRACE_MS 2000u
 #define DEFAULT_MAX_CLIENTS 1024u
+#ifndef EUSERS
+#define EUSERS 87 /* Linux's value; mingw's errno.h has none */
+#endif
 
 struct bclient {
 	uint32_t id;

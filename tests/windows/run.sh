@@ -16,7 +16,8 @@
 #   LLMP_WIN_BUILD  output directory     (default build/win)
 #   LLMP_WIN_EXCLUDE  lib/*.c files left out of the Windows build, by base
 #                   name, for files that have no meaning on Windows
-#                   (default "loop"; set it empty to build everything)
+#                   (default: the event loop, TCP and B2B files; set it
+#                   empty to build everything)
 #   LLMP_TEST_TIMEOUT  seconds per test program (default 600)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
@@ -26,14 +27,14 @@ ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
 wine=${WINE:-wine}
 wineserver=${WINESERVER:-wineserver}
 out=${LLMP_WIN_BUILD:-build/win}
-exclude=${LLMP_WIN_EXCLUDE-loop tcp b2b}
+exclude=${LLMP_WIN_EXCLUDE-loop loop_wait tcp tcp_client b2b b2b_allow b2b_codec b2b_dial b2b_resume}
 timeout_s=${LLMP_TEST_TIMEOUT:-600}
 
 # Why a file is left out by default (files written for Linux only).
 why_excluded() {
 	case "$1" in
-	loop) echo " (the broker's Linux event loop: io_uring, futex, signalfd, eventfd)" ;;
-	tcp|b2b) echo " (BSD sockets; no Winsock port yet)" ;;
+	loop|loop_wait) echo " (the broker's Linux event loop: io_uring, futex, signalfd, eventfd)" ;;
+	tcp|tcp_client|b2b|b2b_*) echo " (BSD sockets; no Winsock port yet)" ;;
 	*) echo " (LLMP_WIN_EXCLUDE)" ;;
 	esac
 }
