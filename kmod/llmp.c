@@ -12,12 +12,21 @@
  * be bound to a bell with a 32-bit cookie and rung, which queues the
  * cookie once (coalesced) and wakes the bell's readers and pollers.
  *
+ * Accounting: a segment is charged to its creator's uid from creation
+ * until its last fd is closed *and* its last mapping is gone.  A segment
+ * whose fds are all closed but which is still mapped ("mapped only") leaves
+ * the id table and waits on llmp_orphans, holding its shmem file, until a
+ * reaper (any create, STATS, or a delayed work every second) sees that no
+ * mapping holds that file any more.
+ *
  * Locking: llmp_segs' xa_lock protects lookups (references are taken with
  * kref_get_unless_zero() under it); seg->bind_lock protects the binding;
- * bell->lock protects the bell's pending list and seg->pend/pend_cookie.
+ * bell->lock protects the bell's pending list and seg->pend/pend_cookie;
+ * a reader holds a reference on each segment whose cookie it took until
+ * its copy to userspace succeeded (or it re-queued them).
  * Order: seg->bind_lock, then bell->lock, then the bell's wait queue lock.
- * llmp_acct_lock (a mutex) protects the byte accounting and the user list;
- * llmp_bells_lock protects the list of bells shown in debugfs.
+ * llmp_acct_lock (a mutex) protects the byte accounting, the user list and
+ * llmp_orphans; llmp_bells_lock protects the list of bells shown in debugfs.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -42,6 +51,7 @@
 #include <linux/spinlock.h>
 #include <linux/uaccess.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 
 #include <uapi/linux/llmp.h>
@@ -54,7 +64,12 @@ MODULE_PARM_DESC(max_total_bytes,
 static unsigned long long max_user_bytes;
 module_param(max_user_bytes, ullong, 0644);
 MODULE_PARM_DESC(max_user_bytes,
-		 "Bytes of segments one uid may hold (0: half of max_total_bytes)");
+		 "Bytes of segments one uid may hold (0: an eighth of max_total_bytes); CAP_IPC_LOCK is exempt");
+
+static unsigned long long reserved_bytes;
+module_param(reserved_bytes, ullong, 0644);
+MODULE_PARM_DESC(reserved_bytes,
+		 "Bytes of max_total_bytes only CAP_IPC_LOCK may use (0: an eighth of max_total_bytes)");
 
 /* Cookies one read() returns at most; more stay pending for the next read. */
 #define LLMP_READ_MAX	256
@@ -94,6 +109,8 @@ struct llmp_seg {
 	u32 cookie;
 	struct list_head pend;		/* on bell->pending, under bell->lock */
 	u32 pend_cookie;		/* under bell->lock */
+	struct file *owner_file;	/* the fd SEG_CREATE returned: only it binds */
+	struct list_head orphan;	/* on llmp_orphans once mapped only */
 };
 
 static DEFINE_XARRAY_ALLOC1(llmp_segs);
@@ -101,6 +118,8 @@ static u32 llmp_next_id;
 static DEFINE_MUTEX(llmp_acct_lock);
 static LIST_HEAD(llmp_users);
 static u64 llmp_total_bytes;
+static LIST_HEAD(llmp_orphans);
+static u64 llmp_nr_orphans;
 static DEFINE_MUTEX(llmp_bells_lock);
 static LIST_HEAD(llmp_bells);
 static u32 llmp_next_bell_id;
@@ -126,14 +145,36 @@ static u64 llmp_limit_user(void)
 {
 	u64 v = READ_ONCE(max_user_bytes);
 
-	return v ? v : llmp_limit_total() / 2;
+	return v ? v : llmp_limit_total() / 8;
+}
+
+static u64 llmp_limit_reserved(void)
+{
+	u64 v = READ_ONCE(reserved_bytes);
+
+	return min(v ? v : llmp_limit_total() / 8, llmp_limit_total());
+}
+
+/*
+ * Privileged creators (CAP_IPC_LOCK in the initial user namespace, as for
+ * mlock and SHM_LOCK) have no per-uid limit and may use the reserve, so no
+ * number of unprivileged uids can lock them out.
+ */
+static bool llmp_privileged(void)
+{
+	return ns_capable_noaudit(&init_user_ns, CAP_IPC_LOCK);
 }
 
 static int llmp_charge(kuid_t uid, u64 size, struct llmp_user **out)
 {
 	struct llmp_user *u, *found = NULL;
+	bool priv = llmp_privileged();
+	u64 total = llmp_limit_total();
+	u64 user = llmp_limit_user();
 	int ret = 0;
 
+	if (!priv)
+		total -= llmp_limit_reserved();
 	mutex_lock(&llmp_acct_lock);
 	list_for_each_entry(u, &llmp_users, node) {
 		if (uid_eq(u->uid, uid)) {
@@ -141,12 +182,11 @@ static int llmp_charge(kuid_t uid, u64 size, struct llmp_user **out)
 			break;
 		}
 	}
-	if (size > llmp_limit_total() || llmp_total_bytes > llmp_limit_total() - size) {
+	if (size > total || llmp_total_bytes > total - size) {
 		ret = -ENOSPC;
 		goto out;
 	}
-	if (size > llmp_limit_user() ||
-	    (found && found->bytes > llmp_limit_user() - size)) {
+	if (!priv && (size > user || (found && found->bytes > user - size))) {
 		ret = -EDQUOT;
 		goto out;
 	}
@@ -168,16 +208,76 @@ out:
 	return ret;
 }
 
-static void llmp_uncharge(struct llmp_user *u, u64 size)
+static void llmp_uncharge_locked(struct llmp_user *u, u64 size)
 {
-	mutex_lock(&llmp_acct_lock);
+	lockdep_assert_held(&llmp_acct_lock);
 	u->bytes -= size;
 	llmp_total_bytes -= size;
 	if (--u->segs == 0) {
 		list_del(&u->node);
 		kfree(u);
 	}
+}
+
+static void llmp_uncharge(struct llmp_user *u, u64 size)
+{
+	mutex_lock(&llmp_acct_lock);
+	llmp_uncharge_locked(u, size);
 	mutex_unlock(&llmp_acct_lock);
+}
+
+/*
+ * Does a mapping still hold the segment's memory?  Each VMA holds a
+ * reference on the shmem file (the segment holds one more); a mapping made
+ * through another file of the same inode shows in the inode's i_mmap.  No
+ * new mapping can appear once the last segment fd is gone, so "false" is
+ * final.
+ */
+static bool llmp_shm_mapped(struct file *shm)
+{
+	return file_count(shm) > 1 || mapping_mapped(shm->f_mapping);
+}
+
+/* The end of a segment's memory accounting: its fds and mappings are gone. */
+static void llmp_seg_final(struct llmp_seg *seg)
+{
+	fput(seg->shm);
+	atomic64_sub(seg->size, &stat_bytes);
+	kfree(seg);
+}
+
+/* Uncharge the mapped-only segments whose last mapping went away. */
+static void llmp_reap_orphans(void)
+{
+	struct llmp_seg *seg, *tmp;
+	LIST_HEAD(dead);
+
+	mutex_lock(&llmp_acct_lock);
+	list_for_each_entry_safe(seg, tmp, &llmp_orphans, orphan) {
+		if (llmp_shm_mapped(seg->shm))
+			continue;
+		list_move(&seg->orphan, &dead);
+		llmp_nr_orphans--;
+		llmp_uncharge_locked(seg->user, seg->size);
+	}
+	mutex_unlock(&llmp_acct_lock);
+	list_for_each_entry_safe(seg, tmp, &dead, orphan)
+		llmp_seg_final(seg);
+}
+
+static void llmp_reaper_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(llmp_reaper, llmp_reaper_fn);
+
+static void llmp_reaper_fn(struct work_struct *work)
+{
+	bool more;
+
+	llmp_reap_orphans();
+	mutex_lock(&llmp_acct_lock);
+	more = !list_empty(&llmp_orphans);
+	mutex_unlock(&llmp_acct_lock);
+	if (more)
+		schedule_delayed_work(&llmp_reaper, HZ);
 }
 
 /* ---- bells --------------------------------------------------------------- */
@@ -211,27 +311,65 @@ static bool llmp_bell_has_pending(struct llmp_bell *bell)
 	return ret;
 }
 
+static void llmp_seg_free(struct kref *ref);
+
+/*
+ * A read whose copy to userspace faulted puts the cookies it took back at
+ * the head of the pending list, oldest first, unless the segment was rung
+ * again meanwhile (then it is pending already) or was rebound or unbound
+ * (which drops a pending cookie anyway).  Drops the references taken.
+ */
+static void llmp_bell_requeue(struct llmp_bell *bell, struct llmp_seg **segs,
+			      const u32 *cookies, size_t got)
+{
+	struct llmp_seg *seg;
+	bool queued = false;
+	size_t i;
+
+	for (i = got; i-- > 0;) {
+		seg = segs[i];
+		if (!seg)
+			continue;
+		spin_lock(&seg->bind_lock);
+		if (seg->bell == bell && seg->cookie == cookies[i]) {
+			spin_lock(&bell->lock);
+			if (list_empty(&seg->pend)) {
+				seg->pend_cookie = cookies[i];
+				list_add(&seg->pend, &bell->pending);
+				queued = true;
+			}
+			spin_unlock(&bell->lock);
+		}
+		spin_unlock(&seg->bind_lock);
+	}
+	if (queued)
+		wake_up_interruptible_poll(&bell->wq, EPOLLIN | EPOLLRDNORM);
+}
+
 static ssize_t llmp_bell_read(struct file *file, char __user *buf, size_t count,
 			      loff_t *ppos)
 {
 	struct llmp_bell *bell = file->private_data;
-	struct llmp_seg *seg;
-	size_t n, got;
+	struct llmp_seg **segs, *seg;
+	size_t n, got = 0, i;
 	u32 *cookies;
 	ssize_t ret;
 
 	if (count < sizeof(u32))
 		return -EINVAL;
 	n = min_t(size_t, count / sizeof(u32), LLMP_READ_MAX);
-	cookies = kmalloc_array(n, sizeof(u32), GFP_KERNEL);
-	if (!cookies)
+	/* One allocation: n segment pointers, then n cookies. */
+	segs = kmalloc_array(n, sizeof(*segs) + sizeof(u32), GFP_KERNEL);
+	if (!segs)
 		return -ENOMEM;
+	cookies = (u32 *)(segs + n);
 	for (;;) {
-		got = 0;
 		spin_lock(&bell->lock);
 		while (got < n && !list_empty(&bell->pending)) {
 			seg = list_first_entry(&bell->pending, struct llmp_seg, pend);
-			cookies[got++] = seg->pend_cookie;
+			cookies[got] = seg->pend_cookie;
+			/* Held for a re-queue; a segment being freed cannot be. */
+			segs[got++] = kref_get_unless_zero(&seg->ref) ? seg : NULL;
 			list_del_init(&seg->pend);
 		}
 		spin_unlock(&bell->lock);
@@ -247,10 +385,16 @@ static ssize_t llmp_bell_read(struct file *file, char __user *buf, size_t count,
 		}
 	}
 	ret = got * sizeof(u32);
-	if (copy_to_user(buf, cookies, ret))
+	if (copy_to_user(buf, cookies, ret)) {
+		/* No wake-up may be lost to a bad buffer: the next read gets them. */
+		llmp_bell_requeue(bell, segs, cookies, got);
 		ret = -EFAULT;
+	}
+	for (i = 0; i < got; i++)
+		if (segs[i])
+			kref_put(&segs[i]->ref, llmp_seg_free);
 out:
-	kfree(cookies);
+	kfree(segs);
 	return ret;
 }
 
@@ -304,18 +448,29 @@ static void llmp_seg_free(struct kref *ref)
 	spin_unlock(&seg->bind_lock);
 	if (old)
 		kref_put(&old->ref, llmp_bell_free);
-	fput(seg->shm);
 	put_pid(seg->creator);
-	llmp_uncharge(seg->user, seg->size);
-	atomic64_sub(seg->size, &stat_bytes);
 	atomic64_inc(&stat_freed);
-	kfree(seg);
+	/* Still mapped: stay charged until the reaper sees the last mapping go. */
+	if (llmp_shm_mapped(seg->shm)) {
+		mutex_lock(&llmp_acct_lock);
+		list_add_tail(&seg->orphan, &llmp_orphans);
+		llmp_nr_orphans++;
+		mutex_unlock(&llmp_acct_lock);
+		schedule_delayed_work(&llmp_reaper, HZ);
+		return;
+	}
+	llmp_uncharge(seg->user, seg->size);
+	llmp_seg_final(seg);
 }
 
 static int llmp_seg_release(struct inode *inode, struct file *file)
 {
 	struct llmp_seg *seg = file->private_data;
 
+	spin_lock(&seg->bind_lock);
+	if (seg->owner_file == file)
+		seg->owner_file = NULL;
+	spin_unlock(&seg->bind_lock);
 	kref_put(&seg->ref, llmp_seg_free);
 	return 0;
 }
@@ -335,7 +490,22 @@ static int llmp_seg_mmap(struct file *file, struct vm_area_struct *vma)
 	return call_mmap(vma->vm_file, vma);
 }
 
-static int llmp_seg_bind(struct llmp_seg *seg, void __user *argp)
+/*
+ * Only the fd SEG_CREATE returned (and its dups and fork copies: the same
+ * open file) may bind or unbind: everyone who learns the id and key can
+ * open and ring the segment, but cannot steal or silence its bell.
+ */
+static bool llmp_seg_is_owner(struct llmp_seg *seg, struct file *file)
+{
+	bool ret;
+
+	spin_lock(&seg->bind_lock);
+	ret = seg->owner_file == file;
+	spin_unlock(&seg->bind_lock);
+	return ret;
+}
+
+static int llmp_seg_bind(struct llmp_seg *seg, struct file *file, void __user *argp)
 {
 	struct llmp_bell *bell = NULL, *old;
 	struct llmp_seg_bind req;
@@ -345,6 +515,10 @@ static int llmp_seg_bind(struct llmp_seg *seg, void __user *argp)
 		return -EFAULT;
 	if (req.reserved[0] || req.reserved[1])
 		return -EINVAL;
+	if (req.bell_fd == -1 && req.cookie)
+		return -EINVAL;
+	if (!llmp_seg_is_owner(seg, file))
+		return -EPERM;
 	if (req.bell_fd != -1) {
 		if (req.bell_fd < 0)
 			return -EBADF;
@@ -358,8 +532,6 @@ static int llmp_seg_bind(struct llmp_seg *seg, void __user *argp)
 		bell = f.file->private_data;
 		kref_get(&bell->ref);
 		fdput(f);
-	} else if (req.cookie) {
-		return -EINVAL;
 	}
 
 	spin_lock(&seg->bind_lock);
@@ -424,7 +596,8 @@ static int llmp_version(void __user *argp)
 
 	memset(&v, 0, sizeof(v));
 	v.abi_version = LLMP_ABI_VERSION;
-	v.features = LLMP_FEAT_SEGMENTS | LLMP_FEAT_BELLS | LLMP_FEAT_STATS;
+	v.features = LLMP_FEAT_SEGMENTS | LLMP_FEAT_BELLS | LLMP_FEAT_STATS |
+		     LLMP_FEAT_CHARGE_MAPPED | LLMP_FEAT_BIND_OWNER;
 	if (copy_to_user(argp, &v, sizeof(v)))
 		return -EFAULT;
 	return 0;
@@ -441,7 +614,7 @@ static long llmp_seg_ioctl(struct file *file, unsigned int cmd, unsigned long ar
 	case LLMP_IOC_SEG_INFO:
 		return llmp_seg_info(seg, argp);
 	case LLMP_IOC_SEG_BIND:
-		return llmp_seg_bind(seg, argp);
+		return llmp_seg_bind(seg, file, argp);
 	case LLMP_IOC_SEG_RING:
 		if (arg)
 			return -EINVAL;
@@ -467,13 +640,15 @@ static const struct file_operations llmp_seg_fops = {
 };
 
 /*
- * Give seg (whose reference the caller passes on) a new fd.  The fd is
- * installed only after the reply reached userspace, so a fault leaks
- * nothing.  fill() writes the fd number into the reply.
+ * Give the object (whose reference the caller passes on) a new fd.  The fd
+ * is installed only after the reply reached userspace, so a fault leaks
+ * nothing.  reply() writes the fd number into the reply.  *filep, if
+ * given, is set to the new file before anyone can see it.
  */
 static int llmp_install_fd(const char *name, const struct file_operations *fops,
 			   void *priv, struct kref *ref, void (*release)(struct kref *),
-			   u32 fd_flags, int (*reply)(void *ctx, int fd), void *ctx)
+			   u32 fd_flags, int (*reply)(void *ctx, int fd), void *ctx,
+			   struct file **filep)
 {
 	struct file *file;
 	int fd, ret;
@@ -490,6 +665,8 @@ static int llmp_install_fd(const char *name, const struct file_operations *fops,
 		return PTR_ERR(file);
 	}
 	/* From here the file owns the reference. */
+	if (filep)
+		*filep = file;
 	ret = reply(ctx, fd);
 	if (ret) {
 		put_unused_fd(fd);
@@ -538,6 +715,7 @@ static int llmp_seg_create(void __user *argp)
 	kref_init(&seg->ref);
 	spin_lock_init(&seg->bind_lock);
 	INIT_LIST_HEAD(&seg->pend);
+	INIT_LIST_HEAD(&seg->orphan);
 	seg->size = c.req.size;
 	seg->flags = c.req.flags;
 	seg->key = get_random_u64();
@@ -547,6 +725,7 @@ static int llmp_seg_create(void __user *argp)
 	seg->ns = ns;
 	seg->ns_inum = ns->ns.inum;
 
+	llmp_reap_orphans();
 	ret = llmp_charge(seg->owner, seg->size, &seg->user);
 	if (ret)
 		goto err_free;
@@ -566,8 +745,10 @@ static int llmp_seg_create(void __user *argp)
 
 	c.req.id = seg->id;
 	c.req.key = seg->key;
+	/* Nobody else can reach seg yet: its key is still unknown outside. */
 	return llmp_install_fd("[llmp-seg]", &llmp_seg_fops, seg, &seg->ref,
-			       llmp_seg_free, c.req.fd_flags, llmp_create_reply, &c);
+			       llmp_seg_free, c.req.fd_flags, llmp_create_reply, &c,
+			       &seg->owner_file);
 
 err_fput:
 	fput(shm);
@@ -624,7 +805,7 @@ static int llmp_seg_open(void __user *argp)
 	c.req.size = seg->size;
 	c.req.flags = seg->flags;
 	return llmp_install_fd("[llmp-seg]", &llmp_seg_fops, seg, &seg->ref,
-			       llmp_seg_free, c.req.fd_flags, llmp_open_reply, &c);
+			       llmp_seg_free, c.req.fd_flags, llmp_open_reply, &c, NULL);
 }
 
 struct llmp_bell_ctx {
@@ -666,11 +847,12 @@ static int llmp_bell_create(void __user *argp)
 	mutex_unlock(&llmp_bells_lock);
 	atomic64_inc(&stat_bells);
 	return llmp_install_fd("[llmp-bell]", &llmp_bell_fops, bell, &bell->ref,
-			       llmp_bell_free, c.req.fd_flags, llmp_bell_reply, &c);
+			       llmp_bell_free, c.req.fd_flags, llmp_bell_reply, &c, NULL);
 }
 
 static void llmp_fill_stats(struct llmp_stats *s)
 {
+	llmp_reap_orphans();
 	memset(s, 0, sizeof(*s));
 	s->segments_created = atomic64_read(&stat_created);
 	s->segments_freed = atomic64_read(&stat_freed);
@@ -679,6 +861,9 @@ static void llmp_fill_stats(struct llmp_stats *s)
 	s->bells_live = atomic64_read(&stat_bells);
 	s->rings = atomic64_read(&stat_rings);
 	s->rings_coalesced = atomic64_read(&stat_coalesced);
+	mutex_lock(&llmp_acct_lock);
+	s->segments_mapped_only = llmp_nr_orphans;
+	mutex_unlock(&llmp_acct_lock);
 }
 
 static int llmp_stats(void __user *argp)
@@ -777,8 +962,10 @@ static int llmp_stats_show(struct seq_file *m, void *v)
 		   s.segments_live, s.bytes_live, s.segments_created);
 	seq_printf(m, "segments_freed %llu\nbells_live %llu\nrings %llu\n",
 		   s.segments_freed, s.bells_live, s.rings);
-	seq_printf(m, "rings_coalesced %llu\nlimit_total_bytes %llu\nlimit_user_bytes %llu\n",
-		   s.rings_coalesced, llmp_limit_total(), llmp_limit_user());
+	seq_printf(m, "rings_coalesced %llu\nsegments_mapped_only %llu\n",
+		   s.rings_coalesced, s.segments_mapped_only);
+	seq_printf(m, "limit_total_bytes %llu\nlimit_user_bytes %llu\nlimit_reserved_bytes %llu\n",
+		   llmp_limit_total(), llmp_limit_user(), llmp_limit_reserved());
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(llmp_stats);
@@ -802,10 +989,21 @@ static int __init llmp_init(void)
 
 static void __exit llmp_exit(void)
 {
+	struct llmp_seg *seg, *tmp;
 	unsigned long first = 0;
 
 	debugfs_remove_recursive(llmp_debugfs);
 	misc_deregister(&llmp_misc);
+	/*
+	 * Mapped-only segments end their accounting here; their mappings keep
+	 * the shmem file and its memory, which need nothing from us.
+	 */
+	cancel_delayed_work_sync(&llmp_reaper);
+	list_for_each_entry_safe(seg, tmp, &llmp_orphans, orphan) {
+		list_del(&seg->orphan);
+		llmp_uncharge(seg->user, seg->size);
+		llmp_seg_final(seg);
+	}
 	/*
 	 * Every segment and bell holds a module reference through its fd, so
 	 * no entry can be left.  Nodes can: an xa_alloc_cyclic() that failed

@@ -82,8 +82,13 @@ int llmp_bell_bind(struct llmp_shmem *seg, struct llmp_bell *b, uint32_t cookie)
 	memset(&req, 0, sizeof(req));
 	req.bell_fd = b ? b->fd : -1;
 	req.cookie = cookie;
-	if (ioctl(fd, LLMP_IOC_SEG_BIND, &req) < 0)
+	if (ioctl(fd, LLMP_IOC_SEG_BIND, &req) < 0) {
+		if (errno == EPERM)
+			return llmp_err(-EPERM, "bell_bind: segment %s was attached, not created "
+					"here: only its creator binds it to a bell",
+					seg->desc.id);
 		return llmp_err(-errno, "bell_bind: %s", strerror(errno));
+	}
 	return 0;
 }
 

@@ -30,7 +30,11 @@ int llmp_bell_new(struct llmp_bell **out);
 void llmp_bell_free(struct llmp_bell *b);
 /* The bell's fd: readable (POLLIN) while cookies are pending (poll, epoll, io_uring). */
 int llmp_bell_fd(const struct llmp_bell *b);
-/* Bind seg (a KMOD segment) to b with cookie; b NULL unbinds (cookie must be 0). */
+/*
+ * Bind seg (a KMOD segment) to b with cookie; b NULL unbinds (cookie must
+ * be 0).  Only a segment this process created (llmp_shmem_new, or a fork
+ * of its creator) binds: an attached one is -EPERM.
+ */
 int llmp_bell_bind(struct llmp_shmem *seg, struct llmp_bell *b, uint32_t cookie);
 /* Ring seg's bell.  -ENOTCONN if seg is not bound. */
 int llmp_bell_ring(struct llmp_shmem *seg);

@@ -211,9 +211,132 @@ TEST_F(bell, every_cookie_once_and_partial_reads)
 	qsort(c, NSEG, sizeof(c[0]), cmp_u32);
 	for (int i = 0; i < NSEG; i++)
 		ASSERT_EQ(7 * i + 1, c[i]);
-	/* A faulting buffer: -EFAULT (the cookies taken are lost, by design of read). */
+	/* A faulting buffer: -EFAULT, and the cookie stays for the next read. */
 	ASSERT_EQ(0, ring(self->seg[0].fd));
 	ASSERT_EQ(-EFAULT, (int)(read(self->bell, bad, 16) < 0 ? -errno : 0));
+	ASSERT_EQ(1, bell_read(self->bell, &one, 1));
+	ASSERT_EQ(1, one);
+}
+
+/*
+ * Issue 8, finding 13: a read whose copy_to_user() faults must not lose
+ * the wake-ups it took.  read(bell, bad_ptr, 8) is -EFAULT; the next read
+ * gets the same cookies in the same order, also when only the second
+ * cookie's bytes fault (a buffer that ends at a PROT_NONE page), and a
+ * poller still sees the bell readable.
+ */
+TEST_F(bell, faulting_read_requeues_cookies)
+{
+	NEED_DEV();
+	long pg = sysconf(_SC_PAGESIZE);
+	void *volatile bad = NULL;
+	unsigned char *two;
+	uint32_t c[4];
+
+	for (int i = 0; i < 3; i++)
+		ASSERT_EQ(0, bind_seg(self->seg[i].fd, self->bell, 100 + i));
+	ASSERT_EQ(0, ring(self->seg[1].fd));
+	ASSERT_EQ(0, ring(self->seg[0].fd));
+	ASSERT_EQ(-EFAULT, (int)(read(self->bell, bad, 8) < 0 ? -errno : 0));
+	ASSERT_TRUE(readable(self->bell, 0));
+	/* Rung again while re-queued: coalesced, still once and in order. */
+	ASSERT_EQ(0, ring(self->seg[1].fd));
+	ASSERT_EQ(0, ring(self->seg[2].fd));
+	ASSERT_EQ(3, bell_read(self->bell, c, 4));
+	ASSERT_EQ(101, c[0]);
+	ASSERT_EQ(100, c[1]);
+	ASSERT_EQ(102, c[2]);
+	ASSERT_EQ(-EAGAIN, bell_read(self->bell, c, 4));
+
+	/* The first 4 bytes are writable, the next 4 are not. */
+	two = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, two);
+	ASSERT_EQ(0, mprotect(two + pg, pg, PROT_NONE));
+	ASSERT_EQ(0, ring(self->seg[2].fd));
+	ASSERT_EQ(0, ring(self->seg[0].fd));
+	ASSERT_EQ(-EFAULT, (int)(read(self->bell, two + pg - 4, 8) < 0 ? -errno : 0));
+	ASSERT_EQ(2, bell_read(self->bell, c, 4));
+	ASSERT_EQ(102, c[0]);
+	ASSERT_EQ(100, c[1]);
+	ASSERT_EQ(-EAGAIN, bell_read(self->bell, c, 4));
+	munmap(two, 2 * pg);
+}
+
+/* Open another fd of a segment by id and key (as any registered client can). */
+static int seg_open_fd(int dev, const struct llmp_seg_create *c)
+{
+	struct llmp_seg_open o;
+
+	memset(&o, 0, sizeof(o));
+	o.id = c->id;
+	o.key = c->key;
+	o.fd_flags = O_CLOEXEC;
+	return xioctl(dev, LLMP_IOC_SEG_OPEN, &o) ? -errno : o.fd;
+}
+
+/*
+ * Issue 8, finding 10: whoever learns a segment's id and key (every client
+ * of a broker learns its control segment's) may open and ring it, but
+ * must not re-bind it to its own bell (stealing the broker's wake-ups) or
+ * unbind it (making every ring fail).  Only the fd SEG_CREATE returned,
+ * with its dups and fork copies, binds; the owner's bell keeps its rings.
+ */
+TEST_F(bell, bind_and_unbind_only_from_the_creators_fd)
+{
+	NEED_DEV();
+	struct llmp_seg_info info;
+	struct llmp_version v;
+	int other, thief, dup_fd, st;
+	uint32_t c[4];
+	pid_t pid;
+
+	ASSERT_EQ(0, bind_seg(self->seg[0].fd, self->bell, 42));
+	other = seg_open_fd(self->dev, &self->seg[0]);
+	ASSERT_GE(other, 0);
+	thief = bell_create(self->dev, O_CLOEXEC | O_NONBLOCK);
+	ASSERT_GE(thief, 0);
+	ASSERT_EQ(-EPERM, bind_seg(other, thief, 666));
+	ASSERT_EQ(-EPERM, bind_seg(other, -1, 0));
+	/* Argument errors still come first. */
+	ASSERT_EQ(-EINVAL, bind_seg(other, -1, 3));
+	ASSERT_EQ(0, xioctl(other, LLMP_IOC_SEG_INFO, &info));
+	ASSERT_EQ(1, info.bound);
+	ASSERT_EQ(42, info.cookie);
+	/* The other fd rings the owner's bell, never the thief's. */
+	ASSERT_EQ(0, ring(other));
+	ASSERT_EQ(1, bell_read(self->bell, c, 4));
+	ASSERT_EQ(42, c[0]);
+	ASSERT_EQ(-EAGAIN, bell_read(thief, c, 4));
+	/* Another process holding only an opened fd cannot either. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		close(self->seg[0].fd);
+		_exit(bind_seg(other, thief, 7) == -EPERM && bind_seg(other, -1, 0) == -EPERM &&
+		      ring(other) == 0 ? 0 : 1);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	ASSERT_EQ(1, bell_read(self->bell, c, 4));
+	ASSERT_EQ(42, c[0]);
+	/* A dup of the creator's fd is the same open file: it binds. */
+	dup_fd = fcntl(self->seg[0].fd, F_DUPFD_CLOEXEC, 0);
+	ASSERT_GE(dup_fd, 0);
+	ASSERT_EQ(0, bind_seg(dup_fd, self->bell, 43));
+	close(dup_fd);
+	/* With the creator's fd closed nobody re-binds; the binding stays. */
+	close(self->seg[0].fd);
+	self->seg[0].fd = -1;
+	ASSERT_EQ(-EPERM, bind_seg(other, thief, 666));
+	ASSERT_EQ(0, ring(other));
+	ASSERT_EQ(1, bell_read(self->bell, c, 4));
+	ASSERT_EQ(43, c[0]);
+	ASSERT_EQ(-EAGAIN, bell_read(thief, c, 4));
+	close(thief);
+	close(other);
+	ASSERT_EQ(0, xioctl(self->dev, LLMP_IOC_VERSION, &v));
+	ASSERT_TRUE(v.features & LLMP_FEAT_BIND_OWNER);
 }
 
 TEST_F(bell, unbind_rebind_and_close)
@@ -689,6 +812,39 @@ TEST_F(bell, libllmp_wrapper)
 	ASSERT_EQ(-EINVAL, llmp_bell_read(bl, c, 0));
 	llmp_shmem_put(a);
 	llmp_shmem_put(b);
+	llmp_bell_free(bl);
+	llmp_provider_free(p);
+}
+
+/*
+ * Finding 10 through libllmp: a segment attached by its printable id (what
+ * a client does with the broker's control segment) cannot be bound, the
+ * creator's bell keeps getting the attached handle's rings.
+ */
+TEST_F(bell, libllmp_attached_segment_cannot_bind)
+{
+	NEED_DEV();
+	struct llmp_provider *p;
+	struct llmp_shmem *own, *att;
+	struct llmp_bell *bl, *thief;
+	uint32_t c[4];
+
+	ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_KMOD, &p));
+	ASSERT_EQ(0, llmp_shmem_new(p, 4096, &own));
+	ASSERT_EQ(0, llmp_bell_new(&bl));
+	ASSERT_EQ(0, llmp_bell_new(&thief));
+	ASSERT_EQ(0, llmp_bell_bind(own, bl, 9));
+	ASSERT_EQ(0, llmp_shmem_attach(p, llmp_shmem_desc(own), &att));
+	ASSERT_EQ(-EPERM, llmp_bell_bind(att, thief, 1));
+	ASSERT_NE(NULL, strstr(llmp_strerror_last(), "creat"));
+	ASSERT_EQ(-EPERM, llmp_bell_bind(att, NULL, 0));
+	ASSERT_EQ(0, llmp_bell_ring(att));
+	ASSERT_EQ(1, llmp_bell_wait(bl, 10000, c, 4));
+	ASSERT_EQ(9, c[0]);
+	ASSERT_EQ(0, llmp_bell_read(thief, c, 4));
+	llmp_shmem_put(att);
+	llmp_shmem_put(own);
+	llmp_bell_free(thief);
 	llmp_bell_free(bl);
 	llmp_provider_free(p);
 }

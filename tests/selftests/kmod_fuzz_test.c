@@ -53,7 +53,7 @@ static int allowed(int err)
 {
 	switch (err) {
 	case EINVAL: case ENOTTY: case EFAULT: case ENOENT: case EBADF: case ENOTCONN:
-	case EACCES: case ENOSPC: case EDQUOT: case ENOMEM: case EMFILE:
+	case EACCES: case ENOSPC: case EDQUOT: case ENOMEM: case EMFILE: case EPERM:
 		return 1;
 	}
 	return 0;

@@ -131,11 +131,132 @@ static int param_set(const char *name, const char *val)
 			SKIP(return, "no %s: llmp.ko is not loaded", LLMP_DEVICE_PATH); \
 	} while (0)
 
+/*
+ * Save the three limit parameters (restored by the teardown); 0, or a
+ * SKIP reason when they cannot be changed here.
+ */
+static const char *params_save(struct __test_metadata *_metadata, char *user, char *total,
+			       char *reserved, int *changed)
+{
+	if (param_get("max_user_bytes", user, 32) || param_get("max_total_bytes", total, 32))
+		return "no " PARAM_DIR;
+	/* Older modules have no reserve: the tests that need one fail there. */
+	if (param_get("reserved_bytes", reserved, 32))
+		reserved[0] = 0;
+	if (access(PARAM_DIR "max_user_bytes", W_OK) || geteuid() != 0)
+		return "module parameters not writable (needs root)";
+	*changed = 1;
+	return NULL;
+}
+
+#define SAVE_PARAMS() do { \
+		const char *why_ = params_save(_metadata, self->old_user, self->old_total, \
+					       self->old_reserved, &self->params_changed); \
+		if (why_) \
+			SKIP(return, "%s", why_); \
+	} while (0)
+
+/* One "name value" line of /sys/kernel/debug/llmp/stats; 0 or -errno. */
+static int debug_stat(const char *name, uint64_t *v)
+{
+	FILE *f = fopen("/sys/kernel/debug/llmp/stats", "r");
+	char line[128];
+	size_t n = strlen(name);
+	int ret = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, name, n) && line[n] == ' ') {
+			*v = strtoull(line + n + 1, NULL, 10);
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * A child that becomes uid (dropping every capability, CAP_IPC_LOCK
+ * included), creates segments of chunk bytes until one fails or max are
+ * made, reports how many and the errno of the failure, and holds them
+ * until its parent writes to the go pipe.
+ */
+struct filler {
+	pid_t pid;
+	int res;	/* read end: struct fill_result */
+	int go;		/* write end: a byte lets the child exit */
+};
+
+struct fill_result {
+	int made;
+	int err;	/* errno of the create that failed, 0 if max were made */
+};
+
+static int filler_start(int dev, uid_t uid, uint64_t chunk, int max, struct filler *f)
+{
+	int res[2], go[2];
+
+	if (pipe(res) || pipe(go))
+		return -errno;
+	f->pid = fork();
+	if (f->pid < 0)
+		return -errno;
+	if (f->pid == 0) {
+		struct fill_result r = { 0, 0 };
+		struct llmp_seg_create c;
+		char x;
+
+		close(res[0]);
+		close(go[1]);
+		if (setgroups(0, NULL) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid))
+			_exit(2);
+		while (r.made < max) {
+			int ret = seg_create(dev, chunk, 0, &c);
+
+			if (ret) {
+				r.err = -ret;
+				break;
+			}
+			r.made++;
+		}
+		if (write(res[1], &r, sizeof(r)) != sizeof(r))
+			_exit(3);
+		/* A byte, or EOF if the parent died (later children hold the pipe too). */
+		_exit(read(go[0], &x, 1) == 1 ? 0 : 4);
+	}
+	close(res[1]);
+	close(go[0]);
+	f->res = res[0];
+	f->go = go[1];
+	return 0;
+}
+
+static int filler_result(struct filler *f, struct fill_result *r)
+{
+	return read(f->res, r, sizeof(*r)) == sizeof(*r) ? 0 : -EIO;
+}
+
+/* Let the child go (its segments with it); its exit status. */
+static int filler_stop(struct filler *f)
+{
+	int st;
+
+	if (write(f->go, "g", 1) != 1)
+		return -1;
+	close(f->go);
+	close(f->res);
+	if (waitpid(f->pid, &st, 0) != f->pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 FIXTURE(seg) {
 	int dev;
 	long page;
 	struct llmp_stats base;
-	char old_user[32], old_total[32];
+	char old_user[32], old_total[32], old_reserved[32];
 	int params_changed;
 };
 
@@ -155,6 +276,7 @@ FIXTURE_TEARDOWN(seg)
 	if (self->params_changed) {
 		param_set("max_user_bytes", self->old_user);
 		param_set("max_total_bytes", self->old_total);
+		param_set("reserved_bytes", self->old_reserved);
 	}
 	if (self->dev >= 0)
 		close(self->dev);
@@ -170,7 +292,8 @@ TEST_F(seg, version_and_features)
 	ASSERT_EQ(0, xioctl(self->dev, LLMP_IOC_VERSION, &v));
 	ASSERT_EQ(LLMP_ABI_VERSION, v.abi_version);
 	ASSERT_EQ(0, v.reserved);
-	ASSERT_EQ(LLMP_FEAT_SEGMENTS | LLMP_FEAT_BELLS | LLMP_FEAT_STATS, v.features);
+	ASSERT_EQ(LLMP_FEAT_SEGMENTS | LLMP_FEAT_BELLS | LLMP_FEAT_STATS |
+		  LLMP_FEAT_CHARGE_MAPPED | LLMP_FEAT_BIND_OWNER, v.features);
 	/* The same query answers on a segment fd. */
 	ASSERT_EQ(0, seg_create(self->dev, 1, 0, &c));
 	memset(&v, 0xff, sizeof(v));
@@ -216,7 +339,7 @@ TEST_F(seg, create_rounds_zeroes_and_describes)
 	ASSERT_EQ(self->base.segments_live + 2, s.segments_live);
 	ASSERT_EQ(self->base.bytes_live + 5 * self->page, s.bytes_live);
 	ASSERT_EQ(self->base.segments_created + 2, s.segments_created);
-	for (int i = 0; i < 9; i++)
+	for (int i = 0; i < 8; i++)
 		ASSERT_EQ(0, s.reserved[i]);
 
 	p = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, c.fd, 0);
@@ -496,31 +619,38 @@ TEST_F(seg, limits_give_clean_errors)
 {
 	NEED_DEV();
 	struct llmp_seg_create a, b;
+	struct fill_result r;
 	struct llmp_stats s;
+	struct filler f;
 	char v[32];
 
-	if (param_get("max_user_bytes", self->old_user, sizeof(self->old_user)) ||
-	    param_get("max_total_bytes", self->old_total, sizeof(self->old_total)))
-		SKIP(return, "no %s", PARAM_DIR);
-	if (access(PARAM_DIR "max_user_bytes", W_OK))
-		SKIP(return, "module parameters not writable (needs root)");
-	self->params_changed = 1;
+	SAVE_PARAMS();
 	/* Whatever other segments exist count too: start above them. */
 	snprintf(v, sizeof(v), "%llu", (unsigned long long)(self->base.bytes_live + (1 << 20)));
-	ASSERT_EQ(0, param_set("max_user_bytes", v));
 	ASSERT_EQ(0, param_set("max_total_bytes", "0"));
-	ASSERT_EQ(0, seg_create(self->dev, 512 * 1024, 0, &a));
-	ASSERT_EQ(-EDQUOT, seg_create(self->dev, 768 * 1024, 0, &b));
-	/* Beyond the global limit as well: that one is checked first. */
-	ASSERT_EQ(-ENOSPC, seg_create(self->dev, 1ULL << 39, 0, &b));
+	ASSERT_EQ(0, param_set("reserved_bytes", "0"));
+	ASSERT_EQ(0, param_set("max_user_bytes", "1048576"));
+	/* An unprivileged uid: 512 KiB fit, 768 KiB more do not. */
+	ASSERT_EQ(0, filler_start(self->dev, 65534, 512 * 1024, 4, &f));
+	ASSERT_EQ(0, filler_result(&f, &r));
+	ASSERT_EQ(2, r.made);
+	ASSERT_EQ(EDQUOT, r.err);
 	ASSERT_EQ(0, get_stats(self->dev, &s));
-	ASSERT_EQ(self->base.segments_live + 1, s.segments_live);
+	ASSERT_EQ(self->base.segments_live + 2, s.segments_live);
+	ASSERT_EQ(0, filler_stop(&f));
+	/* Beyond the global limit as well: that one is checked first. */
+	ASSERT_EQ(0, filler_start(self->dev, 65534, 1ULL << 39, 1, &f));
+	ASSERT_EQ(0, filler_result(&f, &r));
+	ASSERT_EQ(0, r.made);
+	ASSERT_EQ(ENOSPC, r.err);
+	ASSERT_EQ(0, filler_stop(&f));
+	/* Root (CAP_IPC_LOCK) has no per-uid limit. */
+	ASSERT_EQ(0, seg_create(self->dev, 2 << 20, 0, &a));
 	close(a.fd);
-	ASSERT_EQ(0, seg_create(self->dev, 768 * 1024, 0, &b));
-	close(b.fd);
 
 	ASSERT_EQ(0, param_set("max_total_bytes", v));
 	ASSERT_EQ(0, param_set("max_user_bytes", "1099511627776"));
+	ASSERT_EQ(0, param_set("reserved_bytes", "4096"));
 	ASSERT_EQ(-ENOSPC, seg_create(self->dev, 2 << 20, 0, &b));
 	ASSERT_EQ(0, seg_create(self->dev, 1 << 20, 0, &a));
 	ASSERT_EQ(-ENOSPC, seg_create(self->dev, 1, 0, &b));
@@ -530,6 +660,166 @@ TEST_F(seg, limits_give_clean_errors)
 	ASSERT_EQ(-EINVAL, seg_create(self->dev, ~0ULL, 0, &b));
 	ASSERT_EQ(0, get_stats(self->dev, &s));
 	ASSERT_EQ(self->base.segments_live, s.segments_live);
+	ASSERT_EQ(self->base.bytes_live, s.bytes_live);
+}
+
+/*
+ * Issue 8, finding 8: with the default limits two unprivileged uids that
+ * fill their quotas (untouched segments cost them nothing) leave root able
+ * to create.  Before, the per-uid default was half the global limit, so
+ * two uids took it all and root's 1 MiB create failed with ENOSPC.
+ */
+TEST_F(seg, two_users_at_quota_leave_root_room)
+{
+	NEED_DEV();
+	uint64_t total, user, chunk;
+	struct fill_result r[2];
+	struct llmp_seg_create c;
+	struct filler f[2];
+
+	SAVE_PARAMS();
+	ASSERT_EQ(0, param_set("max_total_bytes", "0"));
+	ASSERT_EQ(0, param_set("max_user_bytes", "0"));
+	param_set("reserved_bytes", "0");
+	if (debug_stat("limit_total_bytes", &total) || debug_stat("limit_user_bytes", &user))
+		SKIP(return, "no /sys/kernel/debug/llmp/stats (debugfs not mounted?)");
+	TH_LOG("default limits: total %llu, per uid %llu", (unsigned long long)total,
+	       (unsigned long long)user);
+	chunk = (user / 4) & ~(uint64_t)(self->page - 1);
+	ASSERT_GT(chunk, 0);
+	for (int i = 0; i < 2; i++) {
+		ASSERT_EQ(0, filler_start(self->dev, 1001 + i, chunk, 64, &f[i]));
+		ASSERT_EQ(0, filler_result(&f[i], &r[i]));
+	}
+	for (int i = 0; i < 2; i++) {
+		/* Each stopped at its own quota, not at the global limit. */
+		ASSERT_EQ(EDQUOT, r[i].err);
+		ASSERT_GE(r[i].made, 4);
+	}
+	ASSERT_EQ(0, seg_create(self->dev, 1 << 20, 0, &c));
+	close(c.fd);
+	for (int i = 0; i < 2; i++)
+		ASSERT_EQ(0, filler_stop(&f[i]));
+}
+
+/*
+ * Finding 8, the reserve: however many unprivileged uids fill the pool
+ * (here a 64 MiB global limit and its default per-uid eighth), the last
+ * reserved_bytes stay for CAP_IPC_LOCK: root still creates that much.
+ */
+TEST_F(seg, reserve_outlasts_many_users)
+{
+	NEED_DEV();
+	uint64_t total, user, reserved, chunk;
+	struct llmp_seg_create c;
+	struct filler f[16];
+	struct fill_result r;
+	int n = 0, full = 0;
+	char v[32];
+
+	SAVE_PARAMS();
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)(self->base.bytes_live + (64 << 20)));
+	ASSERT_EQ(0, param_set("max_total_bytes", v));
+	ASSERT_EQ(0, param_set("max_user_bytes", "0"));
+	ASSERT_EQ(0, param_set("reserved_bytes", "0"));
+	if (debug_stat("limit_total_bytes", &total) || debug_stat("limit_user_bytes", &user))
+		SKIP(return, "no /sys/kernel/debug/llmp/stats (debugfs not mounted?)");
+	if (debug_stat("limit_reserved_bytes", &reserved))
+		reserved = 0;
+	TH_LOG("limits: total %llu, per uid %llu, reserved %llu", (unsigned long long)total,
+	       (unsigned long long)user, (unsigned long long)reserved);
+	ASSERT_GE(reserved, 1 << 20);
+	chunk = (user / 2) & ~(uint64_t)(self->page - 1);
+	while (n < 16 && !full) {
+		ASSERT_EQ(0, filler_start(self->dev, 2000 + n, chunk, 64, &f[n]));
+		ASSERT_EQ(0, filler_result(&f[n], &r));
+		n++;
+		ASSERT_NE(0, r.err);
+		if (r.err == ENOSPC)
+			full = 1;
+		else
+			ASSERT_EQ(EDQUOT, r.err);
+	}
+	TH_LOG("%d unprivileged uids filled the pool", n);
+	ASSERT_TRUE(full);
+	ASSERT_EQ(0, seg_create(self->dev, reserved & ~(uint64_t)(self->page - 1), 0, &c));
+	close(c.fd);
+	while (n > 0)
+		ASSERT_EQ(0, filler_stop(&f[--n]));
+}
+
+/*
+ * Issue 8, finding 9: a segment mapped and then closed keeps its memory,
+ * so it keeps its charge.  An unprivileged uid with a 4 MiB quota maps
+ * and closes four 1 MiB segments: the fifth create is -EDQUOT (before, it
+ * succeeded, and bytes_live read 0 with 4 MiB mapped).  After munmap the
+ * charge goes: the create succeeds and the counters return to the base.
+ */
+TEST_F(seg, mapped_only_segments_stay_charged)
+{
+	NEED_DEV();
+	int res[2], go[2], st;
+	struct llmp_stats s;
+	int32_t out[2];
+	pid_t pid;
+	char x;
+
+	SAVE_PARAMS();
+	ASSERT_EQ(0, param_set("max_total_bytes", "0"));
+	param_set("reserved_bytes", "0");
+	ASSERT_EQ(0, param_set("max_user_bytes", "4194304"));
+	ASSERT_EQ(0, pipe(res));
+	ASSERT_EQ(0, pipe(go));
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct llmp_seg_create c;
+		unsigned char *p[4];
+
+		if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) ||
+		    setresuid(65534, 65534, 65534))
+			_exit(2);
+		for (int i = 0; i < 4; i++) {
+			if (seg_create(self->dev, 1 << 20, 0, &c))
+				_exit(3);
+			p[i] = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, c.fd, 0);
+			if (p[i] == MAP_FAILED)
+				_exit(4);
+			memset(p[i], i + 1, 1 << 20);
+			close(c.fd);
+		}
+		out[0] = seg_create(self->dev, 1 << 20, 0, &c);
+		if (!out[0])
+			close(c.fd);
+		if (write(res[1], out, sizeof(out[0])) != sizeof(out[0]) || read(go[0], &x, 1) != 1)
+			_exit(5);
+		for (int i = 0; i < 4; i++)
+			if (p[i][(1 << 20) - 1] != i + 1 || munmap(p[i], 1 << 20))
+				_exit(6);
+		out[1] = seg_create(self->dev, 1 << 20, 0, &c);
+		if (!out[1])
+			close(c.fd);
+		_exit(write(res[1], &out[1], sizeof(out[1])) == sizeof(out[1]) ? 0 : 7);
+	}
+	close(res[1]);
+	close(go[0]);
+	ASSERT_EQ(sizeof(out[0]), read(res[0], &out[0], sizeof(out[0])));
+	ASSERT_EQ(-EDQUOT, out[0]);
+	ASSERT_EQ(0, get_stats(self->dev, &s));
+	ASSERT_EQ(self->base.segments_live, s.segments_live);
+	ASSERT_EQ(self->base.segments_mapped_only + 4, s.segments_mapped_only);
+	ASSERT_EQ(self->base.bytes_live + (4 << 20), s.bytes_live);
+	ASSERT_EQ(1, write(go[1], "g", 1));
+	ASSERT_EQ(sizeof(out[1]), read(res[0], &out[1], sizeof(out[1])));
+	ASSERT_EQ(0, out[1]);
+	ASSERT_EQ(pid, waitpid(pid, &st, 0));
+	ASSERT_TRUE(WIFEXITED(st));
+	ASSERT_EQ(0, WEXITSTATUS(st));
+	close(res[0]);
+	close(go[1]);
+	ASSERT_EQ(0, get_stats(self->dev, &s));
+	ASSERT_EQ(self->base.segments_live, s.segments_live);
+	ASSERT_EQ(self->base.segments_mapped_only, s.segments_mapped_only);
 	ASSERT_EQ(self->base.bytes_live, s.bytes_live);
 }
 
@@ -712,10 +1002,11 @@ TEST_F(seg, memory_freed_after_last_close_and_munmap)
 	ASSERT_EQ(0, get_stats(self->dev, &s));
 	ASSERT_EQ(self->base.segments_live + 1, s.segments_live);
 	close(o.fd);
-	/* No fd left: the object and its id are gone... */
+	/* No fd left: the object and its id are gone, its charge is not... */
 	ASSERT_EQ(0, get_stats(self->dev, &s));
 	ASSERT_EQ(self->base.segments_live, s.segments_live);
-	ASSERT_EQ(self->base.bytes_live, s.bytes_live);
+	ASSERT_EQ(self->base.segments_mapped_only + 1, s.segments_mapped_only);
+	ASSERT_EQ(self->base.bytes_live + size, s.bytes_live);
 	ASSERT_EQ(-ENOENT, seg_open(self->dev, c.id, c.key, &o));
 	/* ...but the mapping keeps the memory, bytes intact. */
 	shm2 = meminfo_kb("Shmem");
@@ -723,6 +1014,10 @@ TEST_F(seg, memory_freed_after_last_close_and_munmap)
 	for (size_t i = 0; i < size; i += 4096)
 		ASSERT_EQ(0x5a, p[i]);
 	munmap(p, size);
+	/* The charge ends with the last mapping (STATS looks first). */
+	ASSERT_EQ(0, get_stats(self->dev, &s));
+	ASSERT_EQ(self->base.segments_mapped_only, s.segments_mapped_only);
+	ASSERT_EQ(self->base.bytes_live, s.bytes_live);
 	shm3 = meminfo_kb("Shmem");
 	TH_LOG("Shmem KiB: before %ld, mapped %ld, fds closed %ld, unmapped %ld",
 	       shm0, shm1, shm2, shm3);

@@ -168,4 +168,43 @@ static inline int llmp_test_tcp_dial(uint16_t port)
 	return fd;
 }
 
+/*
+ * How many times slower than a real CPU this machine runs the tests: the
+ * integer in LLMP_TEST_TIMEOUT_SCALE (1..100, default 1).  The VM harness
+ * sets it for software emulation (tests/vm/run.sh); a loaded CI host may
+ * set it too.  Harness timeouts, and long waits a test scales itself, are
+ * multiplied by it; what the tests assert does not change.
+ */
+static inline int llmp_test_timeout_scale(void)
+{
+	const char *s = getenv("LLMP_TEST_TIMEOUT_SCALE");
+	long v = s ? strtol(s, NULL, 10) : 1;
+
+	return v >= 1 && v <= 100 ? (int)v : 1;
+}
+
+/* Multiply every registered test's harness timeout by llmp_test_timeout_scale(). */
+static inline void llmp_test_scale_timeouts(void)
+{
+	int k = llmp_test_timeout_scale();
+
+	for (struct __fixture_metadata *f = __fixture_list; f && k > 1; f = f->next)
+		for (struct __test_metadata *t = f->tests; t; t = t->next)
+			t->timeout *= k;
+}
+
+/* The harness's main(), with the timeouts scaled before any test runs. */
+#undef TEST_HARNESS_MAIN
+#define TEST_HARNESS_MAIN \
+	static void __attribute__((constructor)) \
+	__constructor_order_last(void) \
+	{ \
+		if (!__constructor_order) \
+			__constructor_order = _CONSTRUCTOR_ORDER_BACKWARD; \
+	} \
+	int main(int argc, char **argv) { \
+		llmp_test_scale_timeouts(); \
+		return test_harness_run(argc, argv); \
+	}
+
 #endif /* LLMP_TEST_H */

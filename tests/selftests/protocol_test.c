@@ -992,8 +992,12 @@ TEST_F(proto, broker_thread_and_clients_in_one_process)
 	 * The broker runs llmp_broker_run() on its own thread while this
 	 * thread sends 20,000 messages (waiting on back-pressure) and reads
 	 * them back through the broadcast page with the blocking receive.
+	 * Pages of 4 * SMALL_PAGE still make about 400 page switches on each
+	 * side, at a quarter of the segments (what costs most under
+	 * emulation); the waits scale with llmp_test_timeout_scale().
 	 */
-	struct llmp_client_opts o = copts(SMALL_PAGE, false);
+	struct llmp_client_opts o = copts(4 * SMALL_PAGE, false);
+	int k = llmp_test_timeout_scale();
 	struct runner run = { 0 };
 	struct llmp_client *a, *r;
 	struct llmp_msg_view v;
@@ -1002,9 +1006,9 @@ TEST_F(proto, broker_thread_and_clients_in_one_process)
 	pthread_t t;
 
 	NEED_PROVIDER();
-	o.send_timeout_ms = 20000;
+	o.send_timeout_ms = 20000 * k;
 	o.max_pages_in_flight = 2;
-	ASSERT_EQ(0, new_broker(self, SMALL_PAGE, 0, true, 0));
+	ASSERT_EQ(0, new_broker(self, 4 * SMALL_PAGE, 0, true, 0));
 	ASSERT_GT(new_client(self, &o, &a), 0);
 	ASSERT_GT(new_client(self, &o, &r), 0);
 	run.b = self->b;
@@ -1025,7 +1029,7 @@ TEST_F(proto, broker_thread_and_clients_in_one_process)
 		}
 	}
 	while (next < 20000) {
-		ret = llmp_client_recv_wait(r, &v, 5000);
+		ret = llmp_client_recv_wait(r, &v, 5000 * k);
 		if (ret != 1 || v.tag != SEQ_TAG(next) || check(v.buf, v.len, (uint64_t)next) != -1)
 			break;
 		next++;
@@ -1035,7 +1039,7 @@ TEST_F(proto, broker_thread_and_clients_in_one_process)
 	ASSERT_EQ(20000, next) TH_LOG("stopped at message %d: %s", next, llmp_strerror_last());
 	ASSERT_EQ(0, run.ret);
 	/* run() broadcast EXITING when it stopped. */
-	ASSERT_EQ(-ESHUTDOWN, llmp_client_recv_wait(r, &v, 5000));
+	ASSERT_EQ(-ESHUTDOWN, llmp_client_recv_wait(r, &v, 5000 * k));
 }
 
 TEST_F(proto, client_exit_message_removes_named_client)

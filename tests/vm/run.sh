@@ -31,6 +31,9 @@
 #                     take longer than their timeouts) or "all"
 #   LLMP_VM_TIMEOUT   seconds per guest run (default 900, debug kernel 1800)
 #   LLMP_VM_TEST_TIMEOUT  seconds per test binary inside the guest (default 600)
+#   LLMP_VM_TIMEOUT_SCALE  factor for every selftest's harness timeout in the
+#                     guest (LLMP_TEST_TIMEOUT_SCALE, see llmp_test.h; default
+#                     under tcg: 4 on debian, 8 on debug; 1 otherwise)
 #   LLMP_VM_FAILSLAB  1/0: fault-injection pass on the debug kernel (default 1)
 #   LLMP_VM_FAILSLAB_PROB   percent of slab allocations that fail (default 5)
 #   LLMP_VM_FAILSLAB_SPACE  bytes a test process allocates before any fails (65536)
@@ -178,6 +181,18 @@ boot() {
 		[ -n "$run_only" ] && log "debug kernel: kmod and provider tests only (LLMP_VM_DEBUG_TESTS=all for every test)"
 	fi
 	[ -n "$run_only" ] && append="$append llmp_tests=$run_only"
+	# Software emulation on a busy host runs the tests tens of times slower
+	# than the CPUs their timeouts were set for: the guest scales them.
+	if [ -n "${LLMP_VM_TIMEOUT_SCALE:-}" ]; then
+		scale=$LLMP_VM_TIMEOUT_SCALE
+	elif [ "$accel" = tcg ] && [ "$name" = debug ]; then
+		scale=8
+	elif [ "$accel" = tcg ]; then
+		scale=4
+	else
+		scale=1
+	fi
+	append="$append LLMP_TEST_TIMEOUT_SCALE=$scale"
 	[ -n "${LLMP_VM_APPEND:-}" ] && append="$append $LLMP_VM_APPEND"
 	# KASAN + lockdep under emulation: the debug guest needs more time.
 	vm_timeout=${vm_timeout_set:-900}

@@ -24,6 +24,13 @@
 #define LLMP_FEAT_SEGMENTS	(1ULL << 0)	/* SEG_CREATE, SEG_OPEN, SEG_INFO */
 #define LLMP_FEAT_BELLS		(1ULL << 1)	/* BELL_CREATE, SEG_BIND, SEG_RING */
 #define LLMP_FEAT_STATS		(1ULL << 2)	/* STATS */
+/*
+ * Behaviour bits (no new command): a segment stays charged, and counted in
+ * bytes_live and segments_mapped_only, while it is mapped with no fd left;
+ * SEG_BIND works only on the fd SEG_CREATE returned (-EPERM on others).
+ */
+#define LLMP_FEAT_CHARGE_MAPPED	(1ULL << 3)
+#define LLMP_FEAT_BIND_OWNER	(1ULL << 4)
 
 /* Largest segment the ABI describes (the module may enforce less). */
 #define LLMP_SEG_MAX_SIZE	(1ULL << 40)
@@ -72,14 +79,15 @@ struct llmp_bell_create {
 
 /* LLMP_IOC_STATS (on /dev/llmp): module-wide counters. */
 struct llmp_stats {
-	__u64 segments_live;
-	__u64 bytes_live;
+	__u64 segments_live;	/* segments with an fd open somewhere */
+	__u64 bytes_live;	/* bytes charged: live and mapped-only segments */
 	__u64 segments_created;
-	__u64 segments_freed;
+	__u64 segments_freed;	/* segments whose last fd was closed */
 	__u64 bells_live;
 	__u64 rings;		/* RING calls that marked a cookie pending */
 	__u64 rings_coalesced;	/* RING calls on an already pending segment */
-	__u64 reserved[9];	/* out: 0 */
+	__u64 segments_mapped_only; /* no fd left, still mapped (LLMP_FEAT_CHARGE_MAPPED) */
+	__u64 reserved[8];	/* out: 0 */
 };
 
 /* LLMP_IOC_SEG_INFO (on a segment fd). */
@@ -95,7 +103,7 @@ struct llmp_seg_info {
 	__u64 reserved[2];	/* out: 0 */
 };
 
-/* LLMP_IOC_SEG_BIND (on a segment fd). */
+/* LLMP_IOC_SEG_BIND (on the fd SEG_CREATE returned, see LLMP_FEAT_BIND_OWNER). */
 struct llmp_seg_bind {
 	__s32 bell_fd;		/* in: a bell fd, or -1 to unbind */
 	__u32 cookie;		/* in: what the bell reports when this segment rings */
