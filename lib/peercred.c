@@ -9,7 +9,11 @@
  * ss(8) uses; no privilege needed) and its owner is the uid that created
  * it.  A socket that is no longer held by any process (closed: orphaned or
  * in TIME_WAIT) reports uid 0 and inode 0; such an answer is "unknown",
- * never root.  Any other TCP peer is remote: its uid means nothing here.
+ * never root.  Where sock_diag cannot answer (the inet_diag modules are not
+ * loaded and cannot be, as in a minimal guest, or netlink is filtered), the
+ * same socket is looked up in /proc/net/tcp and tcp6, whose lines carry
+ * each socket's owner and inode.  Any other TCP peer is remote: its uid
+ * means nothing here.
  */
 #include "internal.h"
 
@@ -20,7 +24,10 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -147,6 +154,79 @@ out:
 	return ret;
 }
 
+
+/* One end as /proc/net/tcp prints it: raw address words in %08X, port in host order. */
+static void proc_end(const struct sockaddr_storage *ss, bool v6, char *out, size_t cap)
+{
+	uint8_t a[16] = { 0 };
+	uint32_t w[4];
+	uint16_t port;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s = (const void *)ss;
+
+		port = ntohs(s->sin_port);
+		if (v6) { /* as an IPv4-mapped IPv6 address */
+			a[10] = a[11] = 0xff;
+			memcpy(a + 12, &s->sin_addr, 4);
+		} else {
+			memcpy(a, &s->sin_addr, 4);
+		}
+	} else {
+		const struct sockaddr_in6 *s = (const void *)ss;
+
+		port = ntohs(s->sin6_port);
+		if (!v6 && IN6_IS_ADDR_V4MAPPED(&s->sin6_addr))
+			memcpy(a, s->sin6_addr.s6_addr + 12, 4);
+		else
+			memcpy(a, s->sin6_addr.s6_addr, 16);
+	}
+	memcpy(w, a, sizeof(w));
+	if (v6)
+		snprintf(out, cap, "%08X%08X%08X%08X:%04X", w[0], w[1], w[2], w[3], port);
+	else
+		snprintf(out, cap, "%08X:%04X", w[0], port);
+}
+
+/*
+ * The fallback of diag_uid(): the same lookup in /proc/net/tcp and
+ * /proc/net/tcp6.  0 with *uid, -ENOENT if no line matches or the socket
+ * has no owner (inode 0).
+ */
+static int proc_uid(const struct sockaddr_storage *them, const struct sockaddr_storage *us,
+		    uint32_t *uid)
+{
+	static const char *const files[2] = { "/proc/net/tcp", "/proc/net/tcp6" };
+	int ret = -ENOENT;
+
+	for (int v6 = 0; v6 < 2 && ret == -ENOENT; v6++) {
+		char want_l[48], want_r[48], line[512], l[48], r[48];
+		unsigned long inode;
+		unsigned int u;
+		FILE *f;
+
+		proc_end(them, v6, want_l, sizeof(want_l));
+		proc_end(us, v6, want_r, sizeof(want_r));
+		f = fopen(files[v6], "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			if (sscanf(line, " %*u: %47s %47s %*x %*x:%*x %*x:%*x %*x %u %*d %lu", l, r,
+				   &u, &inode) != 4)
+				continue; /* the header */
+			if (strcasecmp(l, want_l) || strcasecmp(r, want_r))
+				continue;
+			if (inode != 0) {
+				*uid = u;
+				ret = 0;
+			}
+			break;
+		}
+		fclose(f);
+	}
+	return ret;
+}
+
 int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c)
 {
 	struct sockaddr_storage us, them;
@@ -173,7 +253,18 @@ int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c)
 	if (!addr_loopback(&them))
 		return 0; /* remote: no uid */
 	c->local = true;
-	ret = diag_uid(&them, &us, &c->uid);
+	/* LLMP_TEST_NO_SOCK_DIAG=1: as if sock_diag were missing (tests of the fallback) */
+	if (getenv("LLMP_TEST_NO_SOCK_DIAG"))
+		ret = -EPROTONOSUPPORT;
+	else
+		ret = diag_uid(&them, &us, &c->uid);
+	if (ret < 0 && ret != -EAFNOSUPPORT) {
+		/* no answer from sock_diag (or "not found", which procfs may still know) */
+		int pret = proc_uid(&them, &us, &c->uid);
+
+		if (pret == 0 || ret != -ENOENT)
+			ret = pret;
+	}
 	if (ret == 0)
 		c->known = true;
 	else

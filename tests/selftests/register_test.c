@@ -483,11 +483,19 @@ FIXTURE(uid)
 FIXTURE_VARIANT(uid)
 {
 	enum llmp_shmem_kind kind;
+	/*
+	 * The peer's uid from /proc/net/tcp, as where sock_diag cannot answer
+	 * (no inet_diag modules in a minimal guest, netlink filtered): the
+	 * same refusals and acceptances must hold.
+	 */
+	bool no_sock_diag;
 };
 
 FIXTURE_VARIANT_ADD(uid, memfd) { .kind = LLMP_SHMEM_MEMFD };
 FIXTURE_VARIANT_ADD(uid, sysv) { .kind = LLMP_SHMEM_SYSV };
 FIXTURE_VARIANT_ADD(uid, posix) { .kind = LLMP_SHMEM_POSIX };
+FIXTURE_VARIANT_ADD(uid, memfd_procfs) { .kind = LLMP_SHMEM_MEMFD, .no_sock_diag = true };
+FIXTURE_VARIANT_ADD(uid, sysv_procfs) { .kind = LLMP_SHMEM_SYSV, .no_sock_diag = true };
 
 FIXTURE_SETUP(uid)
 {
@@ -497,6 +505,10 @@ FIXTURE_SETUP(uid)
 	if (geteuid() != 0)
 		SKIP(return, "needs root to fork children that become uid %d", NOBODY);
 	log_reset();
+	if (variant->no_sock_diag)
+		setenv("LLMP_TEST_NO_SOCK_DIAG", "1", 1);
+	else
+		unsetenv("LLMP_TEST_NO_SOCK_DIAG");
 	ret = net_open(&self->n, variant->kind);
 	if (ret == -1)
 		SKIP(return, "provider %s: %s", llmp_shmem_kind_name(variant->kind),
@@ -513,6 +525,7 @@ FIXTURE_TEARDOWN(uid)
 	llmp_broker_free(self->victim);
 	net_close(&self->n);
 	llmp_set_log(NULL, NULL, LLMP_LOG_ERROR);
+	unsetenv("LLMP_TEST_NO_SOCK_DIAG");
 }
 
 /*
