@@ -24,6 +24,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,10 +228,14 @@ static int proc_uid(const struct sockaddr_storage *them, const struct sockaddr_s
 	return ret;
 }
 
+/* Set once procfs answered where sock_diag could not: skip sock_diag then. */
+static atomic_bool diag_broken;
+
 int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c)
 {
 	struct sockaddr_storage us, them;
 	socklen_t ul = sizeof(us), tl = sizeof(them);
+	bool forced;
 	int ret;
 
 	memset(c, 0, sizeof(*c));
@@ -254,7 +259,8 @@ int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c)
 		return 0; /* remote: no uid */
 	c->local = true;
 	/* LLMP_TEST_NO_SOCK_DIAG=1: as if sock_diag were missing (tests of the fallback) */
-	if (getenv("LLMP_TEST_NO_SOCK_DIAG"))
+	forced = getenv("LLMP_TEST_NO_SOCK_DIAG") != NULL;
+	if (forced || atomic_load_explicit(&diag_broken, memory_order_relaxed))
 		ret = -EPROTONOSUPPORT;
 	else
 		ret = diag_uid(&them, &us, &c->uid);
@@ -262,6 +268,16 @@ int llmp_peer_cred_get(int fd, struct llmp_peer_cred *c)
 		/* no answer from sock_diag (or "not found", which procfs may still know) */
 		int pret = proc_uid(&them, &us, &c->uid);
 
+		/*
+		 * procfs knows a socket sock_diag did not: sock_diag has no
+		 * inet_diag handler here, and each request would make the
+		 * kernel try to load one (a modprobe per accept).  Ask procfs
+		 * from now on.  Relaxed: a hint, any thread may set it.
+		 */
+		if (pret == 0 && !forced &&
+		    !atomic_exchange_explicit(&diag_broken, true, memory_order_relaxed))
+			llmp_log(LLMP_LOG_INFO, "peercred: sock_diag does not answer (%d); peers' "
+				 "owners come from /proc/net/tcp", ret);
 		if (pret == 0 || ret != -ENOENT)
 			ret = pret;
 	}

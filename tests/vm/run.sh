@@ -138,7 +138,7 @@ build_kmod() {
 }
 
 # ---- initramfs -----------------------------------------------------------------
-build_initramfs() {	# build_initramfs NAME KO -> $vmdir/initramfs-NAME.cpio.gz
+build_initramfs() {	# build_initramfs NAME KO [KVER] -> $vmdir/initramfs-NAME.cpio.gz
 	root=$vmdir/root-$1
 	rm -rf "$root"
 	mkdir -p "$root/bin" "$root/sbin" "$root/etc" "$root/tests" "$root/proc" "$root/sys" \
@@ -148,6 +148,14 @@ build_initramfs() {	# build_initramfs NAME KO -> $vmdir/initramfs-NAME.cpio.gz
 	cp "$here/init" "$root/init"
 	chmod 755 "$root/init"
 	cp "$2" "$root/llmp.ko"
+	# The socket-diagnostics modules a real host loads on demand (the broker
+	# asks NETLINK_SOCK_DIAG who a loopback peer is); the guest has no
+	# modprobe tree, so init loads them, in this order.
+	mkdir -p "$root/modules"
+	for m in inet_diag tcp_diag; do
+		f=/lib/modules/${3:-none}/kernel/net/ipv4/$m.ko
+		[ -f "$f" ] && cp "$f" "$root/modules/"
+	done
 	cp "$static/llmp-hold" "$root/bin/llmp-hold"
 	for t in "$static"/selftests/*_test ${LLMP_VM_EXTRA_TESTS:-}; do
 		[ -x "$t" ] && cp "$t" "$root/tests/"
@@ -329,7 +337,7 @@ for k in $kernels; do
 			sed 's/^/    # /' "$vmdir/kmod-$k.why"
 			host_fail "$k" "llmp.ko for $kver could not be built"
 			ok=0
-		elif ! build_initramfs "$k" "$ko"; then
+		elif ! build_initramfs "$k" "$ko" "$kver"; then
 			host_fail "$k" "initramfs build failed"
 			ok=0
 		fi
