@@ -21,6 +21,7 @@
 #include "tcp.h"
 #include "postcard.h"
 #include "broker_internal.h"
+#include "ctl.h"
 
 static int dial(const char *addr, uint16_t port, int timeout_ms)
 {
@@ -230,4 +231,29 @@ int llmp_tcp_ext_query(const char *addr, uint16_t port, struct llmp_wire_msg *in
 		info->text_len = 0;
 	}
 	return ret;
+}
+
+/* The broker's control segment, learnt with EXT_QUERY, attached as a waker. */
+int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			   struct llmp_waker **out)
+{
+	struct llmp_shmem_desc d;
+	struct llmp_wire_msg m;
+	int ret;
+
+	if (!out)
+		return llmp_err(-EINVAL, "waker_connect_tcp: NULL out pointer");
+	*out = NULL;
+	if (!p)
+		return llmp_err(-EINVAL, "waker_connect_tcp: NULL provider");
+	ret = llmp_tcp_ext_query(addr, port, &m);
+	if (ret < 0)
+		return ret;
+	if (m.id != LLMP_CTL_VERSION && m.id != LLMP_CTL_VERSION_WAKE)
+		return llmp_err(-EOPNOTSUPP, "waker: the broker's control segment has version %u, "
+				"we know %u and %u", m.id, LLMP_CTL_VERSION, LLMP_CTL_VERSION_WAKE);
+	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &d);
+	if (ret < 0)
+		return ret;
+	return llmp_waker_attach(p, &d, out);
 }

@@ -19,9 +19,6 @@
 #include "ctl.h"
 #include "llmp/bell.h"
 #include "llmp/broker.h"
-#if defined(__linux__)
-#include "tcp.h"
-#endif
 
 struct llmp_waker {
 	struct llmp_shmem *m;
@@ -79,31 +76,8 @@ fail:
 	return ret;
 }
 
-#if defined(__linux__)
-int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
-			   struct llmp_waker **out)
-{
-	struct llmp_shmem_desc d;
-	struct llmp_wire_msg m;
-	int ret;
-
-	if (!out)
-		return llmp_err(-EINVAL, "waker_connect_tcp: NULL out pointer");
-	*out = NULL;
-	if (!p)
-		return llmp_err(-EINVAL, "waker_connect_tcp: NULL provider");
-	ret = llmp_tcp_ext_query(addr, port, &m);
-	if (ret < 0)
-		return ret;
-	if (m.id != LLMP_CTL_VERSION && m.id != LLMP_CTL_VERSION_WAKE)
-		return llmp_err(-EOPNOTSUPP, "waker: the broker's control segment has version %u, "
-				"we know %u and %u", m.id, LLMP_CTL_VERSION, LLMP_CTL_VERSION_WAKE);
-	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &d);
-	if (ret < 0)
-		return ret;
-	return llmp_waker_attach(p, &d, out);
-}
-#else
+#if !defined(__linux__)
+/* On Linux this lives with the TCP client side (lib/tcp_client.c). */
 int llmp_waker_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
 			   struct llmp_waker **out)
 {
