@@ -62,7 +62,7 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: FORCE all lib tools deps check check-windows check-vm kmod kmod-clean dkms dkms-check bench demo \
+.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh kmod kmod-clean dkms dkms-check bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
@@ -116,6 +116,17 @@ check-windows: deps
 
 check-vm: deps
 	LLMP_DEPS="$(LLMP_DEPS) vm" tools/deps.sh && tests/vm/run.sh
+
+# The build configurations: without liburing, zlib, zstd (each, and all
+# three), and clang; each builds with -Werror into build/matrix/<name> and
+# runs the selftests it affects ("N passed, N failed" each, and a total).
+check-matrix: deps
+	tools/check-matrix.sh
+
+# The README's two commands on a fresh Debian 12 root (debootstrap, chroot):
+# as root make demo and make check; as a non-root user the apt-get line.
+check-fresh: deps
+	LLMP_DEPS="$(LLMP_DEPS) fresh" tools/deps.sh && tools/check-fresh.sh
 
 bench: deps
 	$(MAKE) all
