@@ -41,7 +41,18 @@ CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -pthread -Iinclude -
 # packages first (check, demo, bench, ...) re-run make after installing, so
 # the probe always sees what is installed.
 CONFIG_H := $(BUILD)/config-host.h
+# Goals that only install packages and start another make probe nothing
+# themselves: the make they start does, after the packages are in (and a
+# refused install, not as root, leaves no trace).
+DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(DEPS_GOALS),$(MAKECMDGOALS)),)
+NO_PROBE := 1
+endif
+endif
+ifndef NO_PROBE
 -include $(BUILD)/config.mk
+endif
 $(BUILD)/config.mk: FORCE
 	@tools/configure.sh $(BUILD) "$(CC)"
 $(CONFIG_H): $(BUILD)/config.mk

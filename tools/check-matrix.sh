@@ -23,8 +23,10 @@
 #   LLMP_MATRIX_SUITES="a_test b_test"    run these suites instead
 #   LLMP_MATRIX_JOBS=N                    make -j (default 2)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 top=$(pwd)
+# compat_test looks for its vectors relative to build/selftests; these are deeper.
+export LLMP_VECTORS="$top/tests/selftests/vectors"
 
 # Which selftest suites each configuration runs (LLMP_MATRIX_SUITES: these
 # instead, for every configuration).  "none" (nothing optional) runs every
@@ -34,7 +36,7 @@ top=$(pwd)
 # suites that use what they change: the B2B codecs (b2b; tcp and protocol
 # for the wire) and the loop's back ends (loop_wake, eop_loop, restart, and
 # the loops of b2b and tcp).
-ALL=$(cd tests/selftests && ls ./*_test.c | sed 's|^\./||; s|\.c$||' | tr '\n' ' ')
+ALL=$(for f in tests/selftests/*_test.c; do basename "$f" .c; done | tr '\n' ' ')
 NODOS=$(echo "$ALL" | sed 's/dos_test //')
 suites_of() {
 	case "$1" in
@@ -88,14 +90,17 @@ for name in $all; do
 		p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
 		f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
 		s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
-		[ -n "$p" ] && [ -n "$f" ] || { p=0 f=1; line="no totals: $line"; }
+		if [ -z "$p" ] || [ -z "$f" ]; then
+			p=0 f=1 line="no totals: $line"
+		fi
 		s=${s:-0}
 		if [ "$f" != 0 ]; then
 			grep -B40 '^not ok\|    not ok' "$log" | tail -120
 		fi
-		# Never a silent difference: every skip says why.
-		grep -h '^ *# *SKIP\|^ *ok .* # SKIP ' "$log" |
-			sed 's/.*# *SKIP *//; s/^ *//' | sort | uniq -c | sed 's/^/  skip: /'
+		# Never a silent difference: every SKIP() says why (counted per call:
+		# a setup's SKIP and its test's "see the setup's reason" are two).
+		grep -h '^ *# *SKIP ' "$log" | sed 's/^ *# *SKIP *//' | sort | uniq -c |
+			sed 's/^ */  skip: /'
 	fi
 	echo "$name: $line ($(($(date +%s) - t0)) s)"
 	echo "$name: $line [$(echo "$suites" | wc -w) suites]" >> "$summary"
