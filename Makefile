@@ -41,7 +41,18 @@ CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -pthread -Iinclude -
 # packages first (check, demo, bench, ...) re-run make after installing, so
 # the probe always sees what is installed.
 CONFIG_H := $(BUILD)/config-host.h
+# Goals that only install packages and start another make probe nothing
+# themselves: the make they start does, after the packages are in (and a
+# refused install, not as root, leaves no trace).
+DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(DEPS_GOALS),$(MAKECMDGOALS)),)
+NO_PROBE := 1
+endif
+endif
+ifndef NO_PROBE
 -include $(BUILD)/config.mk
+endif
 $(BUILD)/config.mk: FORCE
 	@tools/configure.sh $(BUILD) "$(CC)"
 $(CONFIG_H): $(BUILD)/config.mk
@@ -62,7 +73,7 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: FORCE all lib tools deps check check-windows check-vm kmod kmod-clean dkms dkms-check bench demo \
+.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh kmod kmod-clean dkms dkms-check bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
@@ -116,6 +127,17 @@ check-windows: deps
 
 check-vm: deps
 	LLMP_DEPS="$(LLMP_DEPS) vm" tools/deps.sh && tests/vm/run.sh
+
+# The build configurations: without liburing, zlib, zstd (each, and all
+# three), and clang; each builds with -Werror into build/matrix/<name> and
+# runs the selftests it affects ("N passed, N failed" each, and a total).
+check-matrix: deps
+	tools/check-matrix.sh
+
+# The README's two commands on a fresh Debian 12 root (debootstrap, chroot):
+# as root make demo and make check; as a non-root user the apt-get line.
+check-fresh: deps
+	LLMP_DEPS="$(LLMP_DEPS) fresh" tools/deps.sh && tools/check-fresh.sh
 
 bench: deps
 	$(MAKE) all

@@ -61,7 +61,9 @@ static int out_reserve(struct llmp_b2b_link *l, size_t more)
 	return 0;
 }
 
-static inline int z_reserve(struct llmp_b2b_link *l, size_t need)
+#if defined(LLMP_HAVE_ZLIB) || defined(LLMP_HAVE_ZSTD)
+/* The codecs' scratch buffer l->z (only a build with a codec has one to fill). */
+static int z_reserve(struct llmp_b2b_link *l, size_t need)
 {
 	if (need <= l->zcap)
 		return 0;
@@ -73,6 +75,7 @@ static inline int z_reserve(struct llmp_b2b_link *l, size_t need)
 	l->zcap = need;
 	return 0;
 }
+#endif
 
 /* Append one frame (head of w + its payload) to the out buffer. */
 static int queue_frame(struct llmp_b2b_link *l, const struct llmp_wire_b2b *w)

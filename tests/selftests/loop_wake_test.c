@@ -348,7 +348,10 @@ static int broker_up(struct _test_data_wake *self, const struct _fixture_variant
 	self->port = llmp_tcp_listener_port(self->l);
 	ret = llmp_loop_new(self->b, &oo, &self->lp);
 	if (ret < 0 && variant->backend == LLMP_LOOP_URING) {
-		*why = "io_uring unavailable";
+		static char why_uring[256]; /* not built with liburing, or the kernel refuses */
+
+		snprintf(why_uring, sizeof(why_uring), "io_uring unavailable: %s", llmp_strerror_last());
+		*why = why_uring;
 		return 1;
 	}
 	if (ret < 0)

@@ -1134,7 +1134,7 @@ TEST_F(evloop, sigterm_stops_cleanly)
 
 		ASSERT_EQ(0, llmp_broker_new(self->p, NULL, &self->b));
 		if (llmp_loop_new(self->b, &oo, &probe) < 0)
-			SKIP(return, "io_uring unavailable");
+			SKIP(return, "io_uring unavailable: %s", llmp_strerror_last());
 		llmp_loop_free(probe);
 	}
 	ASSERT_EQ(0, pipe(pfd));

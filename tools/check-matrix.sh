@@ -1,0 +1,114 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT OR Apache-2.0
+#
+# make check-matrix: build and test the build configurations a plain
+# `make check` does not see, on this host (no VM):
+#
+#   nouring   without liburing (the loop falls back to ppoll)
+#   nozlib    without zlib (no deflate on B2B links)
+#   nozstd    without libzstd (no zstd between our brokers)
+#   none      without all three
+#   clang     clang instead of gcc, every library found
+#   clang-none  clang without all three
+#
+# Each builds the library, the tools and the selftests with -Werror into
+# build/matrix/<name>, then runs the selftest suites that configuration
+# affects (a reduced set, to keep the run short; see suites_of() below and
+# Documentation/testing.rst), and prints one "N passed, N failed" line per
+# configuration, the reasons of the tests it skipped, and a total.  A
+# configuration that does not build counts as one failure.  Exits non-zero
+# on any failure.
+#
+#   tools/check-matrix.sh [NAME...]       (default: all of the above)
+#   LLMP_MATRIX_SUITES="a_test b_test"    run these suites instead
+#   LLMP_MATRIX_JOBS=N                    make -j (default 2)
+set -u
+cd "$(dirname "$0")/.." || exit 2
+top=$(pwd)
+# compat_test looks for its vectors relative to build/selftests; these are deeper.
+export LLMP_VECTORS="$top/tests/selftests/vectors"
+
+# Which selftest suites each configuration runs (LLMP_MATRIX_SUITES: these
+# instead, for every configuration).  "none" (nothing optional) runs every
+# suite, dos_test included (~4 minutes: its io_uring variants and zstd bombs
+# are what the configurations take away).  "clang" runs every suite but
+# dos_test.  The single-library configurations and "clang-none" run the
+# suites that use what they change: the B2B codecs (b2b; tcp and protocol
+# for the wire) and the loop's back ends (loop_wake, eop_loop, restart, and
+# the loops of b2b and tcp).
+ALL=$(for f in tests/selftests/*_test.c; do basename "$f" .c; done | tr '\n' ' ')
+NODOS=$(echo "$ALL" | sed 's/dos_test //')
+suites_of() {
+	case "$1" in
+	nouring) echo "b2b_test tcp_test loop_wake_test eop_loop_test restart_test protocol_test" ;;
+	nozlib|nozstd) echo "b2b_test tcp_test protocol_test" ;;
+	none) echo "$ALL" ;;
+	clang) echo "$NODOS" ;;
+	clang-none) echo "b2b_test tcp_test loop_wake_test protocol_test" ;;
+	esac
+}
+jobs=${LLMP_MATRIX_JOBS:-2}
+
+all="nouring nozlib nozstd none clang clang-none"
+[ $# -gt 0 ] && all=$*
+
+tp=0 tf=0 ts=0
+t_all=$(date +%s)
+summary=$(mktemp)
+log=$(mktemp)
+trap 'rm -f "$summary" "$log"' EXIT
+
+for name in $all; do
+	cc=gcc
+	case "$name" in
+	nouring) env="LLMP_NO_URING=1" ;;
+	nozlib) env="LLMP_NO_ZLIB=1" ;;
+	nozstd) env="LLMP_NO_ZSTD=1" ;;
+	none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" ;;
+	clang) env="" cc=clang ;;
+	clang-none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" cc=clang ;;
+	*) echo "check-matrix: unknown configuration $name" >&2; exit 2 ;;
+	esac
+	build=$top/build/matrix/$name
+	suites=${LLMP_MATRIX_SUITES:-$(suites_of "$name")}
+	t0=$(date +%s)
+	echo "=== $name: CC=$cc ${env:-(every library found)} ==="
+	# The LLMP_NO_* variables must reach every make run: the configure
+	# step re-probes on each and would otherwise find the libraries.
+	# shellcheck disable=SC2086
+	if ! env $env make -s -j"$jobs" CC="$cc" BUILD="$build" all selftests > "$log" 2>&1; then
+		cat "$log"
+		line="build FAILED"
+		p=0 f=1 s=0
+	else
+		# Any warning would have failed the build (-Werror); show the config.
+		grep '^configure:' "$log" | sort -u
+		# shellcheck disable=SC2086
+		env $env tests/run.sh "$build/selftests" $suites > "$log" 2>&1
+		grep -E '^(not ok|ok .* # SKIP)' "$log"
+		line=$(tail -1 "$log")
+		p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+		f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+		s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+		if [ -z "$p" ] || [ -z "$f" ]; then
+			p=0 f=1 line="no totals: $line"
+		fi
+		s=${s:-0}
+		if [ "$f" != 0 ]; then
+			grep -B40 '^not ok\|    not ok' "$log" | tail -120
+		fi
+		# Never a silent difference: every SKIP() says why (counted per call:
+		# a setup's SKIP and its test's "see the setup's reason" are two).
+		grep -h '^ *# *SKIP ' "$log" | sed 's/^ *# *SKIP *//' | sort | uniq -c |
+			sed 's/^ */  skip: /'
+	fi
+	echo "$name: $line ($(($(date +%s) - t0)) s)"
+	echo "$name: $line [$(echo "$suites" | wc -w) suites]" >> "$summary"
+	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
+done
+
+echo
+echo "=== check-matrix: $(($(date +%s) - t_all)) s ==="
+cat "$summary"
+echo "total: $tp passed, $tf failed, $ts skipped"
+[ "$tf" = 0 ]
