@@ -26,6 +26,24 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Strict decimal: digits, no sign, no leading zero, at most max.  End or NULL. */
+static const char *dec(const char *s, unsigned long long max, unsigned long long *out)
+{
+	const char *start = s;
+	unsigned long long v = 0;
+
+	while (*s >= '0' && *s <= '9') {
+		v = v * 10 + (unsigned long long)(*s - '0');
+		if (v > max)
+			return NULL;
+		s++;
+	}
+	if (s == start || (s - start > 1 && *start == '0'))
+		return NULL;
+	*out = v;
+	return s;
+}
+
 #if defined(__linux__)
 
 #include <fcntl.h>
@@ -49,24 +67,6 @@ void llmp_shmem_note_file(struct llmp_shmem *m, int fd)
 	m->file_uid = st.st_uid;
 	m->file_gid = st.st_gid;
 	m->file_mode = st.st_mode;
-}
-
-/* Strict decimal: digits, no sign, no leading zero, at most max.  End or NULL. */
-static const char *dec(const char *s, unsigned long long max, unsigned long long *out)
-{
-	const char *start = s;
-	unsigned long long v = 0;
-
-	while (*s >= '0' && *s <= '9') {
-		v = v * 10 + (unsigned long long)(*s - '0');
-		if (v > max)
-			return NULL;
-		s++;
-	}
-	if (s == start || (s - start > 1 && *start == '0'))
-		return NULL;
-	*out = v;
-	return s;
 }
 
 static int sysv_id(const struct llmp_shmem_desc *d, int *id)
@@ -295,23 +295,6 @@ int llmp_shmem_may_open(const struct llmp_shmem *m, const struct llmp_peer_cred 
 }
 
 #else /* !__linux__ */
-
-static const char *dec(const char *s, unsigned long long max, unsigned long long *out)
-{
-	const char *start = s;
-	unsigned long long v = 0;
-
-	while (*s >= '0' && *s <= '9') {
-		v = v * 10 + (unsigned long long)(*s - '0');
-		if (v > max)
-			return NULL;
-		s++;
-	}
-	if (s == start || (s - start > 1 && *start == '0'))
-		return NULL;
-	*out = v;
-	return s;
-}
 
 void llmp_shmem_note_file(struct llmp_shmem *m, int fd)
 {
