@@ -18,6 +18,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "b2b_internal.h"
 
 static uint64_t rng_next(uint64_t *s)
@@ -131,7 +132,10 @@ static int start_connect(struct llmp_b2b_link *l, int64_t now)
 	return watch(d, EPOLLOUT);
 }
 
-/* Read one frame into d->hs and decode it: 1 done, 0 not yet, <0 error. */
+/*
+ * Read one frame into d->hs and decode it (m NULL: leave it raw, its body at
+ * d->hs + 4, d->hs_off - 4 bytes): 1 done, 0 not yet, <0 error.
+ */
 static int hs_read(struct llmp_b2b_link *l, struct llmp_wire_msg *m)
 {
 	struct dialer *d = l->d;
@@ -148,6 +152,8 @@ static int hs_read(struct llmp_b2b_link *l, struct llmp_wire_msg *m)
 				return llmp_err(ret, "b2b: dial %s: answer too long", l->peer);
 			want = 4 + len;
 		}
+		if (d->hs_off == want && !m)
+			return 1;
 		if (d->hs_off == want)
 			return llmp_wire_decode_resp(d->hs + 4, len, m) < 0
 				? llmp_err(-EBADMSG, "b2b: dial %s: malformed answer", l->peer) : 1;
@@ -218,6 +224,45 @@ static int hs_write(struct llmp_b2b_link *l)
 	return 1;
 }
 
+/*
+ * The challenge to our campaign secret hello is in d->hs: check the peer's
+ * proof, then queue our proof and the RemoteBrokerHello.  0 or <0.
+ */
+static int hs_prove(struct llmp_b2b_link *l, const uint8_t *key)
+{
+	struct dialer *d = l->d;
+	uint8_t nb[LLMP_AUTH_NONCE_LEN], proof[LLMP_AUTH_PROOF_LEN], want[LLMP_AUTH_PROOF_LEN];
+	struct llmp_wire_msg m, q = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO,
+				      .text = d->hostname, .text_len = strlen(d->hostname) };
+	size_t len = d->hs_off - 4;
+	int n, n2;
+
+	d->authing = false;
+	if (llmp_auth_decode(LLMP_TCP_RESP_AUTH_CHALLENGE, d->hs + 4, len, nb, proof) < 0) {
+		if (llmp_wire_decode_resp(d->hs + 4, len, &m) == 0 && m.type == LLMP_TCP_RESP_ERROR)
+			return llmp_err(-EACCES, "b2b: %s refused our campaign secret: %.*s", l->peer,
+					(int)(m.text_len > 200 ? 200 : m.text_len), m.text);
+		return llmp_err(-EPROTO, "b2b: dial %s: malformed campaign secret challenge", l->peer);
+	}
+	llmp_auth_proof(key, true, d->nc, nb, want);
+	if (llmp_memeq_ct(proof, want, sizeof(want)))
+		return llmp_err(-EACCES, "b2b: %s does not know the campaign secret", l->peer);
+	llmp_auth_proof(key, false, d->nc, nb, proof);
+	n = llmp_auth_encode(LLMP_TCP_REQ_AUTH_PROOF, proof, NULL, d->hs + 4, sizeof(d->hs) - 4);
+	if (n < 0)
+		return n;
+	llmp_wire_put_len(d->hs, (uint32_t)n);
+	n2 = llmp_wire_encode_req(&q, d->hs + 8 + n, sizeof(d->hs) - 8 - (size_t)n);
+	if (n2 < 0)
+		return llmp_err(n2, "b2b: dial %s: cannot encode the request", l->peer);
+	llmp_wire_put_len(d->hs + 4 + n, (uint32_t)n2);
+	d->hs_len = 8 + (size_t)n + (size_t)n2;
+	d->hs_off = 0;
+	d->peer_ours = true; /* only our brokers prove a secret */
+	d->st = D_REQ;
+	return watch(d, EPOLLOUT);
+}
+
 /* The probe connection ended: ours if EXT_INFO came back; now the link itself. */
 static int probe_done(struct llmp_b2b_link *l, bool ours, int64_t now)
 {
@@ -233,14 +278,17 @@ static int probe_done(struct llmp_b2b_link *l, bool ours, int64_t now)
 static int dial_steps(struct llmp_b2b_link *l, int64_t now)
 {
 	struct dialer *d = l->d;
+	const uint8_t *key = llmp_broker_secret(l->b, NULL);
 	struct llmp_wire_msg m;
 	int ret;
 
 	if (d->st == D_WAIT) {
 		if (now < d->retry_at)
 			return 0;
-		d->probing = true; /* our brokers get capabilities and the resume token */
+		/* Our brokers get capabilities and the resume token; with a secret, its proof tells. */
+		d->probing = !key;
 		d->peer_ours = false;
+		d->authing = false;
 		l->cnt.dials++;
 		d->attempts++;
 		if (start_connect(l, now) < 0)
@@ -279,6 +327,23 @@ static int dial_steps(struct llmp_b2b_link *l, int64_t now)
 				return llmp_err(-EPROTO, "b2b: dial %s: expected the broker's hello, "
 						"got response %u", l->peer, m.type);
 			struct llmp_wire_msg q = { .type = LLMP_TCP_REQ_EXT_QUERY };
+			if (key) {
+				/* The campaign secret first: the RemoteBrokerHello follows the proof. */
+				if (llmp_auth_nonce(d->nc) < 0)
+					return -1;
+				int na = llmp_auth_encode(LLMP_TCP_REQ_AUTH_HELLO, d->nc, NULL, d->hs + 4,
+							  sizeof(d->hs) - 4);
+				if (na < 0)
+					return -1;
+				llmp_wire_put_len(d->hs, (uint32_t)na);
+				d->hs_len = 4 + (size_t)na;
+				d->hs_off = 0;
+				d->authing = true;
+				d->st = D_REQ;
+				if (watch(d, EPOLLOUT) < 0)
+					return -1;
+				break;
+			}
 			if (!d->probing) {
 				q.type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO;
 				q.text = d->hostname;
@@ -305,6 +370,17 @@ static int dial_steps(struct llmp_b2b_link *l, int64_t now)
 				return -1;
 			break;
 		case D_RESP:
+			if (d->authing) {
+				ret = hs_read(l, NULL);
+				if (ret < 0)
+					return llmp_err(-EACCES, "b2b: %s hung up on our campaign secret "
+							"hello (a LibAFL broker cannot prove a secret)", l->peer);
+				if (ret == 0)
+					return 0;
+				if (hs_prove(l, key) < 0)
+					return -1;
+				break;
+			}
 			ret = hs_read(l, &m);
 			if (d->probing) {
 				if (ret == 0)

@@ -66,7 +66,9 @@ struct dialer {
 	char hostname[256];
 	enum dial_state st;
 	bool probing;    /* this connection asks EXT_QUERY (is the peer ours?) */
-	bool peer_ours;  /* EXT_INFO came back on the last probe */
+	bool peer_ours;  /* EXT_INFO came back on the last probe, or the peer proved the secret */
+	bool authing;    /* the campaign secret's hello is out, its challenge is awaited */
+	uint8_t nc[32];  /* our nonce for that challenge */
 	int sock;        /* the socket being connected, -1 */
 	int tfd;         /* timerfd: retry time or handshake deadline */
 	int epfd;        /* epoll over sock and tfd: the loop's fd while not up */

@@ -565,5 +565,6 @@ void llmp_broker_free(struct llmp_broker *b)
 	free(b->clients);
 	free(b->hooks);
 	llmp_sender_fini(&b->out);
+	memset(b->secret, 0, sizeof(b->secret));
 	free(b);
 }

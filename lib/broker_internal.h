@@ -29,6 +29,11 @@ int llmp_broker_register_peer(struct llmp_broker *b, const struct llmp_shmem_des
  */
 int llmp_broker_quit_client(struct llmp_broker *b, uint32_t id, const struct llmp_peer_cred *peer,
 			    const char *who);
+/*
+ * The campaign secret's key (llmp_broker_set_secret(), lib/auth.c), or NULL
+ * when none is set; *required: peers must prove it even from loopback.
+ */
+const uint8_t *llmp_broker_secret(const struct llmp_broker *b, bool *required);
 /* The id the next registration will get. */
 uint32_t llmp_broker_next_id(const struct llmp_broker *b);
 /* Forget a client (as if it had sent CLIENT_EXIT): 0, or -ENOENT. */

@@ -53,6 +53,9 @@ struct llmp_broker {
 	unsigned max_clients;   /* registrations beyond this many live clients are refused */
 	bool cap_logged;        /* the cap was reported since the count last fell below it */
 	bool remote_clients;    /* remote TCP peers may register pages */
+	bool has_secret;        /* llmp_broker_set_secret(): TCP peers prove secret */
+	bool secret_required;   /* ... even from loopback (no LibAFL peers) */
+	uint8_t secret[32];     /* SHA-256 of the secret file */
 };
 
 /* Register page d for the program (peer NULL) or a peer: new id or <0 (logged). */

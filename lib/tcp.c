@@ -21,6 +21,7 @@
 
 #include "llmp/broker.h"
 #include "tcp.h"
+#include "auth.h"
 #include "postcard.h"
 #include "broker_internal.h"
 #include "b2b.h"
@@ -47,6 +48,9 @@ struct peer {
 	size_t body_got;
 	bool handoff;                /* after the reply, the socket becomes a B2B link */
 	struct llmp_peer_cred cred;  /* who it is, read at accept (the peer may close early) */
+	enum { AUTH_NONE, AUTH_CHALLENGED, AUTH_OK } auth; /* campaign secret (lib/auth.c) */
+	bool again;                  /* after this reply, read another request */
+	uint8_t nc[LLMP_AUTH_NONCE_LEN], nb[LLMP_AUTH_NONCE_LEN];
 	uint8_t body[LLMP_TCP_MAX_REQUEST];
 };
 
@@ -424,20 +428,107 @@ static void peer_who(const struct peer *p, char *out, size_t cap)
 }
 
 /*
+ * An auth frame (lib/auth.h) is in p->body: AUTH_HELLO gets the challenge
+ * (and the peer stays to prove), AUTH_PROOF is checked and answered by
+ * nothing but reading the next request.  Returns as peer_request().
+ */
+static int peer_auth(struct llmp_tcp_listener *l, unsigned i, uint32_t type)
+{
+	struct peer *p = l->peers[i];
+	const uint8_t *key = llmp_broker_secret(l->b, NULL);
+	uint8_t proof[LLMP_AUTH_PROOF_LEN], want[LLMP_AUTH_PROOF_LEN];
+	int n;
+
+	if (!key) {
+		peer_refuse(l, p, "this broker has no campaign secret (unset LLMP_SECRET_FILE)");
+		return 1;
+	}
+	if (type == LLMP_TCP_REQ_AUTH_HELLO) {
+		if (p->auth != AUTH_NONE ||
+		    llmp_auth_decode(type, p->body, p->body_len, p->nc, NULL) < 0) {
+			peer_drop(l, i, p->auth != AUTH_NONE ? "campaign secret: a second hello"
+							     : "campaign secret: malformed hello");
+			return -1;
+		}
+		if (llmp_auth_nonce(p->nb) < 0) {
+			peer_drop(l, i, "campaign secret: no random nonce");
+			return -1;
+		}
+		llmp_auth_proof(key, true, p->nc, p->nb, proof);
+		n = llmp_auth_encode(LLMP_TCP_RESP_AUTH_CHALLENGE, p->nb, proof, p->out + 4,
+				     sizeof(p->out) - 4);
+		if (n < 0) {
+			peer_drop(l, i, "cannot encode the challenge");
+			return -1;
+		}
+		p->auth = AUTH_CHALLENGED;
+		peer_frame(p, n);
+		p->state = PEER_REPLY;
+		p->again = true;
+		return 1;
+	}
+	/* AUTH_PROOF */
+	if (p->auth != AUTH_CHALLENGED || llmp_auth_decode(type, p->body, p->body_len, proof, NULL) < 0) {
+		peer_drop(l, i, p->auth != AUTH_CHALLENGED ? "campaign secret: a proof without a challenge"
+							   : "campaign secret: malformed proof");
+		return -1;
+	}
+	llmp_auth_proof(key, false, p->nc, p->nb, want);
+	if (llmp_memeq_ct(proof, want, sizeof(want))) {
+		l->st.refused++;
+		llmp_log(LLMP_LOG_WARN, "tcp: refused peer %s: campaign secret: wrong proof", p->name);
+		/* No Error text: the peer learns only that the proof failed, and the connection ends. */
+		peer_close(l, i);
+		return 0;
+	}
+	p->auth = AUTH_OK;
+	p->hdr_got = p->body_got = 0;
+	p->body_len = 0;
+	return 2;
+}
+
+/* May this peer's request be served without a proven secret?  NULL yes, else why not. */
+static const char *peer_unproven(const struct llmp_tcp_listener *l, const struct peer *p)
+{
+	bool required;
+
+	if (!llmp_broker_secret(l->b, &required) || p->auth == AUTH_OK)
+		return NULL;
+	if (p->auth == AUTH_CHALLENGED)
+		return "campaign secret: a request before the proof";
+	if (required)
+		return "this broker requires the campaign secret (set LLMP_SECRET_FILE)";
+	/* LibAFL compatibility: its peers cannot prove a secret, so loopback ones are served. */
+	if (!p->cred.local)
+		return "this broker requires the campaign secret from other hosts (set LLMP_SECRET_FILE)";
+	return NULL;
+}
+
+/*
  * A whole request is in p->body: act on it.  Returns 1 served (the peer
- * stays for its reply), 0 served and closed, -1 dropped.
+ * stays for its reply), 0 served and closed, -1 dropped, 2 read the next
+ * request (an auth proof was accepted).
  */
 static int peer_request(struct llmp_tcp_listener *l, unsigned i)
 {
 	struct peer *p = l->peers[i];
 	struct llmp_wire_msg m, r = { 0 };
 	struct llmp_shmem_desc bd, d;
+	const char *unproven;
+	uint32_t auth = llmp_auth_frame_type(p->body, p->body_len);
 	char who[112];
 	int ret;
 
+	if (auth)
+		return peer_auth(l, i, auth);
 	if (llmp_wire_decode_req(p->body, p->body_len, &m) < 0) {
 		peer_drop(l, i, "malformed request");
 		return -1;
+	}
+	unproven = peer_unproven(l, p);
+	if (unproven) {
+		peer_refuse(l, p, unproven);
+		return 1;
 	}
 	switch (m.type) {
 	case LLMP_TCP_REQ_LOCAL_CLIENT_HELLO:
@@ -540,7 +631,12 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 			l->peers[l->npeers] = NULL;
 			return 0;
 		}
-		if (p->state == PEER_REPLY) {
+		if (p->state == PEER_REPLY && p->again) {
+			/* The auth challenge went out: now the proof. */
+			p->again = false;
+			p->hdr_got = p->body_got = 0;
+			p->body_len = 0;
+		} else if (p->state == PEER_REPLY) {
 			peer_close(l, i);
 			return 0;
 		}
@@ -589,13 +685,18 @@ static int peer_step(struct llmp_tcp_listener *l, unsigned i, int64_t now)
 		}
 		/* The first body byte starts the variant: refuse garbage at once. */
 		if (p->body_got == 0 && p->body[0] > LLMP_TCP_REQ_CLIENT_QUIT &&
-		    p->body[0] != (0x80 | (LLMP_TCP_REQ_EXT_QUERY & 0x7f))) {
+		    p->body[0] != (0x80 | (LLMP_TCP_REQ_EXT_QUERY & 0x7f)) &&
+		    p->body[0] != (0x80 | (LLMP_TCP_REQ_AUTH_HELLO & 0x7f)) &&
+		    p->body[0] != (0x80 | (LLMP_TCP_REQ_AUTH_PROOF & 0x7f))) {
 			peer_drop(l, i, "unknown request variant");
 			return 0;
 		}
 		p->body_got += (size_t)n;
 	}
 	switch (peer_request(l, i)) {
+	case 2:
+		/* The proof was right: the request follows on the same connection. */
+		return peer_step(l, i, now);
 	case 1:
 		/* The reply goes out now if the socket takes it, else on a later step. */
 		peer_step(l, i, now);

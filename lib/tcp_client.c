@@ -20,6 +20,8 @@
 #include "llmp/broker.h"
 #include "tcp.h"
 #include "postcard.h"
+#include "auth.h"
+#include "llmp/auth.h"
 #include "broker_internal.h"
 #include "ctl.h"
 
@@ -108,18 +110,72 @@ static int recv_resp(int fd, uint8_t *buf, size_t cap, struct llmp_wire_msg *m)
 	return llmp_wire_decode_resp(buf, len, m);
 }
 
-/* Connect to a broker and read its hello into *m: the socket, or -errno. */
+/*
+ * The campaign secret (lib/auth.h), when LLMP_SECRET_FILE names one: our
+ * nonce, the broker's challenge and proof (checked: a broker that cannot
+ * prove the secret gets nothing of ours), then our proof.  0 or -errno.
+ */
+static int prove_secret(int fd, const uint8_t key[LLMP_AUTH_KEY_LEN])
+{
+	uint8_t f[4 + LLMP_AUTH_FRAME_MAX], nc[LLMP_AUTH_NONCE_LEN], nb[LLMP_AUTH_NONCE_LEN];
+	uint8_t proof[LLMP_AUTH_PROOF_LEN], want[LLMP_AUTH_PROOF_LEN];
+	struct llmp_wire_msg m;
+	uint32_t len;
+	int ret, n;
+
+	ret = llmp_auth_nonce(nc);
+	if (ret < 0)
+		return ret;
+	n = llmp_auth_encode(LLMP_TCP_REQ_AUTH_HELLO, nc, NULL, f + 4, sizeof(f) - 4);
+	ret = n < 0 ? n : send_frame(fd, f + 4, n);
+	if (ret < 0)
+		return llmp_err(ret, "tcp: cannot send the campaign secret hello");
+	ret = llmp_tcp_io_full(fd, f, 4, false);
+	if (ret == 0)
+		ret = llmp_wire_get_len(f, sizeof(f) - 4, &len) < 0 ? -EPROTO : 0;
+	if (ret == 0)
+		ret = llmp_tcp_io_full(fd, f + 4, len, false);
+	if (ret < 0)
+		return llmp_err(ret == -EPROTO ? ret : -EACCES, "tcp: the broker did not answer the "
+				"campaign secret hello (a LibAFL broker, or one without a secret?)");
+	if (llmp_auth_decode(LLMP_TCP_RESP_AUTH_CHALLENGE, f + 4, len, nb, proof) < 0) {
+		if (llmp_wire_decode_resp(f + 4, len, &m) == 0 && m.type == LLMP_TCP_RESP_ERROR)
+			return llmp_err(-EACCES, "tcp: the broker refused the campaign secret: %.*s",
+					(int)(m.text_len > 200 ? 200 : m.text_len), m.text);
+		return llmp_err(-EPROTO, "tcp: malformed campaign secret challenge");
+	}
+	llmp_auth_proof(key, true, nc, nb, want);
+	if (llmp_memeq_ct(proof, want, sizeof(want)))
+		return llmp_err(-EACCES, "tcp: the broker does not know the campaign secret "
+				"(wrong %s, or not the broker you meant)", LLMP_SECRET_ENV);
+	llmp_auth_proof(key, false, nc, nb, proof);
+	n = llmp_auth_encode(LLMP_TCP_REQ_AUTH_PROOF, proof, NULL, f + 4, sizeof(f) - 4);
+	ret = n < 0 ? n : send_frame(fd, f + 4, n);
+	return ret < 0 ? llmp_err(ret, "tcp: cannot send the campaign secret proof") : 0;
+}
+
+/*
+ * Connect to a broker, read its hello into *m and, with LLMP_SECRET_FILE
+ * set, prove the secret: the socket, or -errno.
+ */
 static int dial_broker(const char *addr, uint16_t port, uint8_t *buf, size_t cap,
 		       struct llmp_wire_msg *m)
 {
-	int fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
-	int ret;
+	uint8_t key[LLMP_AUTH_KEY_LEN];
+	int secret = llmp_secret_from_env(key);
+	int fd, ret;
 
+	if (secret < 0)
+		return secret;
+	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
 	if (fd < 0)
 		return fd;
 	ret = recv_resp(fd, buf, cap, m);
 	if (ret == 0 && m->type != LLMP_TCP_RESP_BROKER_CONNECT_HELLO)
 		ret = llmp_err(-EPROTO, "tcp: expected the broker's hello, got response %u", m->type);
+	if (ret == 0 && secret)
+		ret = prove_secret(fd, key);
+	memset(key, 0, sizeof(key));
 	if (ret < 0) {
 		close(fd);
 		return ret;

@@ -13,9 +13,10 @@
 #define MAX_B2B 16
 #define MAX_B2B_ALLOW 64
 /* long-only options */
-enum { OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
+enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
        OPT_B2B_INFLATE };
 
+#include "llmp/auth.h"
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
 #include "llmp/shmem.h"
@@ -53,6 +54,11 @@ static void usage(FILE *f)
 		"      --allow-remote-clients\n"
 		"                          let TCP peers on other hosts register pages (their uid\n"
 		"                          cannot be checked; default: only local peers)\n"
+		"  campaign secret (Documentation/security.rst, \"Campaign secret\"):\n"
+		"      --secret-file FILE  TCP peers prove the secret in FILE (mode 0600, 16+ bytes);\n"
+		"                          our clients set LLMP_SECRET_FILE to the same file.  LibAFL\n"
+		"                          peers, which cannot, are still served from loopback\n"
+		"      --secret-required   ... and not even from loopback\n"
 		"  B2B peers (Documentation/broker.rst, \"Hostile peers\"):\n"
 		"      --b2b-allow ADDR[/PREFIX]\n"
 		"                          accept links from these addresses (repeatable; default:\n"
@@ -114,6 +120,8 @@ int main(int argc, char **argv)
 		/* registration: long options only */
 		{ "max-clients", required_argument, 0, OPT_MAX_CLIENTS },
 		{ "allow-remote-clients", no_argument, 0, OPT_ALLOW_REMOTE },
+		{ "secret-file", required_argument, 0, OPT_SECRET_FILE },
+		{ "secret-required", no_argument, 0, OPT_SECRET_REQUIRED },
 		/* B2B limits against hostile peers */
 		{ "b2b-allow", required_argument, 0, OPT_B2B_ALLOW },
 		{ "b2b-max-frame", required_argument, 0, OPT_B2B_MAX_FRAME },
@@ -141,6 +149,8 @@ int main(int argc, char **argv)
 	bool compress = false, zstd = false;
 	unsigned long max_clients = 0;  /* registration */
 	bool allow_remote = false;
+	const char *secret_file = NULL; /* campaign secret */
+	bool secret_required = false;
 	const char *b2b_allow[MAX_B2B_ALLOW];
 	unsigned nallow = 0;
 	unsigned long b2b_max_frame = 0, b2b_memory = 0, b2b_inflate = 0;
@@ -216,6 +226,12 @@ int main(int argc, char **argv)
 		case OPT_ALLOW_REMOTE:
 			allow_remote = true;
 			break;
+		case OPT_SECRET_FILE:
+			secret_file = optarg;
+			break;
+		case OPT_SECRET_REQUIRED:
+			secret_required = true;
+			break;
 		case OPT_B2B_ALLOW:
 			if (nallow == MAX_B2B_ALLOW)
 				goto bad;
@@ -246,6 +262,10 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		goto bad;
+	if (secret_required && !secret_file) {
+		fprintf(stderr, "llmp-broker: --secret-required needs --secret-file\n");
+		goto bad;
+	}
 	llmp_set_log(log_cb, NULL, verbose ? LLMP_LOG_INFO : LLMP_LOG_WARN);
 
 	ret = llmp_provider_new(kind, &p);
@@ -259,6 +279,11 @@ int main(int argc, char **argv)
 	ret = llmp_broker_new(p, &bo, &b);
 	if (ret < 0)
 		goto fail;
+	if (secret_file) {
+		ret = llmp_broker_set_secret(b, secret_file, secret_required ? LLMP_SECRET_REQUIRED : 0);
+		if (ret < 0)
+			goto fail;
+	}
 	struct llmp_tcp_listener_opts to = { .struct_size = sizeof(to), .peer_timeout_ms = (int)peer_ms };
 	ret = llmp_tcp_listen(b, bind_addr, (uint16_t)port, &to, &l);
 	if (ret < 0)

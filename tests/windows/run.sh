@@ -27,7 +27,7 @@ ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
 wine=${WINE:-wine}
 wineserver=${WINESERVER:-wineserver}
 out=${LLMP_WIN_BUILD:-build/win}
-exclude=${LLMP_WIN_EXCLUDE-loop loop_wait tcp tcp_client b2b b2b_allow b2b_codec b2b_dial b2b_resume}
+exclude=${LLMP_WIN_EXCLUDE-loop loop_wait tcp tcp_client b2b b2b_allow b2b_codec b2b_dial b2b_resume auth}
 timeout_s=${LLMP_TEST_TIMEOUT:-600}
 
 # Why a file is left out by default (files written for Linux only).
