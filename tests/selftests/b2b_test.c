@@ -37,6 +37,7 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "llmp_node.h"
 #include "llmp/broker.h"
 
 #define TAG 0x51300321u
@@ -131,108 +132,23 @@ static bool log_has(const char *s)
 	return r;
 }
 
-/* ---- nodes: a broker, its listener and its loop on a thread ------------------------- */
-
-struct node {
-	struct llmp_provider *p, *cp;
-	struct llmp_broker *b;
-	struct llmp_tcp_listener *l;
-	struct llmp_loop *lp;
-	uint16_t port;
-	pthread_t t;
-	bool running;
-	int ret;
-	/* copied by the loop's stats callback (its own thread) */
-	atomic_uint links_up;
-	atomic_ulong dials;
-};
-
-static void node_stats(void *ctx, const struct llmp_loop_stats *st)
-{
-	struct node *n = ctx;
-
-	/* Read by the test thread's waits (relaxed: a counter, no data behind it). */
-	atomic_store_explicit(&n->links_up, st->b2b_links, memory_order_relaxed);
-	atomic_store_explicit(&n->dials, st->b2b_dials, memory_order_relaxed);
-}
-
-static void *node_thread(void *v)
-{
-	struct node *n = v;
-
-	n->ret = llmp_loop_run(n->lp);
-	return NULL;
-}
+/* ---- nodes: a broker, its listener and its loop on a thread (llmp_node.h) ---------- */
 
 /* A broker on port (0: any), its loop with the given codecs; 0 or a negative errno. */
-static int node_init(struct node *n, enum llmp_shmem_kind kind, uint16_t port, int codecs)
+static int node_init(struct llmp_node *n, enum llmp_shmem_kind kind, uint16_t port, int codecs)
 {
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
 	struct llmp_loop_opts oo = { .struct_size = sizeof(oo),
 				     .backend = (codecs & C_POLL) ? LLMP_LOOP_POLL : LLMP_LOOP_AUTO,
 				     .b2b_compress = !!(codecs & C_DEFLATE),
-				     .b2b_zstd = !!(codecs & C_ZSTD),
-				     .stats_interval_ms = 20, .on_stats = node_stats, .ctx = n };
-	int r;
+				     .b2b_zstd = !!(codecs & C_ZSTD) };
 
-	if ((r = llmp_provider_new(kind, &n->p)) < 0 || (r = llmp_provider_new(kind, &n->cp)) < 0 ||
-	    (r = llmp_broker_new(n->p, &bo, &n->b)) < 0 ||
-	    (r = llmp_tcp_listen(n->b, NULL, port, NULL, &n->l)) < 0)
-		return r;
-	n->port = llmp_tcp_listener_port(n->l);
-	if ((r = llmp_loop_new(n->b, &oo, &n->lp)) < 0)
-		return r;
-	return llmp_loop_add_listener(n->lp, n->l);
-}
-
-static int node_start(struct node *n)
-{
-	if (pthread_create(&n->t, NULL, node_thread, n))
-		return -1;
-	n->running = true;
-	return 0;
-}
-
-static int node_stop(struct node *n)
-{
-	if (!n->running)
-		return 0;
-	llmp_loop_stop(n->lp);
-	pthread_join(n->t, NULL);
-	n->running = false;
-	return n->ret;
-}
-
-static void node_fini(struct node *n)
-{
-	node_stop(n);
-	llmp_loop_free(n->lp);
-	llmp_tcp_listener_free(n->l);
-	if (n->b)
-		llmp_broker_free(n->b);
-	if (n->cp)
-		llmp_provider_free(n->cp);
-	if (n->p)
-		llmp_provider_free(n->p);
-	memset(n, 0, sizeof(*n));
-}
-
-/* Wait until the node reports `want` links up; false after ms. */
-static bool wait_links(struct node *n, unsigned want, int ms)
-{
-	int64_t end = llmp_test_now_ms() + ms;
-
-	while (atomic_load_explicit(&n->links_up, memory_order_relaxed) != want) {
-		if (llmp_test_now_ms() > end)
-			return false;
-		usleep(5000);
-	}
-	return true;
+	return llmp_node_init(n, kind, port, &bo, &oo);
 }
 
 FIXTURE(b2b)
 {
-	struct node n[NB];
+	struct llmp_node n[NB];
 	enum llmp_shmem_kind kind;
 	bool ok;
 };
@@ -274,16 +190,16 @@ FIXTURE_SETUP(b2b)
 FIXTURE_TEARDOWN(b2b)
 {
 	for (int i = 0; i < NB; i++)
-		node_stop(&self->n[i]);
+		llmp_node_stop(&self->n[i]);
 	for (int i = 0; i < NB; i++)
-		node_fini(&self->n[i]);
+		llmp_node_fini(&self->n[i]);
 	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
 }
 
 /* One broker per test, with the codecs the test asks for (LINK_NODE). */
 FIXTURE(link)
 {
-	struct node n[1];
+	struct llmp_node n[1];
 	enum llmp_shmem_kind kind;
 	bool ok;
 };
@@ -298,7 +214,7 @@ FIXTURE_SETUP(link)
 
 FIXTURE_TEARDOWN(link)
 {
-	node_fini(&self->n[0]);
+	llmp_node_fini(&self->n[0]);
 	llmp_set_log(NULL, NULL, LLMP_LOG_WARN);
 }
 
@@ -373,7 +289,7 @@ TEST_F_TIMEOUT(b2b, triangle_exactly_once, 60)
 	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[1].port));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, NULL, self->n[2].port));
 	for (int k = 0; k < NB; k++)
-		ASSERT_EQ(0, node_start(&self->n[k]));
+		ASSERT_EQ(0, llmp_node_start(&self->n[k]));
 	for (int k = 0; k < NB; k++) {
 		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
 
@@ -455,7 +371,7 @@ TEST_F_TIMEOUT(b2b, triangle_exactly_once, 60)
 		struct llmp_loop_stats st;
 		unsigned zs = 0, df = 0;
 
-		ASSERT_EQ(0, node_stop(&self->n[k]));
+		ASSERT_EQ(0, llmp_node_stop(&self->n[k]));
 		llmp_loop_stats(self->n[k].lp, &st);
 		for (int j = 0; j < NB; j++) {
 			if (j != k) {
@@ -486,7 +402,7 @@ TEST_F(link, bad_link_frames_close_the_link)
 	uint32_t len;
 
 	LINK_NODE(0);
-	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_start(&self->n[0]));
 	for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "evil",
 					   .text_len = 4 };
@@ -525,7 +441,7 @@ TEST_F(link, bad_link_frames_close_the_link)
 	ASSERT_EQ(1, r2);
 	ASSERT_EQ(5, v.len);
 	llmp_client_free(c);
-	ASSERT_EQ(0, node_stop(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_stop(&self->n[0]));
 	struct llmp_loop_stats st;
 	llmp_loop_stats(self->n[0].lp, &st);
 	ASSERT_EQ(0, st.b2b_links);
@@ -550,7 +466,7 @@ TEST_F(link, libafl_wire_link)
 
 	/* With zstd on: it still sends no capabilities to a peer that sent none. */
 	LINK_NODE(C_ZSTD);
-	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 	ASSERT_EQ(0, llmp_client_send(c, TAG, 0x0, "before the link", 15));
 
@@ -630,7 +546,7 @@ TEST_F(link, reserved_tags_from_a_link_are_dropped)
 	uint32_t len;
 
 	LINK_NODE(0);
-	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c[0]));
 
 	int fd = llmp_test_tcp_dial(self->n[0].port);
@@ -686,7 +602,7 @@ TEST_F(link, reserved_tags_from_a_link_are_dropped)
 	close(fd);
 	llmp_client_free(c[0]);
 	llmp_client_free(c[1]);
-	ASSERT_EQ(0, node_stop(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_stop(&self->n[0]));
 	llmp_loop_stats(self->n[0].lp, &st);
 	ASSERT_EQ((uint64_t)nres, st.b2b_reserved);
 	ASSERT_EQ((uint64_t)nres + 1, st.b2b_received);
@@ -695,7 +611,7 @@ TEST_F(link, reserved_tags_from_a_link_are_dropped)
 
 #ifdef LLMP_HAVE_ZSTD
 /* Speak to broker n as one of our brokers would: handshake, capabilities both ways. */
-static int our_peer(struct node *n, uint8_t *buf, uint32_t cap, uint32_t *codecs)
+static int our_peer(struct llmp_node *n, uint8_t *buf, uint32_t cap, uint32_t *codecs)
 {
 	struct llmp_wire_msg h = { .type = LLMP_TCP_REQ_REMOTE_BROKER_HELLO, .text = "ours",
 				   .text_len = 4 };
@@ -748,7 +664,7 @@ TEST_F(link, corrupt_zstd_drops_the_link)
 	int fd, r;
 
 	LINK_NODE(C_ZSTD);
-	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 
 	/* Good: 20000 compressible bytes as one zstd frame. */
@@ -831,7 +747,7 @@ TEST_F(link, corrupt_zstd_drops_the_link)
 		ASSERT_NE(0xbad, v.tag);
 	ASSERT_EQ(1, r);
 	llmp_client_free(c);
-	ASSERT_EQ(0, node_stop(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_stop(&self->n[0]));
 }
 #else
 /* Built without libzstd: the loop refuses b2b_zstd with -EOPNOTSUPP, and LINK_NODE SKIPs. */
@@ -866,7 +782,7 @@ TEST_F(link, zstd_dialer_to_libafl_peer)
 	ASSERT_EQ(0, listen(ls, 4));
 	ASSERT_EQ(0, getsockname(ls, (struct sockaddr *)&a, &al));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(self->n[0].lp, "127.0.0.1", ntohs(a.sin_port)));
-	ASSERT_EQ(0, node_start(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_start(&self->n[0]));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n[0].cp, NULL, self->n[0].port, NULL, &c));
 	fill(msg, sizeof(msg), 0, 1);
 	ASSERT_EQ(0, llmp_client_send(c, TAG, 0, msg, sizeof(msg)));
@@ -906,7 +822,7 @@ TEST_F(link, zstd_dialer_to_libafl_peer)
 	close(fd);
 	close(ls);
 	llmp_client_free(c);
-	ASSERT_EQ(0, node_stop(&self->n[0]));
+	ASSERT_EQ(0, llmp_node_stop(&self->n[0]));
 }
 
 /* ---- re-dialling ---------------------------------------------------------------- */
@@ -920,7 +836,7 @@ TEST_F(link, zstd_dialer_to_libafl_peer)
  */
 TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 {
-	struct node *a = &self->n[0], b;
+	struct llmp_node *a = &self->n[0], b;
 	struct llmp_client *ca, *cb;
 	struct llmp_msg_view v;
 	uint16_t port = free_port();
@@ -930,7 +846,7 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 	ASSERT_NE(0, port);
 	memset(&b, 0, sizeof(b));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port)) TH_LOG("%s", llmp_strerror_last());
-	ASSERT_EQ(0, node_start(a));
+	ASSERT_EQ(0, llmp_node_start(a));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &ca));
 	ASSERT_EQ(0, llmp_client_send(ca, TAG, 0, "early", 5));
 	while ((r = llmp_client_recv_wait(ca, &v, 5000)) == 1 && v.tag != TAG)
@@ -946,9 +862,9 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 
 	/* The peer appears. */
 	ASSERT_EQ(0, node_init(&b, self->kind, port, 0)) TH_LOG("%s", llmp_strerror_last());
-	ASSERT_EQ(0, node_start(&b));
-	ASSERT_TRUE(wait_links(a, 1, 15000)) TH_LOG("no link after the peer came up:\n%s", b2b_log);
-	ASSERT_TRUE(wait_links(&b, 1, 5000));
+	ASSERT_EQ(0, llmp_node_start(&b));
+	ASSERT_TRUE(llmp_node_wait_links(a, 1, 15000)) TH_LOG("no link after the peer came up:\n%s", b2b_log);
+	ASSERT_TRUE(llmp_node_wait_links(&b, 1, 5000));
 	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &cb));
 	ASSERT_EQ(0, llmp_client_send(cb, TAG, 0, "from b", 6));
 	ASSERT_EQ(0, llmp_client_send(ca, TAG, 0, "late", 4));
@@ -973,8 +889,8 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 		ASSERT_FALSE(v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B)) TH_LOG("duplicate at a");
 	llmp_client_free(ca);
 	llmp_client_free(cb);
-	ASSERT_EQ(0, node_stop(a));
-	node_fini(&b);
+	ASSERT_EQ(0, llmp_node_stop(a));
+	llmp_node_fini(&b);
 }
 
 /* Start llmp-broker on port (0: any); returns its pid, *port_out the port it listens on. */
@@ -1068,7 +984,7 @@ static int send_n(struct llmp_client *c, const char *prefix, int n)
  */
 TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 {
-	struct node *a = &self->n[0];
+	struct llmp_node *a = &self->n[0];
 	struct llmp_client *txa, *rxa, *txb, *rxb;
 	char path[4200];
 	uint16_t port, port2;
@@ -1082,12 +998,12 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	bp = start_tool_broker(path, self->kind, 0, &port, &bout);
 	ASSERT_LT(0, bp);
 	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, port));
-	ASSERT_EQ(0, node_start(a));
+	ASSERT_EQ(0, llmp_node_start(a));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &txa));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &rxa));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &txb));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &rxb));
-	ASSERT_TRUE(wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
+	ASSERT_TRUE(llmp_node_wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
 
 	/* Before: both ways, once. */
 	ASSERT_EQ(0, send_n(txa, "a0 ", RN));
@@ -1105,7 +1021,7 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	if (bout)
 		fclose(bout);
 	llmp_test_remove_orphans(self->kind, bp);
-	ASSERT_TRUE(wait_links(a, 0, 10000));
+	ASSERT_TRUE(llmp_node_wait_links(a, 0, 10000));
 	ASSERT_EQ(0, send_n(txa, "a1 ", RN));
 	usleep(300000);
 
@@ -1115,7 +1031,7 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	ASSERT_EQ(port, port2);
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &txb));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, port, NULL, &rxb));
-	ASSERT_TRUE(wait_links(a, 1, 15000)) TH_LOG("no re-dial:\n%s", b2b_log);
+	ASSERT_TRUE(llmp_node_wait_links(a, 1, 15000)) TH_LOG("no re-dial:\n%s", b2b_log);
 	ASSERT_EQ(0, send_n(txa, "a2 ", RN));
 	ASSERT_EQ(0, send_n(txb, "b2 ", RN));
 	/* B's client: every a1 and a2 exactly once (a1 was kept in A's history). */
@@ -1150,7 +1066,7 @@ TEST_F_TIMEOUT(link, redial_after_peer_restart, 90)
 	ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) TH_LOG("status 0x%x", st);
 	llmp_client_free(txa);
 	llmp_client_free(rxa);
-	ASSERT_EQ(0, node_stop(a));
+	ASSERT_EQ(0, llmp_node_stop(a));
 	struct llmp_loop_stats ls;
 	llmp_loop_stats(a->lp, &ls);
 	ASSERT_LE(2, ls.b2b_dials);
@@ -1231,7 +1147,7 @@ static bool wait_log(const char *what, int ms)
  */
 static void reset_case(struct __test_metadata *_metadata, struct _test_data_link *self, bool half)
 {
-	struct node *a = &self->n[0], b;
+	struct llmp_node *a = &self->n[0], b;
 	struct relay rl;
 	struct llmp_client *txa, *rxa, *txb, *rxb;
 	struct sockaddr_in sa = { .sin_family = AF_INET };
@@ -1253,13 +1169,13 @@ static void reset_case(struct __test_metadata *_metadata, struct _test_data_link
 	rl.to = b.port;
 	ASSERT_EQ(0, pthread_create(&rl.t, NULL, relay_thread, &rl));
 	ASSERT_EQ(0, llmp_loop_connect_b2b(a->lp, NULL, rl.port));
-	ASSERT_EQ(0, node_start(a));
-	ASSERT_EQ(0, node_start(&b));
+	ASSERT_EQ(0, llmp_node_start(a));
+	ASSERT_EQ(0, llmp_node_start(&b));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &txa));
 	ASSERT_EQ(0, llmp_client_connect_tcp(a->cp, NULL, a->port, NULL, &rxa));
 	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &txb));
 	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, NULL, &rxb));
-	ASSERT_TRUE(wait_links(a, 1, 10000));
+	ASSERT_TRUE(llmp_node_wait_links(a, 1, 10000));
 	ASSERT_EQ(0, send_n(txa, "a0 ", RN));
 	ASSERT_EQ(0, send_n(txb, "b0 ", RN));
 	memset(seen, 0, sizeof(seen));
@@ -1273,9 +1189,9 @@ static void reset_case(struct __test_metadata *_metadata, struct _test_data_link
 	while (atomic_load_explicit(&a->dials, memory_order_relaxed) < 2 && llmp_test_now_ms() < end)
 		usleep(5000);
 	ASSERT_LE(2, atomic_load_explicit(&a->dials, memory_order_relaxed)) TH_LOG("%s", b2b_log);
-	ASSERT_TRUE(wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
+	ASSERT_TRUE(llmp_node_wait_links(a, 1, 10000)) TH_LOG("%s", b2b_log);
 	ASSERT_TRUE(wait_log("the dialler is back; resuming", 10000)) TH_LOG("%s", b2b_log);
-	ASSERT_TRUE(wait_links(&b, 1, 10000)) TH_LOG("%s", b2b_log);
+	ASSERT_TRUE(llmp_node_wait_links(&b, 1, 10000)) TH_LOG("%s", b2b_log);
 	if (half)
 		ASSERT_TRUE(log_has("came back on a new connection")) TH_LOG("%s", b2b_log);
 	ASSERT_EQ(0, send_n(txa, "a1 ", RN));
@@ -1299,8 +1215,8 @@ static void reset_case(struct __test_metadata *_metadata, struct _test_data_link
 	llmp_client_free(rxa);
 	llmp_client_free(txb);
 	llmp_client_free(rxb);
-	ASSERT_EQ(0, node_stop(a));
-	node_fini(&b);
+	ASSERT_EQ(0, llmp_node_stop(a));
+	llmp_node_fini(&b);
 	atomic_store_explicit(&rl.stop, 1, memory_order_relaxed);
 	pthread_join(rl.t, NULL);
 	close(rl.ls);

@@ -22,134 +22,23 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "llmp_node.h"
 #include "llmp/broker.h"
 
 #define TAG 0x0D05u
 
-/* ---- a broker, its listener and its loop on a thread -------------------------- */
+/* ---- a broker, its listener and its loop on a thread (llmp_node.h) ------------- */
 
-struct node {
-	struct llmp_provider *p, *cp;
-	struct llmp_broker *b;
-	struct llmp_tcp_listener *l;
-	struct llmp_loop *lp;
-	uint16_t port;
-	pthread_t t;
-	bool running;
-	int ret;
-	/* copied by the loop's stats callback (its thread); read by the test */
-	atomic_uint links_up;
-	atomic_ulong refused, buffered, throttled, received, dropped;
-	/* asked of the loop's thread by the test: dial this port, allow this rule */
-	atomic_int dial_port, dial_ret;
-	const char *_Atomic allow;
-	atomic_int allow_ret;
-};
-
-static void node_stats(void *ctx, const struct llmp_loop_stats *st)
-{
-	struct node *n = ctx;
-
-	atomic_store(&n->links_up, st->b2b_links);
-	atomic_store(&n->refused, st->b2b_refused);
-	atomic_store(&n->buffered, st->b2b_buffered);
-	atomic_store(&n->throttled, st->b2b_throttled);
-	atomic_store(&n->received, st->b2b_received);
-	atomic_store(&n->dropped, st->tcp.dropped);
-	/* llmp_loop_connect_b2b() and llmp_loop_b2b_allow() belong to the loop's thread. */
-	if (atomic_load(&n->dial_port)) {
-		atomic_store(&n->dial_ret, llmp_loop_connect_b2b(n->lp, NULL,
-								 (uint16_t)atomic_load(&n->dial_port)));
-		atomic_store(&n->dial_port, 0);
-	}
-	if (atomic_load(&n->allow)) {
-		atomic_store(&n->allow_ret, llmp_loop_b2b_allow(n->lp, atomic_load(&n->allow)));
-		atomic_store(&n->allow, NULL);
-	}
-}
-
-/* Run llmp_loop_connect_b2b(n, NULL, port) on n's loop thread: its result. */
-static int node_dial(struct node *n, uint16_t port)
-{
-	atomic_store(&n->dial_ret, 1);
-	atomic_store(&n->dial_port, port);
-	while (atomic_load(&n->dial_ret) == 1)
-		usleep(1000);
-	return atomic_load(&n->dial_ret);
-}
-
-/* Run llmp_loop_b2b_allow(n, spec) on n's loop thread: its result. */
-static int node_allow(struct node *n, const char *spec)
-{
-	atomic_store(&n->allow_ret, 1);
-	atomic_store(&n->allow, spec);
-	while (atomic_load(&n->allow_ret) == 1)
-		usleep(1000);
-	return atomic_load(&n->allow_ret);
-}
-
-static void *node_thread(void *v)
-{
-	struct node *n = v;
-
-	n->ret = llmp_loop_run(n->lp);
-	return NULL;
-}
-
-/* oo: the loop's options (stats callback filled in here); 0 or a negative errno. */
-static int node_init(struct node *n, struct llmp_loop_opts *oo, size_t page)
+/* oo: the loop's options (stats callback filled in); 0 or a negative errno. */
+static int node_init(struct llmp_node *n, struct llmp_loop_opts *oo, size_t page)
 {
 	enum llmp_shmem_kind kind;
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = page };
-	int r;
 
 	memset(n, 0, sizeof(*n));
 	if (llmp_test_named_kind(&kind) < 0)
 		return -ENOSYS;
-	oo->struct_size = sizeof(*oo);
-	oo->stats_interval_ms = 20;
-	oo->on_stats = node_stats;
-	oo->ctx = n;
-	if ((r = llmp_provider_new(kind, &n->p)) < 0 || (r = llmp_provider_new(kind, &n->cp)) < 0 ||
-	    (r = llmp_broker_new(n->p, &bo, &n->b)) < 0 ||
-	    (r = llmp_tcp_listen(n->b, NULL, 0, NULL, &n->l)) < 0)
-		return r;
-	n->port = llmp_tcp_listener_port(n->l);
-	if ((r = llmp_loop_new(n->b, oo, &n->lp)) < 0)
-		return r;
-	return llmp_loop_add_listener(n->lp, n->l);
-}
-
-static int node_start(struct node *n)
-{
-	if (pthread_create(&n->t, NULL, node_thread, n))
-		return -1;
-	n->running = true;
-	return 0;
-}
-
-static int node_stop(struct node *n)
-{
-	if (!n->running)
-		return 0;
-	llmp_loop_stop(n->lp);
-	pthread_join(n->t, NULL);
-	n->running = false;
-	return n->ret;
-}
-
-static void node_fini(struct node *n)
-{
-	node_stop(n);
-	llmp_loop_free(n->lp);
-	llmp_tcp_listener_free(n->l);
-	if (n->b)
-		llmp_broker_free(n->b);
-	if (n->cp)
-		llmp_provider_free(n->cp);
-	if (n->p)
-		llmp_provider_free(n->p);
-	memset(n, 0, sizeof(*n));
+	return llmp_node_init(n, kind, 0, &bo, oo);
 }
 
 /* Wait until cond(n) holds; false after ms. */
@@ -320,7 +209,7 @@ static void *slowloris_thread(void *v)
 
 FIXTURE(slowloris)
 {
-	struct node n;
+	struct llmp_node n;
 	bool ok;
 };
 
@@ -345,13 +234,13 @@ FIXTURE_SETUP(slowloris)
 	if (r == -ENOSYS)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
-	ASSERT_EQ(0, node_start(&self->n));
+	ASSERT_EQ(0, llmp_node_start(&self->n));
 	self->ok = true;
 }
 
 FIXTURE_TEARDOWN(slowloris)
 {
-	node_fini(&self->n);
+	llmp_node_fini(&self->n);
 }
 
 /*
@@ -404,7 +293,7 @@ TEST_F_TIMEOUT(slowloris, honest_registrations_get_through, 120)
  */
 TEST_F_TIMEOUT(slowloris, unconfigured_b2b_peers_refused, 60)
 {
-	struct node b;
+	struct llmp_node b;
 	struct llmp_loop_opts oo = { 0 };
 	struct llmp_client *ca, *cb;
 	int fd[HOSTILE];
@@ -414,9 +303,9 @@ TEST_F_TIMEOUT(slowloris, unconfigured_b2b_peers_refused, 60)
 		SKIP(return, "no broker loop (see the setup's reason)");
 
 	/* The fixture's broker is A. */
-	ASSERT_EQ(-EINVAL, node_allow(&self->n, "127.0.0.1/33"));
-	ASSERT_EQ(-EINVAL, node_allow(&self->n, "localhost"));
-	ASSERT_EQ(0, node_allow(&self->n, "127.0.0.1/32"));
+	ASSERT_EQ(-EINVAL, llmp_node_allow(&self->n, "127.0.0.1/33"));
+	ASSERT_EQ(-EINVAL, llmp_node_allow(&self->n, "localhost"));
+	ASSERT_EQ(0, llmp_node_allow(&self->n, "127.0.0.1/32"));
 	for (int i = 0; i < HOSTILE; i++) {
 		fd[i] = raw_link(self->n.port, 2 + (unsigned)i);
 		ASSERT_EQ(-2, fd[i]) TH_LOG("peer 127.0.0.%d was not refused", 2 + i);
@@ -429,7 +318,7 @@ TEST_F_TIMEOUT(slowloris, unconfigured_b2b_peers_refused, 60)
 
 	ASSERT_EQ(0, node_init(&b, &oo, 1 << 18)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(0, llmp_loop_connect_b2b(b.lp, NULL, self->n.port)); /* before run(): allowed */
-	ASSERT_EQ(0, node_start(&b));
+	ASSERT_EQ(0, llmp_node_start(&b));
 	ASSERT_TRUE(WAIT_FOR(atomic_load(&self->n.links_up) == 1 && atomic_load(&b.links_up) == 1,
 			     10000));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, NULL, &ca));
@@ -441,7 +330,7 @@ TEST_F_TIMEOUT(slowloris, unconfigured_b2b_peers_refused, 60)
 	llmp_client_free(cb);
 	for (int i = 0; i < HOSTILE; i++)
 		close(fd[i]);
-	node_fini(&b);
+	llmp_node_fini(&b);
 }
 
 /*
@@ -452,7 +341,7 @@ TEST_F_TIMEOUT(slowloris, unconfigured_b2b_peers_refused, 60)
  */
 TEST_F_TIMEOUT(slowloris, hostile_links_do_not_block_configured_peer, 60)
 {
-	struct node b;
+	struct llmp_node b;
 	struct llmp_loop_opts oo = { 0 };
 	struct llmp_client *ca, *cb;
 	int fd[HOSTILE];
@@ -469,8 +358,8 @@ TEST_F_TIMEOUT(slowloris, hostile_links_do_not_block_configured_peer, 60)
 	ASSERT_EQ(-2, raw_link(self->n.port, 1));
 
 	ASSERT_EQ(0, node_init(&b, &oo, 1 << 18)) TH_LOG("%s", llmp_strerror_last());
-	ASSERT_EQ(0, node_start(&b));
-	ASSERT_EQ(0, node_dial(&self->n, b.port)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_node_start(&b));
+	ASSERT_EQ(0, llmp_node_dial(&self->n, b.port)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_TRUE(WAIT_FOR(atomic_load(&b.links_up) == 1 &&
 			     atomic_load(&self->n.links_up) == HOSTILE + 1, 10000));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, NULL, &ca));
@@ -481,13 +370,13 @@ TEST_F_TIMEOUT(slowloris, hostile_links_do_not_block_configured_peer, 60)
 	llmp_client_free(cb);
 	for (int i = 0; i < HOSTILE; i++)
 		close(fd[i]);
-	node_fini(&b);
+	llmp_node_fini(&b);
 }
 
 /* One B2B broker with small limits for the memory tests. */
 FIXTURE(mem)
 {
-	struct node n;
+	struct llmp_node n;
 	char no_zstd[200]; /* why the loop refused zstd (built without libzstd), or "" */
 };
 
@@ -503,19 +392,19 @@ FIXTURE_SETUP(mem)
 	if (r == -EOPNOTSUPP) {
 		/* Built without libzstd: the loop must say so; zstd_bombs_bounded then SKIPs. */
 		snprintf(self->no_zstd, sizeof(self->no_zstd), "%s", llmp_strerror_last());
-		node_fini(&self->n);
+		llmp_node_fini(&self->n);
 		oo.b2b_zstd = false;
 		r = node_init(&self->n, &oo, 1 << 20);
 	}
 	if (r == -ENOSYS)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
-	ASSERT_EQ(0, node_start(&self->n));
+	ASSERT_EQ(0, llmp_node_start(&self->n));
 }
 
 FIXTURE_TEARDOWN(mem)
 {
-	node_fini(&self->n);
+	llmp_node_fini(&self->n);
 }
 
 /* True once the broker closed fd (EOF or reset), after draining what it sent. */

@@ -27,18 +27,57 @@ struct llmp_node {
 	int ret;
 	/* copied by the loop's stats callback (its own thread) */
 	atomic_uint links_up;
-	atomic_ulong dials;
-	atomic_ulong registered;
+	atomic_ulong dials, registered;
+	atomic_ulong refused, buffered, throttled, received, dropped;
+	/* asked of the loop's thread by the test: dial this port, allow this rule */
+	atomic_int dial_port, dial_ret;
+	const char *_Atomic allow;
+	atomic_int allow_ret;
 };
 
 static inline void llmp_node_stats(void *ctx, const struct llmp_loop_stats *st)
 {
 	struct llmp_node *n = ctx;
 
-	/* Read by the test thread's waits (relaxed: counters, no data behind them). */
-	atomic_store_explicit(&n->links_up, st->b2b_links, memory_order_relaxed);
-	atomic_store_explicit(&n->dials, st->b2b_dials, memory_order_relaxed);
-	atomic_store_explicit(&n->registered, st->tcp.registered, memory_order_relaxed);
+	/* Read by the test thread's waits (counters, no data behind them). */
+	atomic_store(&n->links_up, st->b2b_links);
+	atomic_store(&n->dials, st->b2b_dials);
+	atomic_store(&n->registered, st->tcp.registered);
+	atomic_store(&n->refused, st->b2b_refused);
+	atomic_store(&n->buffered, st->b2b_buffered);
+	atomic_store(&n->throttled, st->b2b_throttled);
+	atomic_store(&n->received, st->b2b_received);
+	atomic_store(&n->dropped, st->tcp.dropped);
+	/* llmp_loop_connect_b2b() and llmp_loop_b2b_allow() belong to the loop's thread. */
+	if (atomic_load(&n->dial_port)) {
+		atomic_store(&n->dial_ret, llmp_loop_connect_b2b(n->lp, NULL,
+								 (uint16_t)atomic_load(&n->dial_port)));
+		atomic_store(&n->dial_port, 0);
+	}
+	if (atomic_load(&n->allow)) {
+		atomic_store(&n->allow_ret, llmp_loop_b2b_allow(n->lp, atomic_load(&n->allow)));
+		atomic_store(&n->allow, NULL);
+	}
+}
+
+/* Run llmp_loop_connect_b2b(n, NULL, port) on a running node's loop thread: its result. */
+static inline int llmp_node_dial(struct llmp_node *n, uint16_t port)
+{
+	atomic_store(&n->dial_ret, 1);
+	atomic_store(&n->dial_port, port);
+	while (atomic_load(&n->dial_ret) == 1)
+		usleep(1000);
+	return atomic_load(&n->dial_ret);
+}
+
+/* Run llmp_loop_b2b_allow(n, spec) on a running node's loop thread: its result. */
+static inline int llmp_node_allow(struct llmp_node *n, const char *spec)
+{
+	atomic_store(&n->allow_ret, 1);
+	atomic_store(&n->allow, spec);
+	while (atomic_load(&n->allow_ret) == 1)
+		usleep(1000);
+	return atomic_load(&n->allow_ret);
 }
 
 static inline void *llmp_node_thread(void *v)
@@ -59,8 +98,10 @@ static inline int llmp_node_init(struct llmp_node *n, enum llmp_shmem_kind kind,
 	struct llmp_loop_opts def = { .struct_size = sizeof(def) };
 	int r;
 
+	memset(n, 0, sizeof(*n));
 	if (!oo)
 		oo = &def;
+	oo->struct_size = sizeof(*oo);
 	if (!oo->stats_interval_ms)
 		oo->stats_interval_ms = 20;
 	oo->on_stats = llmp_node_stats;
@@ -112,7 +153,7 @@ static inline bool llmp_node_wait_links(struct llmp_node *n, unsigned want, int 
 {
 	int64_t end = llmp_test_now_ms() + ms;
 
-	while (atomic_load_explicit(&n->links_up, memory_order_relaxed) != want) {
+	while (atomic_load(&n->links_up) != want) {
 		if (llmp_test_now_ms() > end)
 			return false;
 		usleep(5000);
