@@ -155,6 +155,17 @@ static int id_ok(const char *id)
 	return 1;
 }
 
+/* Answer with segment s: its id, size, creator (protocol 2) and its fd. */
+static int reply_seg(const struct srv_client *c, const struct srv_seg *s, struct srv_reply *rep)
+{
+	memcpy(rep->r.id, s->id, sizeof(s->id));
+	rep->r.size = s->size;
+	if (c->version >= SERVED_VERSION_PIDS)
+		rep->r.pid = s->creator;
+	rep->fd = s->fd;
+	return 0;
+}
+
 static int do_create(struct srv_state *st, struct srv_client *c, const unsigned char *body,
 		     uint32_t len, struct srv_reply *rep)
 {
@@ -210,64 +221,55 @@ static int do_create(struct srv_state *st, struct srv_client *c, const unsigned 
 		seg_free(st, s);
 		return srv_reply_err(rep, -ENOMEM, "CREATE: server out of memory");
 	}
-	memcpy(rep->r.id, s->id, sizeof(s->id));
-	rep->r.size = s->size;
-	if (c->version >= SERVED_VERSION_PIDS)
-		rep->r.pid = s->creator;
-	rep->fd = s->fd;
-	return 0;
+	return reply_seg(c, s, rep);
 }
 
-static int read_id(const unsigned char *body, uint32_t len, const char *op,
-		   struct served_id *req, struct srv_reply *rep)
+/*
+ * The segment an ATTACH or RELEASE body names (a struct served_id): 0 with
+ * *out set, or the error already written into rep.
+ */
+static int find_named(struct srv_state *st, const unsigned char *body, uint32_t len,
+		      const char *op, struct srv_reply *rep, struct srv_seg **out)
 {
-	if (len != sizeof(*req))
+	struct served_id req;
+
+	if (len != sizeof(req))
 		return srv_reply_err(rep, -EINVAL, "%s: body of %u bytes, expected %zu", op, len,
-				 sizeof(*req));
-	memcpy(req, body, sizeof(*req));
-	if (!id_ok(req->id))
+				 sizeof(req));
+	memcpy(&req, body, sizeof(req));
+	if (!id_ok(req.id))
 		return srv_reply_err(rep, -EINVAL, "%s: id is empty, not NUL-terminated or not "
 				 "printable", op);
+	*out = seg_find(st, req.id);
+	if (!*out)
+		return srv_reply_err(rep, -ENOENT, "%s: no segment '%s' on this server (released, "
+				 "its holders exited, or another server's id)", op, req.id);
 	return 0;
 }
 
 static int do_attach(struct srv_state *st, struct srv_client *c, const unsigned char *body,
 		     uint32_t len, struct srv_reply *rep)
 {
-	struct served_id req;
 	struct srv_seg *s;
-	int ret = read_id(body, len, "ATTACH", &req, rep);
+	int ret = find_named(st, body, len, "ATTACH", rep, &s);
 
 	if (ret < 0)
 		return ret;
-	s = seg_find(st, req.id);
-	if (!s)
-		return srv_reply_err(rep, -ENOENT, "ATTACH: no segment '%s' on this server (released, "
-				 "its holders exited, or another server's id)", req.id);
 	ret = client_ref(c, s);
 	if (ret < 0)
 		return srv_reply_err(rep, ret, "ATTACH: %s", ret == -ENOMEM ? "server out of memory" :
 				 "too many references on this segment");
-	memcpy(rep->r.id, s->id, sizeof(s->id));
-	rep->r.size = s->size;
-	if (c->version >= SERVED_VERSION_PIDS)
-		rep->r.pid = s->creator;
-	rep->fd = s->fd;
-	return 0;
+	return reply_seg(c, s, rep);
 }
 
 static int do_release(struct srv_state *st, struct srv_client *c, const unsigned char *body,
 		      uint32_t len, struct srv_reply *rep)
 {
-	struct served_id req;
 	struct srv_seg *s;
-	int ret = read_id(body, len, "RELEASE", &req, rep);
+	int ret = find_named(st, body, len, "RELEASE", rep, &s);
 
 	if (ret < 0)
 		return ret;
-	s = seg_find(st, req.id);
-	if (!s)
-		return srv_reply_err(rep, -ENOENT, "RELEASE: no segment '%s' on this server", req.id);
 	for (size_t i = 0; i < c->nrefs; i++) {
 		if (c->refs[i].num != s->num)
 			continue;
@@ -278,7 +280,7 @@ static int do_release(struct srv_state *st, struct srv_client *c, const unsigned
 		return 0;
 	}
 	return srv_reply_err(rep, -ENOENT, "RELEASE: this connection holds no reference on '%s'",
-			 req.id);
+			 s->id);
 }
 
 static int do_hold(struct srv_state *st, struct srv_client *c, uint32_t len,
