@@ -48,8 +48,14 @@ static int opts_load(const struct llmp_client_opts *opts, struct llmp_client_opt
 	if (o->page_size && (o->page_size < LLMP_PAGE_MIN_SIZE || o->page_size > LLMP_SHMEM_MAX_SIZE))
 		return llmp_err(-EINVAL, "client opts: page_size %zu outside %u..%llu", o->page_size,
 				LLMP_PAGE_MIN_SIZE, (unsigned long long)LLMP_SHMEM_MAX_SIZE);
-	if (o->send_timeout_ms < -1)
-		return llmp_err(-EINVAL, "client opts: send_timeout_ms %d", o->send_timeout_ms);
+	/* Zero means the default, as opts == NULL does; "never wait" has its own value. */
+	if (o->send_timeout_ms == 0)
+		o->send_timeout_ms = DEFAULT_TIMEOUT_MS;
+	else if (o->send_timeout_ms == LLMP_NO_WAIT)
+		o->send_timeout_ms = 0;
+	else if (o->send_timeout_ms < -1)
+		return llmp_err(-EINVAL, "client opts: send_timeout_ms %d (-1 forever, LLMP_NO_WAIT, "
+				"0 the default, or milliseconds)", o->send_timeout_ms);
 	return 0;
 }
 
@@ -116,10 +122,40 @@ void llmp_client_set_id(struct llmp_client *c, uint32_t id)
 		llmp_sender_set_id(&c->out, id);
 }
 
+/*
+ * Every tag the protocol gives a meaning to: a client that sent one would
+ * end its own registration (CLIENT_EXIT, EXITING), stop the broker's
+ * receivers (SLOW_RECEIVER_PANIC) or corrupt its page.
+ */
 static bool tag_reserved(uint32_t tag)
 {
-	return tag == LLMP_TAG_UNSET || tag == LLMP_TAG_UNINITIALIZED ||
-	       tag == LLMP_TAG_END_OF_PAGE || tag == LLMP_TAG_NEW_SHM_CLIENT;
+	switch (tag) {
+	case LLMP_TAG_UNSET:
+	case LLMP_TAG_UNINITIALIZED:
+	case LLMP_TAG_END_OF_PAGE:
+	case LLMP_TAG_NEW_SHM_CLIENT:
+	case LLMP_TAG_CLIENT_EXIT:
+	case LLMP_TAG_EXITING:
+	case LLMP_TAG_SLOW_RECEIVER_PANIC:
+	case LLMP_TAG_B2B_CAPS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int llmp_client_report_exit(struct llmp_client *c, uint32_t client_id)
+{
+	int ret;
+
+	if (!c)
+		return llmp_err(-EINVAL, "client report exit: NULL client");
+	if (client_id == LLMP_BROKER_CLIENT_ID)
+		return llmp_err(-EINVAL, "client report exit: id 0 is the broker's");
+	ret = llmp_sender_send(&c->out, LLMP_TAG_CLIENT_EXIT, 0, &client_id, sizeof(client_id));
+	if (ret == 0 && c->waker)
+		(void)llmp_waker_poke(c->waker);
+	return ret;
 }
 
 int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,

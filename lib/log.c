@@ -48,7 +48,8 @@ int llmp_err(int err, const char *fmt, ...)
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
 	snprintf(last_error, sizeof(last_error), "%s (%s)", buf, strerror(-err));
-	level = probing ? LLMP_LOG_DEBUG : LLMP_LOG_ERROR;
+	/* Back-pressure (-EAGAIN) is an answer the caller expects, not an error. */
+	level = probing || err == -EAGAIN ? LLMP_LOG_DEBUG : LLMP_LOG_ERROR;
 	if (log_fn && log_max >= level)
 		log_fn(log_ctx, level, last_error);
 	return err;

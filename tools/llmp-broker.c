@@ -43,8 +43,8 @@ static void usage(FILE *f)
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
 		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
-		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients (default 1000;\n"
-		"                          -1: no limit, for clients that all wake the broker)\n"
+		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients, 1 or more\n"
+		"                          (default 1000; -1: no limit, for clients that all wake the broker)\n"
 		"  -g, --dead-client-grace-ms MS\n"
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
@@ -208,6 +208,12 @@ int main(int argc, char **argv)
 				no_nap = true;
 			else if (parse_ulong(optarg, 10000000, &max_sleep) < 0)
 				goto bad;
+			else if (max_sleep == 0) {
+				/* 0 would read as "never sleep": a spinning broker is not what anyone wants */
+				fprintf(stderr, "llmp-broker: --max-sleep-us 0: give the longest nap in "
+					"microseconds (1 or more), or -1 for no limit\n");
+				goto bad;
+			}
 			else
 				no_nap = false;
 			break;

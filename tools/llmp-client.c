@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	bool skip_own = false, has_wait = false;
 	int c, ret;
 
-	while ((c = getopt_long(argc, argv, "+a:p:P:T:n:w:sh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:p:P:T:n:w:sh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			addr = optarg;

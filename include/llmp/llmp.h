@@ -63,12 +63,16 @@ struct llmp_msg_view {
 
 struct llmp_client; /* opaque */
 
+/* send_timeout_ms: a send that would wait for the broker returns -EAGAIN at once. */
+#define LLMP_NO_WAIT (-2)
+
 struct llmp_client_opts {
 	uint32_t struct_size;       /* sizeof(struct llmp_client_opts) */
 	size_t page_size;           /* first out-page size; 0: LLMP_INITIAL_PAGE_SIZE */
 	unsigned max_pages_in_flight; /* out pages not yet mapped by the broker; 0: 4 */
-	int send_timeout_ms;        /* how long a send waits for the broker: -1 forever, 0 never (-EAGAIN);
-				     * opts == NULL: 10000 */
+	int send_timeout_ms;        /* how long a send waits for the broker, in ms: 0 (as with
+				     * opts == NULL) the default 10000; -1 forever; LLMP_NO_WAIT
+				     * never (-EAGAIN at once) */
 	bool skip_own;              /* recv skips messages this client sent */
 };
 
@@ -83,9 +87,20 @@ int llmp_client_out_desc(const struct llmp_client *c, struct llmp_shmem_desc *d)
 uint32_t llmp_client_id(const struct llmp_client *c);
 void llmp_client_set_id(struct llmp_client *c, uint32_t id);
 
-/* Send a copy of buf.  Reserved tags are refused (-EINVAL).  -EAGAIN: back-pressure timeout. */
+/*
+ * Send a copy of buf.  Every tag the protocol reserves (LLMP_TAG_* above,
+ * and the B2B capabilities tag) is refused with -EINVAL and nothing is
+ * written.  -EAGAIN: back-pressure timeout (logged at debug level only:
+ * it is not an error; retry or drop).
+ */
 int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len);
+/*
+ * Tell the broker that client_id is gone (CLIENT_EXIT, as LibAFL's
+ * restarting wrapper does for the client it restarts): the broker drops
+ * that client.  0 or <0 as llmp_client_send().
+ */
+int llmp_client_report_exit(struct llmp_client *c, uint32_t client_id);
 /* Zero-copy send: allocate len bytes in the out page, fill *buf, then commit or cancel. */
 int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf);
 /* Commit the allocated message, optionally with a smaller length (shrink). */

@@ -114,7 +114,7 @@ FIXTURE_TEARDOWN(compat)
 
 static const struct llmp_client_opts nowait = {
 	.struct_size = sizeof(struct llmp_client_opts),
-	.send_timeout_ms = 0,
+	.send_timeout_ms = LLMP_NO_WAIT,
 };
 
 static const struct llmp_broker_opts bdefault = {

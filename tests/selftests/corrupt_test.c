@@ -437,7 +437,7 @@ TEST(client_reading_garbage_gets_an_error)
 	int tested = 0;
 
 	for (unsigned k = 0; k < 3; k++) {
-		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0,
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT,
 					      .page_size = 4096 };
 		struct llmp_provider *p;
 
@@ -509,7 +509,7 @@ TEST(client_on_first_page_eop_to_missing_segment)
 	int tested = 0;
 
 	for (unsigned k = 0; k < 3; k++) {
-		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0,
+		struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT,
 					      .page_size = 4096 };
 		const char *none = kinds[k] == LLMP_SHMEM_MEMFD ? "m1:999:0" :
 				   kinds[k] == LLMP_SHMEM_POSIX ? "/llmp_no_such_seg" : "2147480001";

@@ -83,7 +83,7 @@ FIXTURE_VARIANT_ADD(loop, posix) { .kind = LLMP_SHMEM_POSIX };
 static int new_client(FIXTURE_DATA(loop) *self, struct llmp_client **c, uint32_t *id)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc bd, od;
 	int r;
 

@@ -42,7 +42,7 @@ FIXTURE_VARIANT_ADD(big, posix) { .kind = LLMP_SHMEM_POSIX };
 FIXTURE_SETUP(big)
 {
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) }; /* defaults: 1 MiB, 64 MiB */
-	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0 };
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc bd, od;
 	int r = llmp_provider_new(variant->kind, &self->p);
 

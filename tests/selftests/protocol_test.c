@@ -72,7 +72,7 @@ static struct llmp_client_opts copts(size_t page, bool skip_own)
 		.struct_size = sizeof(o),
 		.page_size = page,
 		.max_pages_in_flight = 0,
-		.send_timeout_ms = 0, /* broker runs on this thread: never wait */
+		.send_timeout_ms = LLMP_NO_WAIT, /* broker runs on this thread: never wait */
 		.skip_own = skip_own,
 	};
 	return o;
@@ -1057,7 +1057,8 @@ TEST_F(proto, client_exit_message_removes_named_client)
 	ASSERT_GT(new_client(self, &o, &r), 0);
 	ASSERT_EQ(3u, llmp_broker_nclients(self->b));
 	/* a says b2 is gone (as LibAFL's restarter does on a client's behalf) */
-	ASSERT_EQ(0, llmp_client_send(a, LLMP_TAG_CLIENT_EXIT, 0, &idb, sizeof(idb)));
+	ASSERT_EQ(-EINVAL, llmp_client_report_exit(a, 0));
+	ASSERT_EQ(0, llmp_client_report_exit(a, idb));
 	ASSERT_LE(0, pump(self->b));
 	ASSERT_EQ(2u, llmp_broker_nclients(self->b));
 	/* b2's later messages are no longer forwarded; the protocol message neither */
@@ -1140,9 +1141,9 @@ TEST_F(proto, wait_safe_and_bad_options)
 	o.page_size = 100; /* below the smallest page */
 	ASSERT_EQ(-EINVAL, llmp_client_new(self->p, &bd, &o, &c));
 	o.page_size = 0;
-	o.send_timeout_ms = -2;
+	o.send_timeout_ms = -3;
 	ASSERT_EQ(-EINVAL, llmp_client_new(self->p, &bd, &o, &c));
-	o.send_timeout_ms = 0;
+	o.send_timeout_ms = LLMP_NO_WAIT;
 	ASSERT_EQ(0, llmp_client_new(self->p, &bd, &o, &c));
 	self->c[self->nc++] = c;
 	/* not registered: the broker has not mapped the out page */

@@ -213,7 +213,7 @@ static int reg_open(struct llmp_provider *p, const struct llmp_shmem_desc *bd,
 		    struct llmp_broker *b, struct llmp_client **out)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc od;
 	int id;
 

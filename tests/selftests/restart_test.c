@@ -436,7 +436,7 @@ TEST_F(restart, sender_restarts_before_sending)
 TEST_F(restart, receiver_restarts_mid_stream)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc bd, od;
 	uint8_t buf[701];
 	double until;
@@ -492,7 +492,7 @@ TEST_F(restart, receiver_reattach_at_every_position)
 	 * hold 10 of these 300-byte messages).
 	 */
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc bd, od;
 	struct llmp_msg_view v;
 	uint8_t buf[300];
@@ -585,7 +585,7 @@ TEST(posix_name_used_again_is_a_new_page)
 	 * into when its new image reuses a name its old image had released.
 	 */
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo) };
-	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 0 };
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem *p0, *p1, *p2;
 	struct llmp_provider *p;
 	struct llmp_broker *b;

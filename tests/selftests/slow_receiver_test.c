@@ -128,7 +128,7 @@ static int send_one(struct llmp_broker *b, struct llmp_client *c, int seq)
 static int new_client(FIXTURE_DATA(slow) *self, int i, bool reg)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_shmem_desc bd, od;
 	int r, id;
 
@@ -323,7 +323,7 @@ TEST_F(slow, pages_skipped_counts_only_own_losses)
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = PAGE,
 				       .history_bytes = 4 * PAGE };
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .page_size = PAGE,
-				      .send_timeout_ms = 0 };
+				      .send_timeout_ms = LLMP_NO_WAIT };
 	struct llmp_client *snd, *early, *late, *restarted = NULL;
 	struct llmp_msg_view v;
 	int r, n = 0;

@@ -183,7 +183,7 @@ static int child_sender(void)
 
 static int child_receiver(void)
 {
-	struct llmp_client_opts o = client_opts(0);
+	struct llmp_client_opts o = client_opts(LLMP_NO_WAIT);
 	struct llmp_shmem_desc bd;
 	struct llmp_provider *p;
 	struct llmp_client *c;
@@ -252,9 +252,9 @@ static int t_in_process_round_trip(void)
 
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	CHECK_EQ(0, new_broker(p, &b));
-	id_tx = local_client(p, b, 0, &tx);
+	id_tx = local_client(p, b, LLMP_NO_WAIT, &tx);
 	CHECK(id_tx > 0);
-	CHECK(local_client(p, b, 0, &rx) > 0);
+	CHECK(local_client(p, b, LLMP_NO_WAIT, &rx) > 0);
 	while (got < N) {
 		/* Send until back-pressure, then let the broker forward and read. */
 		while (sent < N) {
@@ -304,7 +304,7 @@ static int t_client_in_second_process(void)
 
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	CHECK_EQ(0, new_broker(p, &b));
-	CHECK(local_client(p, b, 0, &rx) > 0);
+	CHECK(local_client(p, b, LLMP_NO_WAIT, &rx) > 0);
 	CHECK_EQ(0, llmp_shmem_new(p, sizeof(*box), &boxm));
 	box = llmp_shmem_addr(boxm);
 	CHECK_EQ(0, llmp_broker_broadcast_desc(b, &bd));
@@ -456,7 +456,7 @@ static int t_killed_client_dropped(void)
 
 	CHECK_EQ(0, llmp_provider_new(LLMP_SHMEM_WIN32, &p));
 	CHECK_EQ(0, llmp_broker_new(p, &bo, &b));
-	CHECK(local_client(p, b, 0, &rx) > 0);
+	CHECK(local_client(p, b, LLMP_NO_WAIT, &rx) > 0);
 	CHECK_EQ(0, llmp_shmem_new(p, sizeof(*box), &boxm));
 	box = llmp_shmem_addr(boxm);
 	CHECK_EQ(0, llmp_broker_broadcast_desc(b, &bd));
@@ -538,7 +538,7 @@ static int t_killed_client_dropped(void)
 /* A client whose broker process was killed gets -EPIPE instead of waiting out its timeout. */
 static int t_broker_killed(void)
 {
-	struct llmp_client_opts o = client_opts(0);
+	struct llmp_client_opts o = client_opts(LLMP_NO_WAIT);
 	struct llmp_provider *p;
 	struct llmp_shmem *boxm;
 	struct llmp_client *c;
