@@ -68,6 +68,32 @@ static void cfg_from_opts(const struct llmp_client_opts *o, struct llmp_sender_c
 	cfg->timeout_ms = o->send_timeout_ms;
 }
 
+/*
+ * join_at_newest: read past everything the broadcast history holds now,
+ * without handing it out, so the first recv returns the first message
+ * broadcast after the join.  Pages dropped meanwhile are not this client's
+ * loss.  0 or <0.
+ */
+static int skip_history(struct llmp_client *c)
+{
+	uint64_t skipped = c->in.pages_skipped;
+	struct llmp_rmsg m;
+	unsigned stale = 0;
+	int ret;
+
+	while ((ret = llmp_receiver_next(&c->in, &m)) != 0) {
+		if (ret == -ESTALE && ++stale < 1024)
+			continue; /* the history moved on while we read: go on at its start */
+		if (ret < 0) {
+			c->in.pages_skipped = skipped;
+			/* A broker that already exited: the next recv says so again. */
+			return ret == -ESHUTDOWN ? 0 : ret;
+		}
+	}
+	c->in.pages_skipped = skipped;
+	return 0;
+}
+
 int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broadcast,
 		    const struct llmp_client_opts *opts, struct llmp_client **out)
 {
@@ -95,6 +121,14 @@ int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broad
 	if (ret < 0) {
 		llmp_sender_fini(&c->out);
 		goto fail;
+	}
+	if (o.join_at_newest) {
+		ret = skip_history(c);
+		if (ret < 0) {
+			llmp_receiver_fini(&c->in);
+			llmp_sender_fini(&c->out);
+			goto fail;
+		}
 	}
 	*out = c;
 	return 0;

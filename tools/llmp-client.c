@@ -31,6 +31,7 @@ static void usage(FILE *f)
 		"  -n, --count N         recv: stop after N messages\n"
 		"  -w, --wait MS         recv: stop after MS ms without a message (default: wait forever)\n"
 		"  -s, --skip-own        recv: do not print this client's own messages\n"
+		"  -N, --from-now        recv: only messages broadcast after joining (not the history)\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT, DEFAULT_TAG);
 }
@@ -146,6 +147,7 @@ int main(int argc, char **argv)
 		{ "count", required_argument, 0, 'n' },
 		{ "wait", required_argument, 0, 'w' },
 		{ "skip-own", no_argument, 0, 's' },
+		{ "from-now", no_argument, 0, 'N' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -154,10 +156,10 @@ int main(int argc, char **argv)
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	struct llmp_provider *p = NULL;
 	struct llmp_client *cl = NULL;
-	bool skip_own = false, has_wait = false;
+	bool skip_own = false, has_wait = false, from_now = false;
 	int c, ret;
 
-	while ((c = getopt_long(argc, argv, "a:p:P:T:n:w:sh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "a:p:P:T:n:w:sNh", lo, NULL)) != -1) {
 		switch (c) {
 		case 'a':
 			addr = optarg;
@@ -186,6 +188,9 @@ int main(int argc, char **argv)
 		case 's':
 			skip_own = true;
 			break;
+		case 'N':
+			from_now = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -207,7 +212,7 @@ int main(int argc, char **argv)
 	if (ret < 0)
 		goto fail;
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = -1,
-				      .skip_own = skip_own };
+				      .skip_own = skip_own, .join_at_newest = from_now };
 	ret = llmp_client_connect_tcp(p, addr, (uint16_t)port, &o, &cl);
 	if (ret < 0)
 		goto fail;

@@ -74,6 +74,10 @@ struct llmp_client_opts {
 				     * opts == NULL) the default 10000; -1 forever; LLMP_NO_WAIT
 				     * never (-EAGAIN at once) */
 	bool skip_own;              /* recv skips messages this client sent */
+	bool join_at_newest;        /* start after the newest message the broker keeps now,
+				     * instead of replaying its whole history (up to 64 MiB
+				     * of earlier messages); to resume at a saved point, see
+				     * llmp_client_to_env() / llmp_client_from_env() */
 };
 
 /*

@@ -225,6 +225,54 @@ TEST_F(api, back_pressure_is_not_an_error)
 	llmp_client_free(c);
 }
 
+/*
+ * join_at_newest: a client that joins after 50 messages gets none of them,
+ * then every later one; a client without it replays the history first.
+ */
+TEST_F(api, join_at_newest_skips_the_history)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT,
+				      .page_size = PAGE };
+	struct llmp_client_opts now = o;
+	struct llmp_client *tx, *late, *replay;
+	struct llmp_msg_view v;
+	uint32_t i, seq;
+	int n = 0;
+
+	if (!self->p)
+		return;
+	now.join_at_newest = true;
+	ASSERT_LT(0, add(self, &o, &tx));
+	/* 50 messages over several 4 KiB pages: the joiner must skip end-of-page records too. */
+	for (i = 0; i < 50; i++) {
+		char msg[300] = { 0 };
+
+		memcpy(msg, &i, sizeof(i));
+		ASSERT_EQ(0, llmp_client_send(tx, TAG, 0, msg, sizeof(msg)));
+		pump(self->b);
+	}
+	ASSERT_LT(0, add(self, &now, &late));
+	ASSERT_LT(0, add(self, &o, &replay));
+	EXPECT_EQ(0, llmp_client_recv(late, &v));
+	for (i = 50; i < 53; i++) {
+		ASSERT_EQ(0, llmp_client_send(tx, TAG, 0, &i, sizeof(i)));
+		pump(self->b);
+	}
+	for (seq = 50; llmp_client_recv(late, &v) == 1; seq++) {
+		ASSERT_EQ(TAG, v.tag);
+		ASSERT_EQ(sizeof(seq), v.len);
+		EXPECT_EQ(0, memcmp(v.buf, &seq, sizeof(seq)));
+	}
+	EXPECT_EQ(53u, seq);
+	EXPECT_EQ(0u, llmp_client_pages_skipped(late));
+	while (llmp_client_recv(replay, &v) == 1)
+		n += v.tag == TAG;
+	EXPECT_EQ(53, n);
+	llmp_client_free(tx);
+	llmp_client_free(late);
+	llmp_client_free(replay);
+}
+
 /* Exit status and stderr of a shell command (stderr into buf). */
 static int run(char *buf, size_t cap, const char *cmd)
 {
