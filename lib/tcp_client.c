@@ -183,6 +183,32 @@ static int dial_broker(const char *addr, uint16_t port, uint8_t *buf, size_t cap
 	return fd;
 }
 
+/*
+ * The broker's page id does not fit our provider: name the provider whose
+ * spelling it has, so the user learns the fix (the same -P on both sides).
+ */
+static int kind_mismatch(const struct llmp_wire_desc *w, enum llmp_shmem_kind ours)
+{
+	static const enum llmp_shmem_kind kinds[] = { LLMP_SHMEM_KMOD, LLMP_SHMEM_MEMFD,
+						       LLMP_SHMEM_POSIX, LLMP_SHMEM_SYSV };
+	struct llmp_shmem_desc d = { .size = 1 };
+	size_t n = strnlen((const char *)w->id, sizeof(w->id));
+
+	memcpy(d.id, w->id, n < sizeof(d.id) ? n : sizeof(d.id) - 1);
+	d.kind = ours;
+	if (llmp_shmem_id_canonical(&d) == 0)
+		return 0;
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		d.kind = kinds[i];
+		if (kinds[i] != ours && llmp_shmem_id_canonical(&d) == 0)
+			return llmp_err(-EPROTOTYPE, "tcp: the broker's pages are %s segments (id '%s'), "
+					"this client uses %s: use the broker's provider (llmp-client "
+					"-P %s)", llmp_shmem_kind_name(kinds[i]), d.id,
+					llmp_shmem_kind_name(ours), llmp_shmem_kind_name(kinds[i]));
+	}
+	return 0;
+}
+
 int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
 			    const struct llmp_client_opts *opts, struct llmp_client **out)
 {
@@ -201,7 +227,9 @@ int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t 
 	fd = dial_broker(addr, port, buf, sizeof(buf), &m);
 	if (fd < 0)
 		return fd;
-	ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &bd);
+	ret = kind_mismatch(&m.desc, llmp_provider_kind(p));
+	if (ret == 0)
+		ret = llmp_wire_desc_to_shmem(&m.desc, llmp_provider_kind(p), &bd);
 	if (ret < 0)
 		goto out;
 	ret = llmp_client_new(p, &bd, opts, &c);

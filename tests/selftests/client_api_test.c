@@ -16,6 +16,7 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "llmp_node.h"
 #include "llmp/broker.h"
 
 #define TAG 0xC11E0A91u
@@ -271,6 +272,31 @@ TEST_F(api, join_at_newest_skips_the_history)
 	llmp_client_free(tx);
 	llmp_client_free(late);
 	llmp_client_free(replay);
+}
+
+/* A client of another provider than the broker's is told which one to use. */
+TEST(provider_mismatch_names_the_brokers_provider)
+{
+	struct llmp_node n = { 0 };
+	struct llmp_provider *mp;
+	struct llmp_client *c = NULL;
+
+	if (llmp_test_kind_available(LLMP_SHMEM_SYSV) <= 0 ||
+	    llmp_test_kind_available(LLMP_SHMEM_MEMFD) <= 0)
+		SKIP(return, "needs both SysV and memfd shared memory");
+	ASSERT_EQ(0, llmp_node_init(&n, LLMP_SHMEM_SYSV, 0, NULL, NULL));
+	ASSERT_EQ(0, llmp_node_start(&n));
+	ASSERT_EQ(0, llmp_provider_new(LLMP_SHMEM_MEMFD, &mp));
+	EXPECT_EQ(-EPROTOTYPE, llmp_client_connect_tcp(mp, "127.0.0.1", n.port, NULL, &c));
+	EXPECT_EQ(NULL, c);
+	EXPECT_NE(NULL, strstr(llmp_strerror_last(), "the broker's pages are sysv segments"))
+		TH_LOG("%s", llmp_strerror_last());
+	EXPECT_NE(NULL, strstr(llmp_strerror_last(), "-P sysv"));
+	/* The matching provider registers. */
+	EXPECT_EQ(0, llmp_client_connect_tcp(n.cp, "127.0.0.1", n.port, NULL, &c));
+	llmp_client_free(c);
+	llmp_provider_free(mp);
+	llmp_node_fini(&n);
 }
 
 /* Exit status and stderr of a shell command (stderr into buf). */
