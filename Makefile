@@ -44,9 +44,12 @@ CONFIG_H := $(BUILD)/config-host.h
 # Goals that only install packages and start another make probe nothing
 # themselves: the make they start does, after the packages are in (and a
 # refused install, not as root, leaves no trace).
-DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh
+DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh \
+	check-debs kmod dkms dkms-check
+# The module's goals need no userspace configuration either.
+KMOD_GOALS := kmod-build kmod-clean dkms-stage
 ifneq ($(MAKECMDGOALS),)
-ifeq ($(filter-out $(DEPS_GOALS),$(MAKECMDGOALS)),)
+ifeq ($(filter-out $(DEPS_GOALS) $(KMOD_GOALS),$(MAKECMDGOALS)),)
 NO_PROBE := 1
 endif
 endif
@@ -73,7 +76,8 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh kmod kmod-clean dkms dkms-check bench demo \
+.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh check-debs \
+	kmod kmod-build kmod-clean dkms dkms-stage dkms-check bench demo \
 	install uninstall clean harness selftests example
 
 all: lib tools
@@ -102,8 +106,11 @@ $(BUILD)/tools/%: tools/%.c tools/tool.h $(CONFIG_H) $(STATIC) $(HEADERS)
 	$(CC) $(CFLAGS_ALL) $< -o $@ $(LDFLAGS_ALL) $(STATIC) $(LDLIBS_ALL)
 
 # Debian packages the build and the tests need (installs as root, else tells).
+# Every goal that needs packages installs them first, through one call of
+# tools/deps.sh with its groups (so, not as root, one apt-get line to run).
 deps:
 	@tools/deps.sh
+deps_for = @LLMP_DEPS="$(LLMP_DEPS) $(1)" tools/deps.sh
 
 # kselftest_harness.h from Debian's linux-source tarball, into build/.
 harness:
@@ -122,11 +129,13 @@ check: deps
 	elif tests/vm/run.sh --prereqs; then tests/vm/run.sh; \
 	else echo "check: VM tests skipped (prerequisites missing)"; fi
 
-check-windows: deps
+check-windows:
+	$(call deps_for,windows)
 	tests/windows/run.sh
 
-check-vm: deps
-	LLMP_DEPS="$(LLMP_DEPS) vm" tools/deps.sh && tests/vm/run.sh
+check-vm:
+	$(call deps_for,vm)
+	tests/vm/run.sh
 
 # The build configurations: without liburing, zlib, zstd (each, and all
 # three), and clang; each builds with -Werror into build/matrix/<name> and
@@ -136,10 +145,19 @@ check-matrix: deps
 
 # The README's two commands on a fresh Debian 12 root (debootstrap, chroot):
 # as root make demo and make check; as a non-root user the apt-get line.
-check-fresh: deps
-	LLMP_DEPS="$(LLMP_DEPS) fresh" tools/deps.sh && tools/check-fresh.sh
+check-fresh:
+	$(call deps_for,fresh)
+	tools/check-fresh.sh
 
-bench: deps
+# The Debian packages: dpkg-buildpackage into build/debs, lintian, and (as
+# root) installed into the fresh Debian 12 root: README example through
+# pkg-config, llmp-broker --help, DKMS build (Documentation/testing.rst).
+check-debs:
+	$(call deps_for,debs fresh)
+	tools/check-debs.sh
+
+bench:
+	$(call deps_for,bench)
 	$(MAKE) all
 	tools/bench.sh $(BUILD)
 
@@ -151,6 +169,10 @@ demo: deps
 KDIR ?= $(shell d=/lib/modules/$$(uname -r)/build; [ -d $$d ] && echo $$d || \
 	ls -d /lib/modules/*/build 2>/dev/null | sort -V | tail -1)
 kmod:
+	$(call deps_for,kmod)
+	$(MAKE) kmod-build
+
+kmod-build:
 	@test -n "$(KDIR)" || { echo "make kmod: no kernel build dir; install linux-headers-amd64 or set KDIR" >&2; exit 1; }
 	$(MAKE) -C $(KDIR) M=$(CURDIR) modules
 
@@ -162,10 +184,15 @@ kmod-clean:
 DKMS_SRC = $(DESTDIR)/usr/src/llmp-$(VERSION)
 # The kernel release to build for: KDIR's, when KDIR is /lib/modules/<release>/build.
 DKMS_KVER ?= $(if $(filter /lib/modules/%/build,$(KDIR)),$(patsubst /lib/modules/%/build,%,$(KDIR)),$(shell uname -r))
+# (The packages it needs are installed first, except when DESTDIR only stages.)
 dkms:
+	$(if $(DESTDIR),,$(call deps_for,kmod))
+	$(MAKE) dkms-stage
+
+dkms-stage:
 	install -d $(DKMS_SRC)/kmod $(DKMS_SRC)/include/uapi/linux
 	install -m 644 Kbuild $(DKMS_SRC)/Kbuild
-	install -m 644 kmod/Kbuild kmod/llmp.c $(DKMS_SRC)/kmod/
+	install -m 644 kmod/Kbuild $(wildcard kmod/*.c kmod/*.h) $(DKMS_SRC)/kmod/
 	install -m 644 include/uapi/linux/llmp.h $(DKMS_SRC)/include/uapi/linux/
 	sed 's/^PACKAGE_VERSION=.*/PACKAGE_VERSION="$(VERSION)"/' kmod/dkms.conf > $(DKMS_SRC)/dkms.conf
 	@if [ -z "$(DESTDIR)" ] && command -v dkms >/dev/null 2>&1; then \
@@ -178,9 +205,14 @@ dkms:
 
 # The DKMS route end to end in a scratch tree (dkms add/build/install).
 dkms-check:
+	$(call deps_for,kmod)
 	tools/dkms-check.sh $(KDIR)
 
 # ---- install ----
+# Every man page in Documentation/man (section 1 tools, section 3 API and its
+# .so link pages); the uapi header goes to $(INCLUDEDIR)/llmp/uapi/llmp.h,
+# not into the kernel headers' linux/ (Documentation/kmod.rst says why).
+MANPAGES = $(sort $(wildcard Documentation/man/*.[1-8]))
 install: all
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/llmp $(DESTDIR)$(BINDIR) \
 		$(DESTDIR)$(LIBDIR)/pkgconfig
@@ -189,20 +221,21 @@ install: all
 	ln -sf libllmp.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libllmp.so
 	install -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/llmp/
-	install -d $(DESTDIR)$(INCLUDEDIR)/linux
-	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h 2>/dev/null || true
+	install -d $(DESTDIR)$(INCLUDEDIR)/llmp/uapi
+	install -m 644 include/uapi/linux/llmp.h $(DESTDIR)$(INCLUDEDIR)/llmp/uapi/llmp.h
 	for t in $(TOOLS); do install -m 755 $$t $(DESTDIR)$(BINDIR)/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS_PRIVATE@|-pthread -lrt $(CONFIG_LIBS)|' \
 		lib/libllmp.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
-	set -e; for m in $(wildcard Documentation/man/*.[1-8]); do \
+	set -e; for m in $(MANPAGES); do \
 		s=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$s; \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libllmp.* $(DESTDIR)$(LIBDIR)/pkgconfig/libllmp.pc
-	rm -rf $(DESTDIR)$(INCLUDEDIR)/llmp $(DESTDIR)$(INCLUDEDIR)/linux/llmp.h
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/llmp
 	for t in $(notdir $(TOOLS)); do rm -f $(DESTDIR)$(BINDIR)/$$t; done
+	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
 clean: kmod-clean
 	rm -rf build/lib build/tools build/selftests build/san build/libllmp.* build/win

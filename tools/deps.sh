@@ -3,17 +3,19 @@
 # Install the Debian packages llmp's build and tests need, when missing.
 # As root: apt-get installs them.  Otherwise: print the exact command, fail.
 # LLMP_DEPS lists extra groups: "vm" (QEMU guest tests), "windows" (mingw+wine),
-# "kmod" (module build), "fresh" (make check-fresh: debootstrap), "all".
+# "kmod" (module build, DKMS), "bench", "fresh" (make check-fresh: debootstrap),
+# "debs" (make check-debs: Debian packaging, lintian, mandoc), "all".
 set -eu
 
 pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev clang xxd"
 groups=" ${LLMP_DEPS:-} "
-case "$groups" in *" all "*) groups=" vm windows kmod bench fresh " ;; esac
+case "$groups" in *" all "*) groups=" vm windows kmod bench fresh debs " ;; esac
 case "$groups" in *" kmod "*|*" vm "*) pkgs="$pkgs linux-headers-amd64 sparse bc flex bison libelf-dev libssl-dev dkms" ;; esac
 case "$groups" in *" vm "*) pkgs="$pkgs linux-image-amd64 qemu-system-x86 busybox-static cpio kmod" ;; esac
 case "$groups" in *" windows "*) pkgs="$pkgs gcc-mingw-w64-x86-64 wine wine64" ;; esac
 case "$groups" in *" bench "*) pkgs="$pkgs procps" ;; esac
 case "$groups" in *" fresh "*) pkgs="$pkgs debootstrap git" ;; esac
+case "$groups" in *" debs "*) pkgs="$pkgs debhelper dh-dkms dpkg-dev fakeroot lintian mandoc git" ;; esac
 
 missing=""
 for p in $pkgs; do
