@@ -45,7 +45,7 @@ CONFIG_H := $(BUILD)/config-host.h
 # themselves: the make they start does, after the packages are in (and a
 # refused install, not as root, leaves no trace).
 DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh \
-	check-debs kmod dkms dkms-check
+	check-debs check-man kmod dkms dkms-check
 # The module's goals need no userspace configuration either.
 KMOD_GOALS := kmod-build kmod-clean dkms-stage
 ifneq ($(MAKECMDGOALS),)
@@ -76,7 +76,7 @@ STATIC := $(BUILD)/libllmp.a
 SONAME := libllmp.so.$(VERSION_MAJOR)
 SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
-.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh check-debs \
+.PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh check-debs check-man \
 	kmod kmod-build kmod-clean dkms dkms-stage dkms-check bench demo \
 	install uninstall clean harness selftests example
 
@@ -155,6 +155,13 @@ check-fresh:
 check-debs:
 	$(call deps_for,debs fresh)
 	tools/check-debs.sh
+
+# The man pages: mandoc -Tlint clean, one for every function of
+# include/llmp/*.h, and each section-3 EXAMPLE compiled, linked and run.
+check-man:
+	$(call deps_for,debs)
+	$(MAKE) lib
+	tools/check-man.sh $(BUILD)
 
 bench:
 	$(call deps_for,bench)

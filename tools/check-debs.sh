@@ -3,6 +3,8 @@
 #
 # make check-debs: the Debian packages, built and tried as a user would.
 #
+#   0. tools/check-man.sh: the man pages they ship are lint-clean, cover
+#      every function of include/llmp/*.h, and their EXAMPLEs build and run;
 #   1. `git archive HEAD` into build/debs/llmp-<version>/ (never the clone's
 #      parent directory) and `dpkg-buildpackage -us -uc -b` there: libllmp0,
 #      libllmp-dev, llmp-tools and llmp-dkms land in build/debs/;
@@ -36,6 +38,11 @@ git -C "$top" rev-parse --verify -q HEAD >/dev/null || die "$top is not a git ch
 ver=$(sed -n 's/^VERSION := //p' Makefile)
 clver=$(dpkg-parsechangelog -l debian/changelog -S Version)
 [ "$ver" = "$clver" ] || die "debian/changelog says $clver, the Makefile $ver"
+
+# ---- 0. the man pages libllmp-dev and llmp-tools ship -----------------------------
+step "man pages (tools/check-man.sh: mandoc -Tlint, coverage, EXAMPLEs)"
+tools/check-man.sh | sed 's/^/    | /'
+say "man pages ok ($(took))"
 
 # ---- 1. build ------------------------------------------------------------------
 step "dpkg-buildpackage -us -uc -b (HEAD $(git rev-parse --short HEAD), llmp $ver)"
