@@ -65,6 +65,7 @@ int llmp_broker_new(struct llmp_provider *p, const struct llmp_broker_opts *opts
 		return ret;
 	}
 	b->out.defer = true;
+	b->out.wake_readers = true; /* for llmp_client_event_fd() */
 	b->p = p;
 	b->next_id = 1;
 	b->exit_after = o.exit_after;
@@ -127,6 +128,7 @@ int llmp_broker_forward(struct llmp_broker *b, uint32_t sender, uint32_t tag, ui
 	int ret = forward_deferred(b, sender, tag, flags, broker_id, buf, len);
 
 	llmp_sender_flush(&b->out);
+	llmp_sender_wake(&b->out);
 	return ret;
 }
 
@@ -363,6 +365,7 @@ int llmp_broker_once(struct llmp_broker *b)
 	}
 	if (b->removals)
 		reap(b);
+	llmp_sender_wake(&b->out);
 	return total;
 }
 

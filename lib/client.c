@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "broker_internal.h"
+#include "client_internal.h"
 #include "llmp/broker.h"
 
 
@@ -24,15 +25,6 @@ static int setenv(const char *name, const char *value, int overwrite)
 #define ENV_NULL "_NULL"
 #define ENV_NAME_MAX 256
 #define DEFAULT_TIMEOUT_MS 10000
-
-struct llmp_client {
-	struct llmp_provider *p;
-	struct llmp_sender out;
-	struct llmp_receiver in;
-	bool skip_own;
-	int timeout_ms;
-	struct llmp_waker *waker;	/* pokes a sleeping broker after commits; NULL: none */
-};
 
 static int opts_load(const struct llmp_client_opts *opts, struct llmp_client_opts *o)
 {
@@ -122,9 +114,11 @@ int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broad
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
+	llmp_client_watch_broker(c);
 	if (o.join_at_newest) {
 		ret = skip_history(c);
 		if (ret < 0) {
+			llmp_pidwatch_close(&c->bw);
 			llmp_receiver_fini(&c->in);
 			llmp_sender_fini(&c->out);
 			goto fail;
@@ -201,6 +195,9 @@ int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
 		return llmp_err(-EINVAL, "client send: NULL argument");
 	if (LLMP_UNLIKELY(tag_reserved(tag)))
 		return llmp_err(-EINVAL, "client send: tag 0x%08x is reserved", tag);
+	ret = llmp_client_broker_gone(c);
+	if (LLMP_UNLIKELY(ret < 0))
+		return ret;
 	ret = llmp_sender_send(&c->out, tag, flags, buf, len);
 	if (ret == 0 && c->waker)
 		(void)llmp_waker_poke(c->waker);
@@ -214,6 +211,9 @@ int llmp_client_alloc(struct llmp_client *c, size_t len, void **buf)
 
 	if (!c || !buf)
 		return llmp_err(-EINVAL, "client alloc: NULL argument");
+	ret = llmp_client_broker_gone(c);
+	if (LLMP_UNLIKELY(ret < 0))
+		return ret;
 	ret = llmp_sender_alloc(&c->out, len, &m);
 	if (ret < 0)
 		return ret;
@@ -259,106 +259,6 @@ void llmp_client_cancel(struct llmp_client *c)
 {
 	if (c)
 		llmp_sender_cancel(&c->out);
-}
-
-int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out)
-{
-	struct llmp_rmsg m;
-	int ret;
-
-	if (LLMP_UNLIKELY(!c || !out))
-		return llmp_err(-EINVAL, "client recv: NULL argument");
-	for (;;) {
-		ret = llmp_receiver_next(&c->in, &m);
-		if (ret <= 0)
-			return ret;
-		/* Own messages come back from the local broker only (broker 0, not B2B). */
-		if (c->skip_own && m.sender == c->out.id && c->out.id != LLMP_BROKER_CLIENT_ID &&
-		    m.broker == 0 && !(m.flags & LLMP_FLAG_FROM_B2B))
-			continue;
-		out->sender = m.sender;
-		out->tag = m.tag;
-		out->flags = m.flags;
-		out->broker = m.broker;
-		out->buf = m.buf;
-		out->len = m.len;
-		return 1;
-	}
-}
-
-uint64_t llmp_client_pages_skipped(const struct llmp_client *c)
-{
-	return c ? c->in.pages_skipped : 0;
-}
-
-/*
- * Has the process that created the broadcast page we read exited?  (The
- * broker, unless it is this process or the kind does not tell.)  A pidfd
- * sees an unreaped (zombie) broker as dead too; kill(pid, 0) does not.
- */
-static bool broker_dead(const struct llmp_client *c)
-{
-	struct llmp_pidwatch w = { .fd = -1 };
-	int dead = llmp_pidwatch_set(&w, llmp_shmem_creator_pid(c->in.shm));
-
-	if (!dead)
-		dead = llmp_pidwatch_dead(&w);
-	llmp_pidwatch_close(&w);
-	return dead > 0;
-}
-
-/* While waiting, look whether the broker is still alive this often. */
-#define BROKER_CHECK_NS (100ull * 1000000ull)
-
-int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms)
-{
-	uint64_t deadline = 0, next_check = 0;
-	unsigned round = 0;
-	int ret;
-
-	if (timeout_ms > 0)
-		deadline = llmp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	for (;;) {
-		ret = llmp_client_recv(c, out);
-		if (ret != 0 || timeout_ms == 0)
-			return ret;
-		if ((round & 15) == 0) {
-			uint64_t now = llmp_now_ns();
-
-			if (deadline && now > deadline)
-				return 0;
-			if (!next_check) {
-				next_check = now + BROKER_CHECK_NS;
-			} else if (now >= next_check) {
-				next_check = now + BROKER_CHECK_NS;
-				/* one more look: what it committed before dying is still read */
-				if (broker_dead(c) && (ret = llmp_client_recv(c, out)) == 0)
-					return llmp_err(-EPIPE, "client %u: broker (pid %ld) died",
-							c->out.id, llmp_shmem_creator_pid(c->in.shm));
-				if (ret != 0)
-					return ret;
-			}
-		}
-		llmp_backoff(&round);
-	}
-}
-
-int llmp_client_wait_safe(struct llmp_client *c, int timeout_ms)
-{
-	uint64_t deadline = 0;
-	unsigned round = 0;
-
-	if (!c)
-		return llmp_err(-EINVAL, "client wait safe: NULL argument");
-	if (timeout_ms > 0)
-		deadline = llmp_now_ns() + (uint64_t)timeout_ms * 1000000ull;
-	while (!llmp_sender_safe_to_unmap(&c->out)) {
-		if (timeout_ms == 0 || (deadline && llmp_now_ns() > deadline))
-			return llmp_err(-ETIMEDOUT, "client %u: the broker has not mapped the "
-					"current out page", c->out.id);
-		llmp_backoff(&round);
-	}
-	return 0;
 }
 
 int llmp_client_announce(struct llmp_client *c, const struct llmp_shmem_desc *d)
@@ -624,6 +524,7 @@ int llmp_client_from_env(struct llmp_provider *p, const char *name,
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
+	llmp_client_watch_broker(c);
 	*out = c;
 	return 0;
 fail:
@@ -642,6 +543,8 @@ void llmp_client_free(struct llmp_client *c)
 		/* let the broker map the page holding EXITING before we release it */
 		(void)llmp_client_wait_safe(c, c->timeout_ms < 0 || c->timeout_ms > 1000 ?
 					    1000 : c->timeout_ms);
+	llmp_client_notify_free(c);
+	llmp_pidwatch_close(&c->bw);
 	llmp_waker_free(c->waker);
 	llmp_receiver_fini(&c->in);
 	llmp_sender_fini(&c->out);

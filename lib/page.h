@@ -114,6 +114,8 @@ struct llmp_sender {
 	uint64_t max_alloc;      /* mirror of pg->max_alloc_size */
 	struct llmp_msg *pending; /* allocated, not committed */
 	bool defer;              /* commits publish in batches: see llmp_sender_flush() */
+	bool wake_readers;       /* FUTEX_WAKE readers sleeping on current_msg_id: llmp_sender_wake() */
+	bool wake_due;           /* published since the last llmp_sender_wake() */
 	unsigned unpublished;    /* committed messages not yet published */
 	struct llmp_msg *last;    /* last committed message on the current page */
 	/* pages[0..npages-1], oldest first; the last is the current one */
@@ -167,6 +169,14 @@ int llmp_sender_shrink(struct llmp_sender *s, size_t new_len);
  * flush publishes the rest (one release store for the whole batch).
  */
 void llmp_sender_flush(struct llmp_sender *s);
+/*
+ * If wake_readers and something was published since the last call, wake
+ * the readers that sleep (FUTEX_WAIT, shared) on the low 32 bits of the
+ * current page's current_msg_id (llmp_client_event_fd()'s watchers).  An
+ * end of page wakes the old page's sleepers at once.  One syscall per call
+ * at most, so a broker calls it once per pass.
+ */
+void llmp_sender_wake(struct llmp_sender *s);
 /*
  * Allocate, fill and commit in one step (the broker's forward path): the
  * same bytes as alloc + memcpy + commit without overwriting the sender

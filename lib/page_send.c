@@ -6,10 +6,31 @@
  * a restarted writer.  Documentation/protocol.rst explains the memory
  * ordering; every atomic below names its pair.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "page.h"
+
+static void page_wake(struct llmp_page *pg)
+{
+#if defined(__linux__)
+	uint32_t *w = (uint32_t *)(void *)&pg->current_msg_id;
+
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	w++;
+#endif
+	/* shared futex: the sleepers are other processes; EFAULT on a mapping that refuses it */
+	(void)syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+#else
+	(void)pg;
+#endif
+}
 
 static size_t next_pow2(size_t x)
 {
@@ -257,6 +278,8 @@ static int sender_eop(struct llmp_sender *s)
 	/* publishes the EOP, any deferred batch and the new page's header; pairs with the acquire fence in next() */
 	__atomic_store_n(&s->pg->current_msg_id, s->cur_id + 1, __ATOMIC_RELEASE);
 	s->unpublished = 0;
+	if (s->wake_readers)
+		page_wake(s->pg); /* its sleepers follow the EOP to the new page */
 	if (s->mode == LLMP_SENDER_HISTORY && s->npages == 2)
 		s->anchor_eop = e;
 
@@ -496,6 +519,15 @@ static inline void sender_publish(struct llmp_sender *s)
 	s->pg->size_used = s->used;
 	/* publishes the message (and a deferred batch before it); pairs with the acquire fence in llmp_receiver_next */
 	__atomic_store_n(&s->pg->current_msg_id, s->cur_id, __ATOMIC_RELEASE);
+	s->wake_due = s->wake_readers;
+}
+
+void llmp_sender_wake(struct llmp_sender *s)
+{
+	if (!s->wake_due)
+		return;
+	s->wake_due = false;
+	page_wake(s->pg);
 }
 
 /* Give the filled message m the next id; publish it, or every 64th of a deferring writer. */

@@ -783,8 +783,15 @@ void llmp_tcp_listener_free(struct llmp_tcp_listener *l)
 		return;
 	while (l->npeers)
 		peer_close(l, l->npeers - 1);
-	if (l->fd >= 0)
+	if (l->fd >= 0) {
+		/*
+		 * Stop listening now: an io_uring loop's pending poll holds a
+		 * reference to the socket until the ring's asynchronous teardown,
+		 * and a broker restarted on the same port meanwhile got EADDRINUSE.
+		 */
+		shutdown(l->fd, SHUT_RDWR);
 		close(l->fd);
+	}
 	free(l->peers);
 	free(l);
 }

@@ -95,7 +95,8 @@ void llmp_client_set_id(struct llmp_client *c, uint32_t id);
  * Send a copy of buf.  Every tag the protocol reserves (LLMP_TAG_* above,
  * and the B2B capabilities tag) is refused with -EINVAL and nothing is
  * written.  -EAGAIN: back-pressure timeout (logged at debug level only:
- * it is not an error; retry or drop).
+ * it is not an error; retry or drop).  -EPIPE: the broker's process is
+ * gone (looked at every 100 ms; sticky); the message was not sent.
  */
 int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
 		     const void *buf, size_t len);
@@ -112,7 +113,10 @@ int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size
 void llmp_client_cancel(struct llmp_client *c);
 
 /*
- * Non-blocking: 1 got one, 0 none, -ESHUTDOWN broker exited (sticky),
+ * Non-blocking: 1 got one, 0 none, -ESHUTDOWN broker exited (it said
+ * EXITING; sticky), -EPIPE the broker's process died without (looked at
+ * every 100 ms while nothing arrives; sticky; what it published before is
+ * read first),
  * -ESTALE this client fell behind the broker's kept history (returned once;
  * the next call continues at the oldest kept page), other <0: error.
  */
@@ -125,8 +129,23 @@ int llmp_client_recv(struct llmp_client *c, struct llmp_msg_view *out);
  * reattached in the middle counts once it has passed the first page.
  */
 uint64_t llmp_client_pages_skipped(const struct llmp_client *c);
-/* Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error. */
+/*
+ * Blocking with timeout (ms, -1 forever): 1 got one, 0 timeout, <0 error
+ * (as llmp_client_recv(), -EPIPE included).
+ */
 int llmp_client_recv_wait(struct llmp_client *c, struct llmp_msg_view *out, int timeout_ms);
+/*
+ * A file descriptor (an eventfd, Linux) that is readable while a message
+ * (or an error, e.g. a dead broker) waits for llmp_client_recv(): put it
+ * in poll/epoll/select next to other fds, then call llmp_client_recv()
+ * until it returns <= 0, which makes the fd unreadable again.  The client
+ * owns the fd (do not read or close it); the first call starts a watcher
+ * thread that sleeps until our broker wakes it after publishing (or at
+ * most 100 ms, e.g. on a LibAFL broker, which does not wake), and from
+ * then on llmp_client_recv() takes a lock.  >= 0 the fd, <0 error
+ * (-EOPNOTSUPP off Linux).
+ */
+int llmp_client_event_fd(struct llmp_client *c);
 
 /*
  * Wait until the broker has mapped the current out page (after that the
