@@ -538,8 +538,13 @@ void llmp_client_free(struct llmp_client *c)
 		return;
 	llmp_sender_cancel(&c->out);
 	if (llmp_sender_send(&c->out, LLMP_TAG_EXITING, 0, NULL, 0) == 0 && c->timeout_ms != 0 &&
-	    /* registered at all?  pairs with the broker's release increment of joined */
-	    __atomic_load_n(&c->out.pages[0].pg->receivers_joined, __ATOMIC_ACQUIRE))
+	    /*
+	     * Registered at all?  A broker gave us an id, or joined our page (pairs
+	     * with its release increment of joined).  A LibAFL broker maps a new
+	     * client's page only a loop round after it answered.
+	     */
+	    (c->out.id != LLMP_BROKER_CLIENT_ID ||
+	     __atomic_load_n(&c->out.pages[0].pg->receivers_joined, __ATOMIC_ACQUIRE)))
 		/* let the broker map the page holding EXITING before we release it */
 		(void)llmp_client_wait_safe(c, c->timeout_ms < 0 || c->timeout_ms > 1000 ?
 					    1000 : c->timeout_ms);

@@ -223,6 +223,16 @@ int main(int argc, char **argv)
 		waker = NULL;
 	ret = sending ? do_send(cl, (uint32_t)tag, file)
 		      : do_recv(cl, count, has_wait ? (int)wait_ms : -1);
+	/*
+	 * Sent is not delivered: exit only once the broker holds the page with
+	 * the last message (a LibAFL broker maps a new client's page a loop
+	 * round later), or say that it does not.
+	 */
+	if (ret == 0 && sending && llmp_client_wait_safe(cl, 10000) < 0) {
+		fprintf(stderr, "llmp-client: the broker did not take the messages within 10 s: "
+			"they may be lost\n");
+		ret = -ETIMEDOUT;
+	}
 	if (ret < 0)
 		goto fail;
 	llmp_waker_free(waker);

@@ -158,9 +158,14 @@ int llmp_client_to_env(const struct llmp_client *c, const char *name);
 int llmp_client_from_env(struct llmp_provider *p, const char *name,
 			 const struct llmp_client_opts *opts, struct llmp_client **out);
 /*
- * Send EXITING on the out page and free the client.  If a broker had
- * registered the client, first wait (up to 1 s, or send_timeout_ms if
- * shorter) until it mapped the current out page.
+ * Send EXITING on the out page and free the client.  If a broker registered
+ * the client (it has an id, or the broker joined its page), first wait (up
+ * to 1 s, or send_timeout_ms if shorter) until the broker mapped the
+ * current out page, so what was sent is not lost with the page; a LibAFL
+ * broker maps a new client's page only a loop round after it answered.
+ * A program that must know its messages were taken calls
+ * llmp_client_wait_safe() first (llmp-client does, and exits non-zero if
+ * the broker did not take them).  A broker that died is not waited for.
  */
 void llmp_client_free(struct llmp_client *c);
 

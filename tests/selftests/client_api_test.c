@@ -274,6 +274,65 @@ TEST_F(api, join_at_newest_skips_the_history)
 	llmp_client_free(replay);
 }
 
+struct late_broker {
+	struct llmp_broker *b;
+	struct llmp_shmem_desc od;
+	atomic_int stop;
+	int id;
+};
+
+/* A broker that maps a registered client's page only 200 ms later, as LibAFL's may. */
+static void *late_broker_thread(void *v)
+{
+	struct late_broker *lb = v;
+
+	usleep(200 * 1000);
+	lb->id = llmp_broker_add_client(lb->b, &lb->od);
+	while (!atomic_load(&lb->stop))
+		(void)llmp_broker_once(lb->b);
+	for (int i = 0; i < 16; i++)
+		(void)llmp_broker_once(lb->b);
+	return NULL;
+}
+
+/*
+ * A client that was given an id exits right after its last send: free
+ * waits until the broker has its page, so all 500 messages arrive (it used
+ * to wait only when the broker had joined the page already: 0 of 500).
+ */
+TEST_F(api, exit_right_after_sending_loses_nothing)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = LLMP_NO_WAIT };
+	struct late_broker lb = { .b = self->b };
+	struct llmp_client *tx, *rx;
+	struct llmp_msg_view v;
+	pthread_t t;
+	uint32_t i, n = 0;
+
+	if (!self->p)
+		return;
+	ASSERT_LT(0, add(self, &o, &rx));
+	ASSERT_EQ(0, llmp_client_new(self->p, &self->bd, NULL, &tx));
+	ASSERT_EQ(0, llmp_client_out_desc(tx, &lb.od));
+	llmp_client_set_id(tx, 77); /* what the TCP answer gave it */
+	ASSERT_EQ(0, pthread_create(&t, NULL, late_broker_thread, &lb));
+	for (i = 0; i < 500; i++)
+		ASSERT_EQ(0, llmp_client_send(tx, TAG, 0, &i, sizeof(i)));
+	llmp_client_free(tx);
+	atomic_store(&lb.stop, 1);
+	pthread_join(t, NULL);
+	ASSERT_LT(0, lb.id) TH_LOG("%s", llmp_strerror_last());
+	while (llmp_client_recv(rx, &v) == 1) {
+		if (v.tag != TAG)
+			continue;
+		ASSERT_EQ(sizeof(n), v.len);
+		EXPECT_EQ(0, memcmp(v.buf, &n, sizeof(n)));
+		n++;
+	}
+	EXPECT_EQ(500u, n);
+	llmp_client_free(rx);
+}
+
 /* A client of another provider than the broker's is told which one to use. */
 TEST(provider_mismatch_names_the_brokers_provider)
 {
