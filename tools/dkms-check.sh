@@ -30,6 +30,10 @@ scratch=$(mktemp -d /tmp/llmp-dkms.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 make -s -C "$top" dkms DESTDIR="$scratch" >/dev/null
 conf=$(ls "$scratch"/usr/src/llmp-*/dkms.conf)
+# Every source of the module (kmod/Kbuild builds it from all of them).
+for f in "$top"/kmod/*.c "$top"/kmod/*.h; do
+	[ -f "${conf%/dkms.conf}/kmod/${f##*/}" ] || die "make dkms did not install kmod/${f##*/}"
+done
 ver=$(sed -n 's/^PACKAGE_VERSION="\(.*\)"$/\1/p' "$conf")
 [ -n "$ver" ] || die "no PACKAGE_VERSION in $conf"
 mkdir -p "$scratch/dkms" "$scratch/modules/$kver"

@@ -29,7 +29,17 @@
 #include "kselftest_harness.h"
 #include "llmp_test.h"
 #include "llmp/bell.h"
+#include "kmod_abi.h"
 #include "uapi/linux/llmp.h"
+
+/*
+ * tests/vm/run.sh builds this file a second time with -m32 and without
+ * libllmp (LLMP_TEST_RAW_IOCTLS_ONLY) to test the module's compat ioctls:
+ * the cases of the library's wrapper SKIP there.
+ */
+#ifdef LLMP_TEST_RAW_IOCTLS_ONLY
+#define RAW_ONLY_SKIP() SKIP(return, "the -m32 raw-ioctl build has no libllmp")
+#endif
 
 /* A "# ..." line on stdout that survives the test child's _exit(). */
 #define FIGURE(...) do { ksft_print_msg(__VA_ARGS__); fflush(stdout); } while (0)
@@ -770,6 +780,9 @@ TEST_F(bell, wake_latency_bell_vs_futex)
 /* The libllmp wrapper over the same ioctls, with KMOD segments. */
 TEST_F(bell, libllmp_wrapper)
 {
+#ifdef LLMP_TEST_RAW_IOCTLS_ONLY
+	RAW_ONLY_SKIP();
+#else
 	NEED_DEV();
 	struct llmp_provider *p;
 	struct llmp_shmem *a, *b;
@@ -814,6 +827,7 @@ TEST_F(bell, libllmp_wrapper)
 	llmp_shmem_put(b);
 	llmp_bell_free(bl);
 	llmp_provider_free(p);
+#endif
 }
 
 /*
@@ -823,6 +837,9 @@ TEST_F(bell, libllmp_wrapper)
  */
 TEST_F(bell, libllmp_attached_segment_cannot_bind)
 {
+#ifdef LLMP_TEST_RAW_IOCTLS_ONLY
+	RAW_ONLY_SKIP();
+#else
 	NEED_DEV();
 	struct llmp_provider *p;
 	struct llmp_shmem *own, *att;
@@ -847,11 +864,15 @@ TEST_F(bell, libllmp_attached_segment_cannot_bind)
 	llmp_bell_free(thief);
 	llmp_bell_free(bl);
 	llmp_provider_free(p);
+#endif
 }
 
 /* Bells need KMOD segments: another kind is -EOPNOTSUPP. */
 TEST(wrapper_rejects_other_kinds)
 {
+#ifdef LLMP_TEST_RAW_IOCTLS_ONLY
+	RAW_ONLY_SKIP();
+#else
 	struct llmp_provider *p;
 	struct llmp_shmem *m;
 	struct llmp_bell *bl;
@@ -867,16 +888,21 @@ TEST(wrapper_rejects_other_kinds)
 	llmp_bell_free(bl);
 	llmp_shmem_put(m);
 	llmp_provider_free(p);
+#endif
 }
 
 TEST(wrapper_without_device_is_enodev)
 {
+#ifdef LLMP_TEST_RAW_IOCTLS_ONLY
+	RAW_ONLY_SKIP();
+#else
 	struct llmp_bell *bl = (void *)1;
 
 	if (!access(LLMP_DEVICE_PATH, F_OK))
 		SKIP(return, "%s exists", LLMP_DEVICE_PATH);
 	ASSERT_EQ(-ENODEV, llmp_bell_new(&bl));
 	ASSERT_EQ(NULL, bl);
+#endif
 }
 
 TEST_HARNESS_MAIN

@@ -23,6 +23,7 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "kmod_abi.h"
 #include "uapi/linux/llmp.h"
 
 /* A "# ..." line on stdout that survives the test child's _exit(). */

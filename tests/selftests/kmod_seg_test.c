@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 /*
- * /dev/llmp segments (kmod/llmp.c): create, mmap, open by id+key from other
+ * /dev/llmp segments (kmod/): create, mmap, open by id+key from other
  * processes, permissions, IPC namespaces, limits, the ABI's reserved fields,
  * and that the memory is freed after close+munmap and after SIGKILL.
  * SKIPs without /dev/llmp (the VM harness loads llmp.ko).
@@ -23,6 +23,7 @@
 
 #include "kselftest_harness.h"
 #include "llmp_test.h"
+#include "kmod_abi.h"
 #include "uapi/linux/llmp.h"
 
 /* A "# ..." line on stdout that survives the test child's _exit(). */
