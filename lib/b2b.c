@@ -201,7 +201,7 @@ static int pull_local(struct llmp_b2b_link *l)
 		if (ret == 0)
 			break;
 		/* Only what local clients sent: nothing that crossed a link, no control tags. */
-		if ((m.flags & LLMP_FLAG_FROM_B2B) || llmp_b2b_tag_reserved(m.tag))
+		if ((m.flags & LLMP_FLAG_FROM_B2B) || llmp_tag_reserved(m.tag))
 			continue;
 		if (m.len > LLMP_TCP_MAX_FRAME - 32)
 			continue;
@@ -255,7 +255,7 @@ static int take_frame(struct llmp_b2b_link *l)
 	l->got_first = true;
 	if (ret != 0)
 		return ret < 0 ? ret : 0;
-	if (llmp_b2b_tag_reserved(w.tag)) {
+	if (llmp_tag_reserved(w.tag)) {
 		/* A control tag on the broadcast page would stop every receiver, and later joiners. */
 		if (l->cnt.reserved++ % 1000 == 0)
 			llmp_log(LLMP_LOG_WARN, "b2b: link to %s: dropped a frame with reserved tag "

@@ -38,9 +38,6 @@ struct llmp_b2b_counters {
 	uint64_t reserved;       /* received frames with a reserved tag: dropped, not forwarded */
 };
 
-/* Tags a link never forwards (the protocol's control tags and ours). */
-bool llmp_b2b_tag_reserved(uint32_t tag);
-
 /*
  * A link over a connected socket whose handshake is done (the listener
  * accepted a RemoteBrokerHello).  It reads the local broadcast page from its

@@ -23,23 +23,6 @@
 
 #include "b2b_internal.h"
 
-bool llmp_b2b_tag_reserved(uint32_t tag)
-{
-	switch (tag) {
-	case LLMP_TAG_UNSET:
-	case LLMP_TAG_UNINITIALIZED:
-	case LLMP_TAG_END_OF_PAGE:
-	case LLMP_TAG_NEW_SHM_CLIENT:
-	case LLMP_TAG_CLIENT_EXIT:
-	case LLMP_TAG_EXITING:
-	case LLMP_TAG_SLOW_RECEIVER_PANIC:
-	case LLMP_TAG_B2B_CAPS: /* ours, only as the first frame (take_caps) */
-		return true;
-	default:
-		return false;
-	}
-}
-
 static int out_reserve(struct llmp_b2b_link *l, size_t more)
 {
 	size_t need;

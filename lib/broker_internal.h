@@ -9,8 +9,30 @@
 #define LLMP_BROKER_INTERNAL_H
 
 #include "page.h"
+#include "llmp/broker.h"
 
 LLMP_HIDDEN_BEGIN
+
+/*
+ * Every tag the protocol (or our B2B capabilities frame) gives a meaning:
+ * no client may send one, no B2B link may forward one.
+ */
+static inline bool llmp_tag_reserved(uint32_t tag)
+{
+	switch (tag) {
+	case LLMP_TAG_UNSET:
+	case LLMP_TAG_UNINITIALIZED:
+	case LLMP_TAG_END_OF_PAGE:
+	case LLMP_TAG_NEW_SHM_CLIENT:
+	case LLMP_TAG_CLIENT_EXIT:
+	case LLMP_TAG_EXITING:
+	case LLMP_TAG_SLOW_RECEIVER_PANIC:
+	case LLMP_TAG_B2B_CAPS: /* ours, only as a link's first frame (take_caps) */
+		return true;
+	default:
+		return false;
+	}
+}
 
 /* Register a client's first out page (as llmp_broker_add_client): new id or <0. */
 int llmp_broker_register_desc(struct llmp_broker *b, const struct llmp_shmem_desc *d);

@@ -150,28 +150,6 @@ void llmp_client_set_id(struct llmp_client *c, uint32_t id)
 		llmp_sender_set_id(&c->out, id);
 }
 
-/*
- * Every tag the protocol gives a meaning to: a client that sent one would
- * end its own registration (CLIENT_EXIT, EXITING), stop the broker's
- * receivers (SLOW_RECEIVER_PANIC) or corrupt its page.
- */
-static bool tag_reserved(uint32_t tag)
-{
-	switch (tag) {
-	case LLMP_TAG_UNSET:
-	case LLMP_TAG_UNINITIALIZED:
-	case LLMP_TAG_END_OF_PAGE:
-	case LLMP_TAG_NEW_SHM_CLIENT:
-	case LLMP_TAG_CLIENT_EXIT:
-	case LLMP_TAG_EXITING:
-	case LLMP_TAG_SLOW_RECEIVER_PANIC:
-	case LLMP_TAG_B2B_CAPS:
-		return true;
-	default:
-		return false;
-	}
-}
-
 int llmp_client_report_exit(struct llmp_client *c, uint32_t client_id)
 {
 	int ret;
@@ -193,7 +171,7 @@ int llmp_client_send(struct llmp_client *c, uint32_t tag, uint32_t flags,
 
 	if (LLMP_UNLIKELY(!c || (!buf && len)))
 		return llmp_err(-EINVAL, "client send: NULL argument");
-	if (LLMP_UNLIKELY(tag_reserved(tag)))
+	if (LLMP_UNLIKELY(llmp_tag_reserved(tag)))
 		return llmp_err(-EINVAL, "client send: tag 0x%08x is reserved", tag);
 	ret = llmp_client_broker_gone(c);
 	if (LLMP_UNLIKELY(ret < 0))
@@ -231,7 +209,7 @@ int llmp_client_commit(struct llmp_client *c, uint32_t tag, uint32_t flags, size
 	m = c->out.pending;
 	if (!m)
 		return llmp_err(-EINVAL, "client commit: nothing allocated");
-	if (tag_reserved(tag))
+	if (llmp_tag_reserved(tag))
 		return llmp_err(-EINVAL, "client commit: tag 0x%08x is reserved", tag);
 	if (len != m->buf_len) {
 		ret = llmp_sender_shrink(&c->out, len);
