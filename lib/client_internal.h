@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * The client object, shared by lib/client.c (pages, sending, restart),
- * lib/client_wait.c (receiving, waiting, broker liveness, the event fd)
- * and lib/client_reconnect.c.
+ * and lib/client_wait.c (receiving, waiting, broker liveness, the event fd).
  */
 #ifndef LLMP_CLIENT_INTERNAL_H
 #define LLMP_CLIENT_INTERNAL_H
@@ -28,6 +27,8 @@ struct llmp_client {
 /* How often sends and empty receives look whether the broker still lives. */
 #define LLMP_CLIENT_CHECK_NS (100ull * 1000000ull)
 
+LLMP_HIDDEN_BEGIN
+
 /* Start watching the broker's process (at creation). */
 void llmp_client_watch_broker(struct llmp_client *c);
 /* The slow path of client_broker_gone(): look now.  0 alive, -EPIPE dead. */
@@ -35,6 +36,8 @@ int llmp_client_check_broker(struct llmp_client *c);
 /* Stop the event fd's watcher and close the fd (at free). */
 void llmp_client_notify_free(struct llmp_client *c);
 uint64_t llmp_coarse_ns(void);
+
+LLMP_HIDDEN_END
 
 /* 0 while the broker lives (looked at most every LLMP_CLIENT_CHECK_NS), -EPIPE once dead. */
 static inline int llmp_client_broker_gone(struct llmp_client *c)
