@@ -37,6 +37,12 @@ int llmp_tcp_timeout_ms(const struct llmp_tcp_listener *l, int64_t now);
  * socket's timeout, -ECONNRESET on EOF, or -errno.
  */
 int llmp_tcp_io_full(int fd, void *buf, size_t len, bool wr);
+/*
+ * For this thread's next client dials: retry a refused connect for at most
+ * ms (0: LLMP_TCP_CONNECT_TIMEOUT_MS).  llmp_client_reconnect_tcp() keeps
+ * them inside its own deadline.
+ */
+void llmp_tcp_dial_budget(int ms);
 
 LLMP_HIDDEN_END
 

@@ -154,6 +154,13 @@ static int prove_secret(int fd, const uint8_t key[LLMP_AUTH_KEY_LEN])
 	return ret < 0 ? llmp_err(ret, "tcp: cannot send the campaign secret proof") : 0;
 }
 
+static _Thread_local int dial_budget_ms;
+
+void llmp_tcp_dial_budget(int ms)
+{
+	dial_budget_ms = ms;
+}
+
 /*
  * Connect to a broker, read its hello into *m and, with LLMP_SECRET_FILE
  * set, prove the secret: the socket, or -errno.
@@ -167,7 +174,7 @@ static int dial_broker(const char *addr, uint16_t port, uint8_t *buf, size_t cap
 
 	if (secret < 0)
 		return secret;
-	fd = dial(addr, port, LLMP_TCP_CONNECT_TIMEOUT_MS);
+	fd = dial(addr, port, dial_budget_ms > 0 ? dial_budget_ms : LLMP_TCP_CONNECT_TIMEOUT_MS);
 	if (fd < 0)
 		return fd;
 	ret = recv_resp(fd, buf, cap, m);

@@ -179,6 +179,21 @@ void llmp_tcp_listener_free(struct llmp_tcp_listener *l);
  */
 int llmp_client_connect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
 			    const struct llmp_client_opts *opts, struct llmp_client **out);
+/*
+ * After a client saw its broker die (-EPIPE or -ESHUTDOWN from send, recv
+ * or the event fd): register again with llmp_client_connect_tcp(),
+ * retrying while nobody answers at addr:port (every 50 ms, doubling up to
+ * 2 s), for up to timeout_ms (-1: until a broker is back).  *out is a new
+ * client with a new id and new out pages; free the old one.  What may have
+ * been lost, and is not repeated: the old client's messages that the dead
+ * broker had not yet read from its page, and whatever was broadcast while
+ * no broker ran (a restarted broker's history starts empty).  0,
+ * -ETIMEDOUT, or the first error that retrying cannot mend (e.g. -EACCES
+ * for a wrong campaign secret, -EPROTOTYPE for another provider).
+ */
+int llmp_client_reconnect_tcp(struct llmp_provider *p, const char *addr, uint16_t port,
+			      const struct llmp_client_opts *opts, int timeout_ms,
+			      struct llmp_client **out);
 /* Tell the broker at addr:port that client_id quits (LibAFL's ClientQuit request). */
 int llmp_tcp_client_quit(const char *addr, uint16_t port, uint32_t client_id);
 

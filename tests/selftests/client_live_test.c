@@ -5,10 +5,12 @@
  * when a message arrives and not before; after SIGKILL or SIGTERM of the
  * broker, send, recv and short recv_waits fail with -EPIPE/-ESHUTDOWN
  * within the documented bound and llmp_strerror_last() says why; a broker
- * restarted at once binds the same port (50 times).
+ * restarted at once binds the same port (50 times); llmp_client_reconnect_tcp()
+ * gives up on time with no broker and registers again once one is back.
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -295,6 +297,66 @@ TEST_F(live, restart_same_port_50)
 			TH_LOG("round %d: the restarted broker did not come up", i);
 		ASSERT_EQ(0, up);
 	}
+}
+
+/*
+ * llmp_client_reconnect_tcp() after a SIGKILLed broker: with nobody on the
+ * port it returns -ETIMEDOUT at its deadline (not before, not much later);
+ * with the broker back 300 ms into a 20 s reconnect, it registers again and
+ * the new client's messages reach another client, byte-exact.
+ */
+struct reconnect {
+	struct llmp_provider *p;
+	uint16_t port;
+	struct llmp_client *c;
+	int ret;
+	char why[256];
+};
+
+static void *reconnect_thread(void *v)
+{
+	struct reconnect *r = v;
+
+	r->ret = llmp_client_reconnect_tcp(r->p, "127.0.0.1", r->port, NULL, 20000, &r->c);
+	snprintf(r->why, sizeof(r->why), "%s", llmp_strerror_last());
+	return NULL;
+}
+
+TEST_F_TIMEOUT(live, reconnect_after_sigkill, 90)
+{
+	struct llmp_client *a = connect_client(self), *c = NULL, *b;
+	struct reconnect r = { .p = self->p, .port = self->port };
+	struct llmp_msg_view m;
+	pthread_t t;
+	int64_t t0;
+	int ret;
+
+	ASSERT_NE(NULL, a);
+	ASSERT_EQ(1, round_trip(a, a, 1));
+	broker_stop(self, SIGKILL);
+	do
+		ret = llmp_client_recv_wait(a, &m, 20);
+	while (ret >= 0);
+	ASSERT_EQ(-EPIPE, ret);
+	llmp_client_free(a);
+
+	t0 = llmp_test_now_ms();
+	EXPECT_EQ(-ETIMEDOUT, llmp_client_reconnect_tcp(self->p, "127.0.0.1", self->port,
+							NULL, 500, &c));
+	EXPECT_LE(400, llmp_test_now_ms() - t0);
+	EXPECT_GT(3000, llmp_test_now_ms() - t0);
+	EXPECT_NE(NULL, strstr(llmp_strerror_last(), "reconnect"));
+
+	ASSERT_EQ(0, pthread_create(&t, NULL, reconnect_thread, &r));
+	usleep(300 * 1000);
+	ASSERT_EQ(0, broker_start(self, variant->loop));
+	pthread_join(t, NULL);
+	ASSERT_EQ(0, r.ret) TH_LOG("%s", r.why);
+	b = connect_client(self);
+	ASSERT_NE(NULL, b);
+	ASSERT_EQ(1, round_trip(r.c, b, 0xBAC4u));
+	llmp_client_free(r.c);
+	llmp_client_free(b);
 }
 
 TEST_HARNESS_MAIN
