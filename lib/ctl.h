@@ -34,7 +34,7 @@ LLMP_HIDDEN_BEGIN
 #define LLMP_CTL_BELL_COOKIE 1u
 
 struct llmp_ctl {
-	uint64_t magic;
+	llmp_u64a magic;
 	uint32_t version;
 	uint32_t sleep_word; /* futex: SLEEPING while the broker announced sleep */
 	uint32_t wake;       /* version 2: LLMP_CTL_WAKE_*; written before the description is handed out */

@@ -62,6 +62,13 @@ int llmp_err(int err, const char *fmt, ...) LLMP_PRINTF(2, 3);
 void llmp_log_probe_begin(void);
 void llmp_log_probe_end(void);
 
+/*
+ * A 64-bit word of a structure in shared memory: 8-byte aligned on every
+ * target (a plain uint64_t member is only 4-byte aligned on i386), so the
+ * layout and the lock-free atomics are those of x86-64 (lib/layout_check.h).
+ */
+typedef uint64_t llmp_u64a __attribute__((aligned(8)));
+
 /* ---- shared-memory back ends ------------------------------------------- */
 
 struct llmp_provider;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "layout_check.h"
 #include "page.h"
 
 uint64_t llmp_now_ns(void)

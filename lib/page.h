@@ -19,14 +19,14 @@ LLMP_HIDDEN_BEGIN
 
 /* Page header, at offset 0 of every segment (48 bytes). */
 struct llmp_page {
-	uint64_t magic;
+	llmp_u64a magic;
 	uint32_t sender_id;
 	uint16_t receivers_joined; /* atomic */
 	uint16_t receivers_left;   /* atomic */
-	uint64_t current_msg_id;   /* atomic: id of the last committed message */
-	uint64_t size_total;       /* segment size - 48 */
-	uint64_t size_used;        /* bytes allocated after the header */
-	uint64_t max_alloc_size;   /* largest 40 + padded allocated on this chain */
+	llmp_u64a current_msg_id;  /* atomic: id of the last committed message */
+	llmp_u64a size_total;      /* segment size - 48 */
+	llmp_u64a size_used;       /* bytes allocated after the header */
+	llmp_u64a max_alloc_size;  /* largest 40 + padded allocated on this chain */
 };
 
 /* Message header (40 bytes); the payload follows. */
@@ -35,15 +35,15 @@ struct llmp_msg {
 	uint32_t sender;
 	uint32_t broker;
 	uint32_t flags;
-	uint64_t message_id;
-	uint64_t buf_len;
-	uint64_t buf_len_padded;
+	llmp_u64a message_id;
+	llmp_u64a buf_len;
+	llmp_u64a buf_len_padded;
 	unsigned char buf[];
 };
 
 /* END_OF_PAGE and NEW_SHM_CLIENT payload (32 bytes). */
 struct llmp_page_info {
-	uint64_t map_size;
+	llmp_u64a map_size;
 	char id[LLMP_SHMEM_ID_LEN];
 	uint8_t pad[4];
 };

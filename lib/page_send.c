@@ -32,11 +32,11 @@ static void page_wake(struct llmp_page *pg)
 #endif
 }
 
-static size_t next_pow2(size_t x)
+static uint64_t next_pow2(uint64_t x)
 {
-	size_t r = 1;
+	uint64_t r = 1;
 
-	while (r < x)
+	while (r < x && r < (1ULL << 63))
 		r <<= 1;
 	return r;
 }
@@ -237,14 +237,18 @@ static int sender_eop(struct llmp_sender *s)
 	struct llmp_spage np;
 	struct llmp_page_info info;
 	struct llmp_msg *e;
-	size_t want = 2 * s->max_alloc + LLMP_EOP_MSG_SIZE + LLMP_PAGE_HEADER_LEN;
+	/* 64-bit arithmetic: a 32-bit size_t would wrap before the check */
+	uint64_t want64 = 2 * s->max_alloc + LLMP_EOP_MSG_SIZE + LLMP_PAGE_HEADER_LEN;
+	size_t want;
 	int ret;
 
-	if (want < s->initial_size - 1)
-		want = s->initial_size - 1;
-	want = next_pow2(want);
-	if (want > LLMP_SHMEM_MAX_SIZE)
-		return llmp_err(-EMSGSIZE, "sender %u: a %zu-byte page is too large", s->id, want);
+	if (want64 < s->initial_size - 1)
+		want64 = s->initial_size - 1;
+	want64 = next_pow2(want64);
+	if (want64 > LLMP_SHMEM_MAX_SIZE)
+		return llmp_err(-EMSGSIZE, "sender %u: a %llu-byte page is too large", s->id,
+				(unsigned long long)want64);
+	want = (size_t)want64;
 	if (s->mode == LLMP_SENDER_PRUNE) {
 		ret = sender_backpressure(s);
 		if (ret < 0)

@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'H':
-			if (parse_ulong(optarg, 1ul << 40, &history) < 0 || history == 0)
+			if (parse_ulong(optarg, TOOL_MAX_BYTES, &history) < 0 || history == 0)
 				goto bad;
 			break;
 		case OPT_MAX_CLIENTS:
@@ -248,11 +248,11 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case OPT_B2B_MEMORY:
-			if (parse_ulong(optarg, 1ul << 40, &b2b_memory) < 0)
+			if (parse_ulong(optarg, TOOL_MAX_BYTES, &b2b_memory) < 0)
 				goto bad;
 			break;
 		case OPT_B2B_INFLATE:
-			if (parse_ulong(optarg, 1ul << 40, &b2b_inflate) < 0)
+			if (parse_ulong(optarg, TOOL_MAX_BYTES, &b2b_inflate) < 0)
 				goto bad;
 			break;
 		case 'v':

@@ -177,7 +177,7 @@ int main(int argc, char **argv)
 				goto bad;
 			break;
 		case 'n':
-			if (parse_ulong(optarg, 1ul << 40, &count) < 0)
+			if (parse_ulong(optarg, TOOL_MAX_BYTES, &count) < 0)
 				goto bad;
 			break;
 		case 'w':

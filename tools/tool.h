@@ -8,6 +8,7 @@
 #define LLMP_TOOL_H
 
 #include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -88,6 +89,9 @@ static inline uint64_t word_sum(const void *p, size_t len)
 	}
 	return s;
 }
+
+/* 1 TiB, the cap of the byte-count options; ULONG_MAX where a long is 32 bits. */
+#define TOOL_MAX_BYTES ((unsigned long)((1ULL << 40) < ULONG_MAX ? (1ULL << 40) : ULONG_MAX))
 
 /* A whole unsigned number (decimal, 0x hex or 0 octal) up to max: 0, or -1. */
 static inline int parse_ulong(const char *s, unsigned long max, unsigned long *out)

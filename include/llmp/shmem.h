@@ -100,8 +100,16 @@ int llmp_provider_post_fork(struct llmp_provider *p, bool child);
 
 /* ---- segments ---------------------------------------------------------- */
 
-/* Largest segment size the library accepts (bytes). */
+/*
+ * Largest segment size the library accepts (bytes): 1 TiB, or 1 GiB in a
+ * 32-bit process (its address space holds no more; a larger size read from
+ * a 64-bit peer is refused, never truncated).
+ */
+#if SIZE_MAX > 0xffffffffu
 #define LLMP_SHMEM_MAX_SIZE (1ULL << 40)
+#else
+#define LLMP_SHMEM_MAX_SIZE (1ULL << 30)
+#endif
 
 /* Create a zero-filled segment of size bytes (1..LLMP_SHMEM_MAX_SIZE) and map it. */
 int llmp_shmem_new(struct llmp_provider *p, size_t size, struct llmp_shmem **out);

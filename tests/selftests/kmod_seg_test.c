@@ -906,7 +906,7 @@ TEST_F(seg, reserved_fields_and_bad_sizes_are_einval)
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, ok.fd, 2 * 4096);
 	ASSERT_EQ(MAP_FAILED, p);
 	ASSERT_EQ(EINVAL, errno);
-	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, ok.fd, 1ULL << 40);
+	p = mmap64(NULL, 4096, PROT_READ, MAP_SHARED, ok.fd, (off64_t)1 << 40);
 	ASSERT_EQ(MAP_FAILED, p);
 	/* The last page alone is fine. */
 	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ok.fd, 4096);

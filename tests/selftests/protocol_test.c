@@ -499,7 +499,7 @@ TEST_F(proto, oversize_messages)
 	}
 	ASSERT_EQ(0, llmp_client_recv(r, &v));
 	/* Beyond what any page may hold: refused up front, nothing allocated. */
-	ASSERT_EQ(-EMSGSIZE, llmp_client_alloc(a, (size_t)1 << 40, &zb));
+	ASSERT_EQ(-EMSGSIZE, llmp_client_alloc(a, (size_t)LLMP_SHMEM_MAX_SIZE, &zb));
 	ASSERT_EQ(0, llmp_client_send(a, 0x77, 0, "ok", 2)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_LE(0, pump(self->b));
 	ASSERT_EQ(1, llmp_client_recv(r, &v));
