@@ -13,12 +13,6 @@ INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 
-CC ?= cc
-ifeq ($(origin CC),default)
-CC := gcc
-endif
-AR ?= ar
-
 SANITIZE ?=
 ifeq ($(SANITIZE),1)
 BUILD ?= build/san
@@ -27,7 +21,29 @@ else
 BUILD ?= build
 SANFLAGS :=
 endif
-BUILD := $(abspath $(BUILD))
+override BUILD := $(abspath $(BUILD))
+
+# The configuration chosen for a build directory (CC, LLMP_NO_URING,
+# LLMP_NO_ZLIB, LLMP_NO_ZSTD) is remembered there, in config-choice.mk,
+# which the configure step writes: a later make in the same directory that
+# does not name them keeps them (a plain `make BUILD=build/m32` stays
+# 32-bit); naming one (CC=..., LLMP_NO_ZLIB=0) changes the choice, and
+# config-host.h with it, so everything it affects is rebuilt.
+explicit = $(filter command environment override,$(firstword $(origin $(1))))
+-include $(BUILD)/config-choice.mk
+ifeq ($(call explicit,CC),)
+ifneq ($(CHOSEN_CC),)
+CC := $(CHOSEN_CC)
+endif
+endif
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+AR ?= ar
+$(foreach v,LLMP_NO_URING LLMP_NO_ZLIB LLMP_NO_ZSTD,$(if $(call explicit,$(v)),,\
+	$(eval $(v) := $(CHOSEN_$(v)))))
+CONFIGURE = LLMP_NO_URING='$(LLMP_NO_URING)' LLMP_NO_ZLIB='$(LLMP_NO_ZLIB)' \
+	LLMP_NO_ZSTD='$(LLMP_NO_ZSTD)' tools/configure.sh $(BUILD) "$(CC)"
 
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
@@ -57,9 +73,9 @@ ifndef NO_PROBE
 -include $(BUILD)/config.mk
 endif
 $(BUILD)/config.mk: FORCE
-	@tools/configure.sh $(BUILD) "$(CC)"
+	@$(CONFIGURE)
 $(CONFIG_H): $(BUILD)/config.mk
-	@test -f $@ || tools/configure.sh $(BUILD) "$(CC)"
+	@test -f $@ || $(CONFIGURE)
 FORCE:
 CFLAGS_ALL += -include $(CONFIG_H)
 LDLIBS_ALL := -pthread -lrt $(CONFIG_LIBS) $(LDLIBS)
@@ -117,7 +133,7 @@ harness:
 	@tools/get-harness.sh $(abspath build/kselftest)
 
 selftests: lib harness
-	$(MAKE) -C tests/selftests LLMP_BUILD=$(BUILD) OUTPUT=$(BUILD)/selftests \
+	$(MAKE) -C tests/selftests CC="$(CC)" LLMP_BUILD=$(BUILD) OUTPUT=$(BUILD)/selftests \
 		EXTRA_CFLAGS="$(SANFLAGS)" EXTRA_LDFLAGS="$(SANFLAGS)"
 
 # The README's test command: every userspace selftest, KTAP, "N passed, N failed".
