@@ -154,9 +154,11 @@ check-vm:
 	tests/vm/run.sh
 
 # The build configurations: without liburing, zlib, zstd (each, and all
-# three), and clang; each builds with -Werror into build/matrix/<name> and
-# runs the selftests it affects ("N passed, N failed" each, and a total).
-check-matrix: deps
+# three), clang, and gcc -m32 (with the 32 <-> 64-bit exchange); each
+# builds with -Werror into build/matrix/<name> and runs the selftests it
+# affects ("N passed, N failed" each, and a total).
+check-matrix:
+	$(call deps_for,matrix)
 	tools/check-matrix.sh
 
 # The README's two commands on a fresh Debian 12 root (debootstrap, chroot):

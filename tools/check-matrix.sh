@@ -10,6 +10,10 @@
 #   none      without all three
 #   clang     clang instead of gcc, every library found
 #   clang-none  clang without all three
+#   m32       gcc -m32 (32-bit x86, Debian's gcc-multilib; the optional
+#             libraries only where their i386 packages are installed), and
+#             the 32 <-> 64-bit exchange (xarch_test) against a 64-bit
+#             build of the same tree, both ways
 #
 # Each builds the library, the tools and the selftests with -Werror into
 # build/matrix/<name>, then runs the selftest suites that configuration
@@ -36,8 +40,14 @@ export LLMP_VECTORS="$top/tests/selftests/vectors"
 # suites that use what they change: the B2B codecs (b2b; tcp and protocol
 # for the wire) and the loop's back ends (loop_wake, eop_loop, restart, and
 # the loops of b2b and tcp).
-ALL=$(for f in tests/selftests/*_test.c; do basename "$f" .c; done | tr '\n' ' ')
+ALL=$(for src in tests/selftests/*_test.c; do basename "$src" .c; done | tr '\n' ' ')
 NODOS=$(echo "$ALL" | sed 's/dos_test //')
+# -m32 changes the layout of what the process holds, never of what it
+# shares (lib/layout_check.h proves that at build time): it runs the suites
+# that read and write pages, descriptions and wire formats, the loop, and
+# the exchange with a 64-bit peer.
+M32="protocol_test compat_test corrupt_test eop_loop_test large_msg_test shmem_desc_test"
+M32="$M32 shmem_provider_test shmem_served_test client_api_test register_test tcp_test xarch_test"
 suites_of() {
 	case "$1" in
 	nouring) echo "b2b_test tcp_test loop_wake_test eop_loop_test restart_test protocol_test" ;;
@@ -45,11 +55,12 @@ suites_of() {
 	none) echo "$ALL" ;;
 	clang) echo "$NODOS" ;;
 	clang-none) echo "b2b_test tcp_test loop_wake_test protocol_test" ;;
+	m32) echo "$M32" ;;
 	esac
 }
 jobs=${LLMP_MATRIX_JOBS:-2}
 
-all="nouring nozlib nozstd none clang clang-none"
+all="nouring nozlib nozstd none clang clang-none m32"
 [ $# -gt 0 ] && all=$*
 
 tp=0 tf=0 ts=0
@@ -57,6 +68,32 @@ t_all=$(date +%s)
 summary=$(mktemp)
 log=$(mktemp)
 trap 'rm -f "$summary" "$log"' EXIT
+
+# Run SUITES of DIR (with the configuration's environment, LLMP_XARCH_PEER
+# set to $xpeer); adds to p f s, prints what failed and why each SKIP skipped.
+run_suites() {	# run_suites DIR SUITES...
+	d=$1
+	shift
+	# shellcheck disable=SC2086
+	env $env LLMP_XARCH_PEER="$xpeer" tests/run.sh "$d" "$@" > "$log" 2>&1
+	grep -E '^(not ok|ok .* # SKIP)' "$log"
+	rline=$(tail -1 "$log")
+	rp=$(echo "$rline" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+	rf=$(echo "$rline" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+	rs=$(echo "$rline" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
+	if [ -z "$rp" ] || [ -z "$rf" ]; then
+		rp=0 rf=1
+		echo "no totals: $rline"
+	fi
+	if [ "$rf" != 0 ]; then
+		grep -B40 '^not ok\|    not ok' "$log" | tail -120
+	fi
+	# Never a silent difference: every SKIP() says why (counted per call:
+	# a setup's SKIP and its test's "see the setup's reason" are two).
+	grep -h '^ *# *SKIP ' "$log" | sed 's/^ *# *SKIP *//' | sort | uniq -c |
+		sed 's/^ */  skip: /'
+	p=$((p + rp)) f=$((f + rf)) s=$((s + ${rs:-0}))
+}
 
 for name in $all; do
 	cc=gcc
@@ -67,40 +104,48 @@ for name in $all; do
 	none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" ;;
 	clang) env="" cc=clang ;;
 	clang-none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" cc=clang ;;
+	m32) env="" cc="gcc -m32" ;;
 	*) echo "check-matrix: unknown configuration $name" >&2; exit 2 ;;
 	esac
 	build=$top/build/matrix/$name
 	suites=${LLMP_MATRIX_SUITES:-$(suites_of "$name")}
 	t0=$(date +%s)
-	echo "=== $name: CC=$cc ${env:-(every library found)} ==="
-	# The LLMP_NO_* variables must reach every make run: the configure
-	# step re-probes on each and would otherwise find the libraries.
+	p=0 f=0 s=0 built=1 xpeer=
+	what="every library found"
+	[ "$name" = m32 ] && what="the libraries whose i386 packages are installed"
+	echo "=== $name: CC=$cc ${env:-($what)} ==="
+	# The configuration is remembered in the build directory (config-choice.mk),
+	# but say it on every run anyway: this script may meet an older build dir.
 	# shellcheck disable=SC2086
 	if ! env $env make -s -j"$jobs" CC="$cc" BUILD="$build" all selftests > "$log" 2>&1; then
 		cat "$log"
-		line="build FAILED"
-		p=0 f=1 s=0
+		f=1 built=0
 	else
 		# Any warning would have failed the build (-Werror); show the config.
 		grep '^configure:' "$log" | sort -u
-		# shellcheck disable=SC2086
-		env $env tests/run.sh "$build/selftests" $suites > "$log" 2>&1
-		grep -E '^(not ok|ok .* # SKIP)' "$log"
-		line=$(tail -1 "$log")
-		p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-		f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
-		s=$(echo "$line" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
-		if [ -z "$p" ] || [ -z "$f" ]; then
-			p=0 f=1 line="no totals: $line"
+		# m32: the 64-bit side of the exchange, the library and xarch_test
+		peer=$top/build/matrix/m32-peer
+		if [ "$name" = m32 ] && ! { make -s -j"$jobs" CC=gcc BUILD="$peer" lib harness &&
+			make -s -C tests/selftests CC=gcc LLMP_BUILD="$peer" OUTPUT="$peer/selftests" \
+				"$peer/selftests/xarch_test"; } > "$log" 2>&1; then
+			cat "$log"
+			f=1 built=0
+		elif [ "$name" = m32 ]; then
+			# 32-bit broker, 64-bit client; then 64-bit broker, 32-bit client
+			xpeer=$peer/selftests/xarch_test
+			# shellcheck disable=SC2086
+			run_suites "$build/selftests" $suites
+			xpeer=$build/selftests/xarch_test
+			run_suites "$peer/selftests" xarch_test
+		else
+			# shellcheck disable=SC2086
+			run_suites "$build/selftests" $suites
 		fi
-		s=${s:-0}
-		if [ "$f" != 0 ]; then
-			grep -B40 '^not ok\|    not ok' "$log" | tail -120
-		fi
-		# Never a silent difference: every SKIP() says why (counted per call:
-		# a setup's SKIP and its test's "see the setup's reason" are two).
-		grep -h '^ *# *SKIP ' "$log" | sed 's/^ *# *SKIP *//' | sort | uniq -c |
-			sed 's/^ */  skip: /'
+	fi
+	if [ "$built" = 0 ]; then
+		line="build FAILED"
+	else
+		line="$p passed, $f failed, $s skipped"
 	fi
 	echo "$name: $line ($(($(date +%s) - t0)) s)"
 	echo "$name: $line [$(echo "$suites" | wc -w) suites]" >> "$summary"

@@ -4,14 +4,16 @@
 # As root: apt-get installs them.  Otherwise: print the exact command, fail.
 # LLMP_DEPS lists extra groups: "vm" (QEMU guest tests), "windows" (mingw+wine),
 # "kmod" (module build, DKMS), "bench", "fresh" (make check-fresh: debootstrap),
-# "debs" (make check-debs: Debian packaging, lintian, mandoc), "all".
+# "debs" (make check-debs: Debian packaging, lintian, mandoc), "matrix" (make
+# check-matrix: gcc-multilib for its 32-bit configuration), "all".
 set -eu
 
 pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev clang xxd"
 groups=" ${LLMP_DEPS:-} "
-case "$groups" in *" all "*) groups=" vm windows kmod bench fresh debs " ;; esac
+case "$groups" in *" all "*) groups=" vm windows kmod bench fresh debs matrix " ;; esac
 case "$groups" in *" kmod "*|*" vm "*) pkgs="$pkgs linux-headers-amd64 sparse bc flex bison libelf-dev libssl-dev dkms" ;; esac
 case "$groups" in *" vm "*) pkgs="$pkgs linux-image-amd64 qemu-system-x86 busybox-static cpio kmod gcc-multilib" ;; esac
+case "$groups" in *" matrix "*) pkgs="$pkgs gcc-multilib" ;; esac
 case "$groups" in *" windows "*) pkgs="$pkgs gcc-mingw-w64-x86-64 wine wine64" ;; esac
 case "$groups" in *" bench "*) pkgs="$pkgs procps" ;; esac
 case "$groups" in *" fresh "*) pkgs="$pkgs debootstrap git" ;; esac
