@@ -263,4 +263,4 @@ uninstall:
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$${m##*/}; done
 
 clean: kmod-clean
-	rm -rf build/lib build/tools build/selftests build/san build/libllmp.* build/win
+	rm -rf build/lib build/tools build/selftests build/san build/libllmp.* build/win build/config-choice.mk

@@ -123,6 +123,21 @@ for name in $all; do
 	else
 		# Any warning would have failed the build (-Werror); show the config.
 		grep '^configure:' "$log" | sort -u
+		# The choice is remembered: a plain make there (no CC, no LLMP_NO_*)
+		# must keep it and rebuild nothing (one more test case).
+		if [ "$name" = m32 ]; then
+			if ! env -u CC -u LLMP_NO_URING -u LLMP_NO_ZLIB -u LLMP_NO_ZSTD \
+				make -j"$jobs" BUILD="$build" all selftests > "$log" 2>&1 ||
+				grep -E '^[^ ]*(gcc|cc|clang) ' "$log" ||
+				! grep -qx 'CHOSEN_CC := gcc -m32' "$build/config-choice.mk"; then
+				cat "$log"
+				echo "not ok: a plain make in $build rebuilt or left gcc -m32"
+				f=$((f + 1))
+			else
+				echo "ok: a plain make in $build keeps gcc -m32 and rebuilds nothing"
+				p=$((p + 1))
+			fi
+		fi
 		# m32: the 64-bit side of the exchange, the library and xarch_test
 		peer=$top/build/matrix/m32-peer
 		if [ "$name" = m32 ] && ! { make -s -j"$jobs" CC=gcc BUILD="$peer" lib harness &&
