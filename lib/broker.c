@@ -156,6 +156,13 @@ static struct bclient *find_client(struct llmp_broker *b, uint32_t id)
 	return lo < b->n && b->clients[lo].id == id ? &b->clients[lo] : NULL;
 }
 
+bool llmp_broker_client_live(const struct llmp_broker *b, uint32_t id)
+{
+	const struct bclient *c = b && id ? find_client((struct llmp_broker *)b, id) : NULL;
+
+	return c && !c->gone;
+}
+
 int llmp_broker_remove_client(struct llmp_broker *b, uint32_t id)
 {
 	struct bclient *c = b ? find_client(b, id) : NULL;

@@ -58,6 +58,8 @@ int llmp_broker_quit_client(struct llmp_broker *b, uint32_t id, const struct llm
 const uint8_t *llmp_broker_secret(const struct llmp_broker *b, bool *required);
 /* The id the next registration will get. */
 uint32_t llmp_broker_next_id(const struct llmp_broker *b);
+/* Is id a registered client (not removed)? */
+bool llmp_broker_client_live(const struct llmp_broker *b, uint32_t id);
 /* Forget a client (as if it had sent CLIENT_EXIT): 0, or -ENOENT. */
 int llmp_broker_remove_client(struct llmp_broker *b, uint32_t id);
 /*

@@ -11,6 +11,7 @@
 
 #include "broker_internal.h"
 #include "client_internal.h"
+#include "ctl.h"
 #include "llmp/broker.h"
 
 
@@ -146,8 +147,11 @@ uint32_t llmp_client_id(const struct llmp_client *c)
 
 void llmp_client_set_id(struct llmp_client *c, uint32_t id)
 {
-	if (c)
-		llmp_sender_set_id(&c->out, id);
+	if (!c)
+		return;
+	llmp_sender_set_id(&c->out, id);
+	if (c->waker && id)
+		(void)llmp_waker_claim(c->waker, id); /* -ENOSPC: the loop naps for us */
 }
 
 int llmp_client_report_exit(struct llmp_client *c, uint32_t client_id)
@@ -231,6 +235,9 @@ void llmp_client_set_waker(struct llmp_client *c, struct llmp_waker *w)
 	if (c->waker != w)
 		llmp_waker_free(c->waker);
 	c->waker = w;
+	/* Tell the loop that this client pokes: it need not nap for it. */
+	if (w && c->out.id)
+		(void)llmp_waker_claim(w, c->out.id); /* -ENOSPC: the loop naps for us */
 }
 
 void llmp_client_cancel(struct llmp_client *c)

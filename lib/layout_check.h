@@ -76,13 +76,20 @@ LLMP_LAYOUT(struct llmp_shmem_desc, id, 16, 20);
 LLMP_LAYOUT(struct llmp_shmem_desc, pad, 36, 4);
 
 /* The loop's control segment (its broker and any waker map it). */
-LLMP_SIZE(struct llmp_ctl, 24);
+LLMP_SIZE(struct llmp_ctl, 32768);
 _Static_assert(_Alignof(struct llmp_ctl) == 8, "control header is 8-byte aligned");
 LLMP_LAYOUT(struct llmp_ctl, magic, 0, 8);
 LLMP_LAYOUT(struct llmp_ctl, version, 8, 4);
 LLMP_LAYOUT(struct llmp_ctl, sleep_word, 12, 4);
 LLMP_LAYOUT(struct llmp_ctl, wake, 16, 4);
 LLMP_LAYOUT(struct llmp_ctl, reserved, 20, 4);
+LLMP_LAYOUT(struct llmp_ctl, pokers_gen, 24, 4);
+LLMP_LAYOUT(struct llmp_ctl, reserved2, 28, 4);
+LLMP_LAYOUT(struct llmp_ctl, pokers, 32, 2046 * 16);
+LLMP_SIZE(struct llmp_ctl_slot, 16);
+LLMP_LAYOUT(struct llmp_ctl_slot, id, 0, 4);
+LLMP_LAYOUT(struct llmp_ctl_slot, reserved, 4, 4);
+LLMP_LAYOUT(struct llmp_ctl_slot, pos, 8, 8);
 
 /* The SERVED provider's socket protocol (a 32-bit client, a 64-bit server). */
 LLMP_SIZE(struct served_hdr, 16);

@@ -33,10 +33,12 @@
  *                 /dev/llmp bell, wakers ring it, the bell fd is one more fd
  *                 in the wait set.
  *
- * A sleep lasts at most the nap, which doubles from 50 us up to
- * max_sleep_us while nothing happens; it bounds the latency of clients
- * that do not poke (LibAFL's).  max_sleep_us -1: no nap at all, a sleep
- * ends only on a poke, an fd or a timer (every client pokes).
+ * While a registered client cannot wake the loop (it has no slot in the
+ * control segment's poker table: LibAFL's clients; lib/loop_nap.c), a
+ * sleep lasts at most the nap, which doubles from 50 us up to max_sleep_us
+ * while nothing happens; it bounds that client's latency.  Otherwise (and
+ * always with max_sleep_us -1) a sleep ends only on a poke, an fd or a
+ * timer.  LLMP_LOOP_NAP_ALWAYS naps every sleep.
  */
 #include <errno.h>
 #include <limits.h>
@@ -147,7 +149,8 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 		return llmp_err(-EINVAL, "loop_new: opts.struct_size not set");
 	if (o && (o->backend > LLMP_LOOP_POLL || o->stats_interval_ms < 0 || o->max_sleep_us < -1 ||
 		  LOOP_OPT(o, wake, LLMP_LOOP_WAKE_AUTO) > LLMP_LOOP_WAKE_BELL ||
-		  LOOP_OPT(o, check_clients_ms, 0) < 0))
+		  LOOP_OPT(o, check_clients_ms, 0) < 0 ||
+		  LOOP_OPT(o, nap, LLMP_LOOP_NAP_AUTO) > LLMP_LOOP_NAP_ALWAYS))
 		return llmp_err(-EINVAL, "loop_new: bad options");
 #ifndef LLMP_HAVE_ZLIB
 	if (o && o->b2b_compress)
@@ -165,6 +168,7 @@ int llmp_loop_new(struct llmp_broker *b, const struct llmp_loop_opts *o, struct 
 	lp->idle_rounds = o && o->idle_rounds ? o->idle_rounds : 64;
 	lp->max_sleep_us = o && o->max_sleep_us ? o->max_sleep_us : DEFAULT_MAX_SLEEP_US;
 	lp->nap_us = MIN_NAP_US;
+	lp->nap_policy = LOOP_OPT(o, nap, LLMP_LOOP_NAP_AUTO);
 	lp->exit_after = o ? o->exit_after : 0;
 	lp->b2b_compress = o ? o->b2b_compress : false;
 	lp->b2b_zstd = LOOP_OPT(o, b2b_zstd, false);
@@ -550,8 +554,8 @@ static int sleep_once(struct llmp_loop *lp)
 	uint32_t *word = llmp_broker_sleep_word(lp->b);
 	uint32_t *cword = NULL, prev = LLMP_CTL_RUNNING;
 	int timeout = next_timeout(lp, llmp_now_ms());
-	int64_t wait_us = lp->max_sleep_us < 0 ? -1 : lp->nap_us;
-	bool waited = false;
+	int64_t wait_us;
+	bool waited = false, nap;
 	int ret;
 
 	if (lp->wake == WAKE_BRIDGE && !lp->bridge_on && llmp_loop_bridge_start(lp) < 0) {
@@ -559,6 +563,8 @@ static int sleep_once(struct llmp_loop *lp)
 			 llmp_strerror_last());
 		lp->wake = WAKE_NAP;
 	}
+	nap = llmp_loop_needs_nap(lp);
+	wait_us = nap ? lp->nap_us : -1;
 	/* Announce on the control segment only if the wait below watches it. */
 	if (lp->wake != WAKE_NAP)
 		cword = &lp->ctl->sleep_word;
@@ -597,9 +603,11 @@ static int sleep_once(struct llmp_loop *lp)
 				llmp_log(LLMP_LOG_WARN, "loop: reading the bell: %s", llmp_strerror_last());
 		}
 		/* Nap longer next time, up to max_sleep_us, while nothing happens. */
-		if (lp->max_sleep_us > 0)
-			lp->nap_us = lp->nap_us * 2 > lp->max_sleep_us ? lp->max_sleep_us
-								  : lp->nap_us * 2;
+		if (nap) {
+			int64_t cap = lp->max_sleep_us > 0 ? lp->max_sleep_us : DEFAULT_MAX_SLEEP_US;
+
+			lp->nap_us = lp->nap_us * 2 > cap ? cap : lp->nap_us * 2;
+		}
 	} else {
 		lp->nap_us = MIN_NAP_US;
 	}

@@ -103,6 +103,11 @@ struct llmp_loop {
 	unsigned idle_rounds;
 	unsigned exit_after;
 	int64_t nap_us, max_sleep_us;
+	enum llmp_loop_nap nap_policy;
+	/* llmp_loop_needs_nap()'s last answer, and what it was computed from */
+	bool pk_valid, pk_nap;
+	uint32_t pk_gen, pk_next;
+	unsigned pk_clients, pk_silent; /* clients then, and how many could not wake the loop */
 	int64_t start_ms, next_stats;
 	int64_t next_check;      /* next llmp_broker_check_clients() (dead clients), ms */
 	uint64_t fwd_base;       /* llmp_broker_forwarded() when run() started */
@@ -115,6 +120,12 @@ int llmp_loop_wait_poll(struct llmp_loop *lp, int64_t wait_us);
 /* The same with one io_uring wait, plus the futex word (futex-op mode) when word is set. */
 int llmp_loop_wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us);
 #endif
+/*
+ * Does the next sleep need a nap (lib/loop_nap.c)?  True while a registered
+ * client cannot wake the loop (no poker slot), with LLMP_LOOP_NAP_ALWAYS,
+ * or without a control segment; false with max_sleep_us -1.
+ */
+bool llmp_loop_needs_nap(struct llmp_loop *lp);
 /* The bridge thread: started at the first sleep, unparked before each wait, joined at free. */
 int llmp_loop_bridge_start(struct llmp_loop *lp);
 void llmp_loop_bridge_arm(struct llmp_loop *lp);

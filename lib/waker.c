@@ -4,7 +4,9 @@
  * a sender pokes the broker's control segment, which costs a load and
  * nothing else unless the broker announced that it sleeps (then a CAS and
  * one FUTEX_WAKE, or, when the control segment says so, one ring of the
- * broker's /dev/llmp bell through the segment's fd).
+ * broker's /dev/llmp bell through the segment's fd).  A waker whose client
+ * has an id also claims a slot of the control segment's poker table, which
+ * tells the loop it need not nap for that client.
  * Documentation/broker.rst has the ordering argument.
  */
 #include <errno.h>
@@ -25,7 +27,61 @@ struct llmp_waker {
 	struct llmp_ctl *c;
 	bool bell;	/* ring the control segment instead of FUTEX_WAKE */
 	uint64_t woken;
+	bool table;		/* the segment has the poker table (a broker of 2026-12 or later) */
+	uint32_t claimed;	/* the client id our slot holds, 0: none */
+	unsigned slot;
 };
+
+/* Give our slot back (if it still holds our id: the loop clears stale ones). */
+static void waker_unclaim(struct llmp_waker *w)
+{
+	uint32_t id = w->claimed;
+
+	if (!id)
+		return;
+	w->claimed = 0;
+	/* A free slot reads "not reading" (lossless mode); the id still guards it. */
+	__atomic_store_n(&w->c->pokers[w->slot].pos, 0, __ATOMIC_RELAXED);
+	/* Pairs with the loop's loads of the table after it read pokers_gen. */
+	__atomic_compare_exchange_n(&w->c->pokers[w->slot].id, &id, 0, false, __ATOMIC_SEQ_CST,
+				    __ATOMIC_RELAXED);
+	__atomic_fetch_add(&w->c->pokers_gen, 1, __ATOMIC_SEQ_CST);
+}
+
+int llmp_waker_claim(struct llmp_waker *w, uint32_t client_id)
+{
+	unsigned start;
+
+	if (!w || !client_id)
+		return llmp_err(-EINVAL, "waker_claim: NULL waker or client id 0");
+	if (!w->table)
+		return llmp_err(-EOPNOTSUPP, "waker_claim: the broker's control segment has no "
+				"poker table (an older broker: it naps)");
+	if (w->claimed == client_id &&
+	    __atomic_load_n(&w->c->pokers[w->slot].id, __ATOMIC_RELAXED) == client_id)
+		return 0;
+	waker_unclaim(w);
+	/* Start at a slot of our own so that many clients claiming at once rarely collide. */
+	start = client_id % LLMP_CTL_POKERS;
+	for (unsigned k = 0; k < LLMP_CTL_POKERS; k++) {
+		unsigned i = (start + k) % LLMP_CTL_POKERS;
+		uint32_t free_slot = 0;
+
+		/* Pairs with the loop's loads of the table and its CAS of stale slots back to 0. */
+		if (__atomic_compare_exchange_n(&w->c->pokers[i].id, &free_slot, client_id, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+			/* Not reading yet (the position is for the lossless mode). */
+			__atomic_store_n(&w->c->pokers[i].pos, 0, __ATOMIC_RELAXED);
+			w->claimed = client_id;
+			w->slot = i;
+			/* After the claim: the loop that sees the new gen sees the slot. */
+			__atomic_fetch_add(&w->c->pokers_gen, 1, __ATOMIC_SEQ_CST);
+			return 0;
+		}
+	}
+	return llmp_err(-ENOSPC, "waker_claim: all %u slots of the broker's poker table are taken",
+			LLMP_CTL_POKERS);
+}
 
 int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl,
 		      struct llmp_waker **out)
@@ -48,12 +104,13 @@ int llmp_waker_attach(struct llmp_provider *p, const struct llmp_shmem_desc *ctl
 	}
 	w->c = llmp_shmem_addr(w->m);
 	/* Written once by the broker before it told anyone the description. */
-	if (llmp_shmem_size(w->m) < sizeof(*w->c) || w->c->magic != LLMP_CTL_MAGIC ||
+	if (llmp_shmem_size(w->m) < LLMP_CTL_HEADER_LEN || w->c->magic != LLMP_CTL_MAGIC ||
 	    (w->c->version != LLMP_CTL_VERSION && w->c->version != LLMP_CTL_VERSION_WAKE)) {
 		ret = llmp_err(-EPROTO, "waker_attach: not an llmp control segment of version %u "
 			       "or %u", LLMP_CTL_VERSION, LLMP_CTL_VERSION_WAKE);
 		goto fail;
 	}
+	w->table = llmp_shmem_size(w->m) >= sizeof(*w->c);
 	if (w->c->version == LLMP_CTL_VERSION_WAKE) {
 		uint32_t how = w->c->wake;
 
@@ -138,6 +195,7 @@ void llmp_waker_free(struct llmp_waker *w)
 {
 	if (!w)
 		return;
+	waker_unclaim(w);
 	llmp_shmem_put(w->m);
 	free(w);
 }

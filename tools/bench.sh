@@ -169,13 +169,36 @@ for mode in run loop; do
 	[ $rc -eq 0 ] || { echo "# FAILED: paced broker=$mode (exit $rc)"; failed=1; }
 done
 
+echo "# one-way latency at 1 k msgs/s, 64 B, the event loop: its defaults (it sleeps until a"
+echo "# client pokes, as all of ours do), --nap always (a 1 ms nap every sleep, the default before"
+echo "# 2026-12: the baseline, x_nap = value / its value in this run) and --no-poke (clients that"
+echo "# never poke, as LibAFL's: the loop naps).  The receiver waits in llmp_client_recv_wait."
+lat_val() { echo "$1" | sed -n "s/.* $2=\([^ ]*\).*/\1/p"; }
+lat_base=""
+for mode in "--nap always" "" "--no-poke"; do
+	# shellcheck disable=SC2086 # $mode is a list of options
+	line=$("$bench" --provider memfd --size 64 --rate 1000 --duration "$secs" --broker loop $mode)
+	rc=$?
+	if [ "$mode" = "--nap always" ]; then
+		[ $rc -eq 0 ] && lat_base=$line
+	elif [ -n "$lat_base" ] && [ $rc -eq 0 ]; then
+		line="$line $(awk -v a="$(lat_val "$line" p50_us)" -v a0="$(lat_val "$lat_base" p50_us)" \
+			-v b="$(lat_val "$line" p99_us)" -v b0="$(lat_val "$lat_base" p99_us)" \
+			'function r(x, y) { return y > 0 ? sprintf("%.3f", x / y) : "n/a" }
+			 BEGIN { printf "p50_x_nap=%s p99_x_nap=%s", r(a, a0), r(b, b0) }')"
+	fi
+	echo "$line"
+	[ $rc -eq 0 ] || { echo "# FAILED: latency 1k broker=loop $mode (exit $rc)"; failed=1; }
+done
+
 echo "# broker idle CPU (every broker thread, 2 s without traffic) and wake-up latency: one"
 echo "# message every 5-15 ms, sender to receiver (the receiver polls).  poll1ms: llmp_broker_once"
 echo "# + a fixed 1 ms sleep, what polling designs do: the baseline, x_poll1ms = value / its value"
 echo "# in this run.  loop-*-futex-op: the event loop, senders poke its sleep word, io_uring's"
 echo "# FUTEX_WAIT (Linux 6.7+); loop-*-futex-bridge: the same word watched by the bridge thread"
 echo "# (forced); loop-*-bell: the /dev/llmp bell (kmod); run: llmp_broker_run; loop-*-nopoke:"
-echo "# the loop's 1 ms naps.  clients=65: 63 more clients registered and idle."
+echo "# the loop's 1 ms naps; loop-*-nap1ms: the loop napping although every client pokes"
+echo "# (--nap always, its default before 2026-12).  clients=65: 63 more clients registered and idle."
 wake_count=${BENCH_WAKE_COUNT:-150}
 wake_providers="memfd"
 [ -c /dev/llmp ] && wake_providers="kmod memfd"
@@ -184,9 +207,9 @@ for p in $wake_providers; do
 	for n in 1 64; do
 		base=""
 		if [ "$n" = 1 ]; then
-			modes="poll1ms run loop:--no-poke loop:--wake-via:futex loop:--wake-via:bridge"
+			modes="poll1ms run loop:--no-poke loop:--nap:always loop:--wake-via:futex loop:--wake-via:bridge"
 		else
-			modes="poll1ms loop:--wake-via:futex loop:--wake-via:bridge"
+			modes="poll1ms loop:--nap:always loop:--wake-via:futex loop:--wake-via:bridge"
 		fi
 		[ "$p" = kmod ] && modes="$modes loop:--wake-via:bell"
 		for mode in $modes; do

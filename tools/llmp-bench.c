@@ -163,6 +163,8 @@ static struct shared *sh;
 static uint64_t window_msgs;
 /* --broker loop --no-poke: senders get no waker, the loop's nap bounds the wait. */
 static bool no_poke;
+/* --broker loop --nap always: nap although every client pokes (the loop's default before 2026-12). */
+static bool nap_always;
 /* --broker loop --wake-via: how pokes reach the loop (futex: io_uring's op where the kernel has it). */
 static enum llmp_loop_wake wake_via = LLMP_LOOP_WAKE_AUTO;
 /* --broker loop --check-ms: the loop's dead-client check interval (0: its default). */
@@ -637,6 +639,17 @@ static int receiver_main(struct llmp_provider *p, const struct llmp_shmem_desc *
 		r = -ECANCELED;
 		goto out;
 	}
+	if (sh->waker_port) {
+		/* A receiver of ours has a waker too: the loop need not nap for it. */
+		struct llmp_waker *waker;
+
+		r = llmp_waker_connect_tcp(p, NULL, sh->waker_port, &waker);
+		if (r) {
+			r = fail(res->why, sizeof(res->why), r, "receiver: waker");
+			goto out;
+		}
+		llmp_client_set_waker(c, waker);
+	}
 	const uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 	last_msg = now_ns();
 	while (ended < o.senders) {
@@ -859,7 +872,8 @@ static void usage(void)
 		"       llmp-bench --wake [--provider KIND] [--broker run|loop|poll1ms] [--idle SECS] [--count N]\n"
 		"                  [--senders N (1 sends, N-1 stay idle)] [--wake-via auto|futex|bridge|bell]\n"
 		"                  [--check-ms MS (loop: dead-client checks)]\n"
-		"--broker loop: senders wake the sleeping loop (llmp_waker_poke) unless --no-poke\n"
+		"--broker loop: clients wake the sleeping loop (llmp_waker_poke) unless --no-poke;\n"
+		"  it naps (1 ms) only while a client cannot wake it, or always with --nap always\n"
 		"KIND: default memfd sysv posix served kmod.  size: a multiple of 8, >= %u.\n",
 		HDR_LEN);
 	exit(2);
@@ -882,6 +896,7 @@ static void parse(int argc, char **argv)
 		{ "idle", required_argument, NULL, 'i' },
 		{ "count", required_argument, NULL, 'C' },
 		{ "no-poke", no_argument, NULL, 'N' },
+		{ "nap", required_argument, NULL, 'Z' },
 		{ "wake-via", required_argument, NULL, 'V' },
 		{ "check-ms", required_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
@@ -919,6 +934,14 @@ static void parse(int argc, char **argv)
 		case 'i': o.idle = atof(optarg); break;
 		case 'C': o.count = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'N': no_poke = true; break;
+		case 'Z':
+			if (!strcmp(optarg, "always"))
+				nap_always = true;
+			else if (!strcmp(optarg, "auto"))
+				nap_always = false;
+			else
+				usage();
+			break;
 		case 'K': check_ms = atoi(optarg); break;
 		case 'V':
 			if (!strcmp(optarg, "auto"))
@@ -1007,12 +1030,19 @@ int main(int argc, char **argv)
 		struct llmp_loop_opts lo = { .struct_size = sizeof(lo), .backend = LLMP_LOOP_AUTO,
 					     .wake = wake_via, .check_clients_ms = check_ms };
 
-		/* senders that poke let the loop sleep without a nap; without pokes the nap bounds latency */
-		if (!no_poke)
-			lo.max_sleep_us = -1;
+		/*
+		 * The loop's defaults: clients that poke let it sleep without a
+		 * nap; without pokes (or with --nap always) the 1 ms nap bounds latency.
+		 */
+		lo.nap = nap_always ? LLMP_LOOP_NAP_ALWAYS : LLMP_LOOP_NAP_AUTO;
 		r = llmp_loop_new(b, &lo, &w.lp);
 		if (!r && !no_poke) {
-			r = llmp_tcp_listen(b, NULL, 0, NULL, &listener);
+			/* 65 clients ask for the control segment at once: above the 64 handshakes
+			 * per address the default allows (a quarter of max_peers). */
+			struct llmp_tcp_listener_opts tlo = { .struct_size = sizeof(tlo),
+							      .max_peers = 1024 };
+
+			r = llmp_tcp_listen(b, NULL, 0, &tlo, &listener);
 			if (!r)
 				r = llmp_loop_add_listener(w.lp, listener);
 			if (!r)
@@ -1135,12 +1165,13 @@ int main(int argc, char **argv)
 	if (w.bad_exits && !r)
 		r = -ECHILD;
 	const char *kname = llmp_shmem_kind_name(llmp_provider_kind(p));
-	char bname[32], tuning[80] = "";
+	char bname[48], tuning[80] = "";
 	if (o.page_size || o.history != DEFAULT_HISTORY)
 		snprintf(tuning, sizeof(tuning), " page_size=%zu history=%zu", o.page_size, o.history);
 	if (w.lp)
-		snprintf(bname, sizeof(bname), "loop-%s-%s", llmp_loop_backend_name(w.lp),
-			 sh->waker_port ? llmp_loop_wake_name(w.lp) : "nopoke");
+		snprintf(bname, sizeof(bname), "loop-%s-%s%s", llmp_loop_backend_name(w.lp),
+			 sh->waker_port ? llmp_loop_wake_name(w.lp) : "nopoke",
+			 nap_always ? "-nap1ms" : "");
 	else
 		snprintf(bname, sizeof(bname), "%s", broker_mode_names[o.broker]);
 	if (o.wake) {

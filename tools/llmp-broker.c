@@ -15,6 +15,8 @@
 /* long-only options */
 enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
        OPT_B2B_INFLATE };
+/* long-only options of the loop's sleep policy */
+enum { OPT_NAP = 0x200 };
 
 #include "llmp/auth.h"
 #include "llmp/broker.h"
@@ -43,8 +45,10 @@ static void usage(FILE *f)
 		"  -x, --exit-after N      exit once N clients have come and gone\n"
 		"  -l, --loop KIND         event loop: auto, uring, poll (default auto)\n"
 		"  -t, --peer-timeout MS   drop a TCP peer that has not finished its request (default 3000)\n"
-		"  -m, --max-sleep-us US   longest idle sleep between looks at the clients, 1 or more\n"
-		"                          (default 1000; -1: no limit, for clients that all wake the broker)\n"
+		"  -m, --max-sleep-us US   longest idle nap between looks at clients that cannot wake the\n"
+		"                          broker (LibAFL's), 1 or more (default 1000; -1: never nap)\n"
+		"      --nap WHEN          auto (default): nap only while such a client is registered,\n"
+		"                          else sleep until woken; always: nap whenever idle\n"
 		"  -g, --dead-client-grace-ms MS\n"
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
@@ -117,6 +121,7 @@ int main(int argc, char **argv)
 		{ "max-sleep-us", required_argument, 0, 'm' },
 		{ "dead-client-grace-ms", required_argument, 0, 'g' },
 		{ "history", required_argument, 0, 'H' },
+		{ "nap", required_argument, 0, OPT_NAP },
 		/* registration: long options only */
 		{ "max-clients", required_argument, 0, OPT_MAX_CLIENTS },
 		{ "allow-remote-clients", no_argument, 0, OPT_ALLOW_REMOTE },
@@ -133,7 +138,7 @@ int main(int argc, char **argv)
 	};
 	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
 	unsigned long max_sleep = 0, grace_ms = 0, history = 0;
-	bool no_nap = false;
+	bool no_nap = false, nap_always = false;
 	const char *bind_addr = "127.0.0.1";
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
@@ -216,6 +221,14 @@ int main(int argc, char **argv)
 			}
 			else
 				no_nap = false;
+			break;
+		case OPT_NAP:
+			if (!strcmp(optarg, "always"))
+				nap_always = true;
+			else if (!strcmp(optarg, "auto"))
+				nap_always = false;
+			else
+				goto bad;
 			break;
 		case 'g':
 			if (parse_ulong(optarg, 86400000, &grace_ms) < 0 || grace_ms == 0)
@@ -301,7 +314,8 @@ int main(int argc, char **argv)
 				     .max_sleep_us = no_nap ? -1 : (int)max_sleep, .exit_after = (unsigned)exit_after,
 				     .b2b_compress = compress, .b2b_zstd = zstd,
 				     .b2b_max_frame = b2b_max_frame, .b2b_memory = b2b_memory,
-				     .b2b_inflate_rate = b2b_inflate };
+				     .b2b_inflate_rate = b2b_inflate,
+				     .nap = nap_always ? LLMP_LOOP_NAP_ALWAYS : LLMP_LOOP_NAP_AUTO };
 	ret = llmp_loop_new(b, &oo, &lp);
 	if (ret < 0)
 		goto fail;

@@ -271,6 +271,15 @@ enum llmp_loop_wake {
 	LLMP_LOOP_WAKE_BELL = 3,   /* a /dev/llmp bell: KMOD provider only, else llmp_loop_new fails */
 };
 
+/*
+ * When the idle loop naps (max_sleep_us) instead of sleeping until a
+ * client's poke, a TCP peer, a timer or a signal wakes it.
+ */
+enum llmp_loop_nap {
+	LLMP_LOOP_NAP_AUTO = 0,   /* only while a client that cannot wake it is registered */
+	LLMP_LOOP_NAP_ALWAYS = 1, /* every sleep (what the loop did before 2026-12) */
+};
+
 struct llmp_loop_opts {
 	uint32_t struct_size;      /* sizeof(struct llmp_loop_opts) */
 	enum llmp_loop_backend backend;
@@ -279,7 +288,7 @@ struct llmp_loop_opts {
 	llmp_loop_stats_fn on_stats;
 	void *ctx;
 	unsigned idle_rounds;      /* empty broker passes before sleeping; 0: 64 */
-	int max_sleep_us;          /* longest single sleep when idle; 0: 1000; -1: no nap (see broker.rst) */
+	int max_sleep_us;          /* longest nap when idle; 0: 1000; -1: never nap (see broker.rst, and nap) */
 	unsigned exit_after;       /* return once this many clients came and all left; 0: never */
 	bool b2b_compress;         /* B2B links deflate payloads >= 1 KiB (needs zlib) */
 	/*
@@ -299,6 +308,11 @@ struct llmp_loop_opts {
 	size_t b2b_max_frame;
 	size_t b2b_memory;
 	size_t b2b_inflate_rate;
+	/*
+	 * AUTO (0): nap only while a registered client cannot wake the loop
+	 * (a LibAFL client, or ours without a waker); else sleep until woken.
+	 */
+	enum llmp_loop_nap nap;
 };
 
 /* A loop for b (which it does not own).  Runs on the calling thread. */
