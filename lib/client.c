@@ -115,10 +115,17 @@ int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broad
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
+	ret = llmp_client_guard_init(c);
+	if (ret < 0) {
+		llmp_receiver_fini(&c->in);
+		llmp_sender_fini(&c->out);
+		goto fail;
+	}
 	llmp_client_watch_broker(c);
 	if (o.join_at_newest) {
 		ret = skip_history(c);
 		if (ret < 0) {
+			llmp_client_guard_free(c);
 			llmp_pidwatch_close(&c->bw);
 			llmp_receiver_fini(&c->in);
 			llmp_sender_fini(&c->out);
@@ -509,6 +516,12 @@ int llmp_client_from_env(struct llmp_provider *p, const char *name,
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
+	ret = llmp_client_guard_init(c);
+	if (ret < 0) {
+		llmp_receiver_fini(&c->in);
+		llmp_sender_fini(&c->out);
+		goto fail;
+	}
 	llmp_client_watch_broker(c);
 	*out = c;
 	return 0;
@@ -534,6 +547,7 @@ void llmp_client_free(struct llmp_client *c)
 		(void)llmp_client_wait_safe(c, c->timeout_ms < 0 || c->timeout_ms > 1000 ?
 					    1000 : c->timeout_ms);
 	llmp_client_notify_free(c);
+	llmp_client_guard_free(c);
 	llmp_pidwatch_close(&c->bw);
 	llmp_waker_free(c->waker);
 	llmp_receiver_fini(&c->in);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT OR Apache-2.0 */
 /*
  * The client object, shared by lib/client.c (pages, sending, restart),
- * and lib/client_wait.c (receiving, waiting, broker liveness, the event fd).
+ * lib/client_wait.c (receiving, waiting, broker liveness, the event fd) and
+ * lib/client_guard.c (LLMP_DEBUG_RECV).
  */
 #ifndef LLMP_CLIENT_INTERNAL_H
 #define LLMP_CLIENT_INTERNAL_H
@@ -9,6 +10,7 @@
 #include "page.h"
 
 struct llmp_client_notify; /* the event fd's watcher (client_wait.c) */
+struct llmp_recv_guard;   /* LLMP_DEBUG_RECV's buffers (client_guard.c) */
 
 struct llmp_client {
 	struct llmp_provider *p;
@@ -22,6 +24,7 @@ struct llmp_client {
 	uint64_t next_check_ns;		/* coarse clock of the next liveness check (atomic) */
 	int gone;			/* -EPIPE once the broker is known dead (atomic, sticky) */
 	struct llmp_client_notify *nt;	/* llmp_client_event_fd()'s watcher, NULL: none */
+	struct llmp_recv_guard *guard;	/* LLMP_DEBUG_RECV set: received buffers are guarded copies */
 };
 
 /* How often sends and empty receives look whether the broker still lives. */
@@ -36,6 +39,13 @@ int llmp_client_check_broker(struct llmp_client *c);
 /* Stop the event fd's watcher and close the fd (at free). */
 void llmp_client_notify_free(struct llmp_client *c);
 uint64_t llmp_coarse_ns(void);
+/* LLMP_DEBUG_RECV (client_guard.c): set up at creation (0 or -ENOMEM), freed at free. */
+int llmp_client_guard_init(struct llmp_client *c);
+void llmp_client_guard_free(struct llmp_client *c);
+/* Make the buffer the last recv returned inaccessible (at the next recv). */
+void llmp_client_guard_retire(struct llmp_recv_guard *g);
+/* Point v->buf at a guarded private copy of its payload: 1, or -ENOMEM. */
+int llmp_client_guard_copy(struct llmp_recv_guard *g, struct llmp_msg_view *v);
 
 LLMP_HIDDEN_END
 

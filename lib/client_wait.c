@@ -78,6 +78,8 @@ static int recv_one(struct llmp_client *c, struct llmp_msg_view *out)
 	struct llmp_rmsg m;
 	int ret;
 
+	if (LLMP_UNLIKELY(c->guard))
+		llmp_client_guard_retire(c->guard);
 	for (;;) {
 		ret = llmp_receiver_next(&c->in, &m);
 		if (ret == 0) {
@@ -107,6 +109,8 @@ static int recv_one(struct llmp_client *c, struct llmp_msg_view *out)
 		out->broker = m.broker;
 		out->buf = m.buf;
 		out->len = m.len;
+		if (LLMP_UNLIKELY(c->guard))
+			return llmp_client_guard_copy(c->guard, out);
 		return 1;
 	}
 }

@@ -50,12 +50,20 @@ extern "C" {
 
 /* ---- a received message -------------------------------------------------- */
 
+/*
+ * Set LLMP_DEBUG_RECV=1 in the environment (read when a client is made) to
+ * find buffers kept past the next recv: each buffer is then a private
+ * read-only copy that faults (SIGSEGV) at its first use after the next
+ * recv.  A copy and three system calls per message: for debugging only.
+ */
+#define LLMP_DEBUG_RECV_ENV "LLMP_DEBUG_RECV"
+
 struct llmp_msg_view {
 	uint32_t sender;   /* client id of the original sender */
 	uint32_t tag;
 	uint32_t flags;
 	uint32_t broker;   /* broker id (broker-to-broker), 0 locally */
-	const void *buf;   /* payload in shared memory: valid until the next recv */
+	const void *buf;   /* payload in shared memory: valid until the next recv (copy it to keep it) */
 	size_t len;
 };
 
