@@ -171,12 +171,22 @@ void llmp_seg_final(struct llmp_seg *seg)
 static void llmp_reaper_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(llmp_reaper, llmp_reaper_fn);
 
+/*
+ * One reap at a time, from taking the orphans to their release: STATS
+ * reaps first and then reads the counters, so it must not overtake the
+ * reaper's work between uncharging a segment and releasing its memory
+ * (seen under load: bytes_live still counted a segment after the reaper
+ * had taken it off the list).
+ */
+static DEFINE_MUTEX(llmp_reap_lock);
+
 /* Uncharge the mapped-only segments whose last mapping went away. */
 void llmp_reap_orphans(void)
 {
 	struct llmp_seg *seg, *tmp;
 	LIST_HEAD(dead);
 
+	mutex_lock(&llmp_reap_lock);
 	mutex_lock(&llmp_acct_lock);
 	list_for_each_entry_safe(seg, tmp, &llmp_orphans, orphan) {
 		if (llmp_shm_mapped(seg->shm))
@@ -188,6 +198,7 @@ void llmp_reap_orphans(void)
 	mutex_unlock(&llmp_acct_lock);
 	list_for_each_entry_safe(seg, tmp, &dead, orphan)
 		llmp_seg_final(seg);
+	mutex_unlock(&llmp_reap_lock);
 }
 
 static void llmp_reaper_fn(struct work_struct *work)
