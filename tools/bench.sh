@@ -4,7 +4,8 @@
 # make bench: the speed-of-light ring, then llmp-bench over a matrix of
 # message sizes x sender counts x providers, each row with its ratio to the
 # ring (msgs/s for 64 B and 1 KiB, MB/s for 64 KiB and 1 MiB), then the
-# broker's idle CPU and wake-up latency.
+# broker's idle CPU and wake-up latency, then a receiver's wake-up by how
+# it waits (llmp-bench-recv: the event fd against polling).
 #
 #   tools/bench.sh BUILD_DIR        (BENCH_SECS: seconds per row, default 2;
 #                                    BENCH_PROVIDERS: default "memfd sysv",
@@ -234,6 +235,13 @@ for p in $wake_providers; do
 		done
 	done
 done
+
+echo "# receiver wake-up by how a client waits (llmp-bench-recv): the event fd"
+echo "# (llmp_client_event_fd) against recv + 5 ms / 1 ms sleeps and recv_wait"
+if [ -x "$build/tools/llmp-bench-recv" ]; then
+	"$build/tools/llmp-bench-recv" --count "${BENCH_RECV_COUNT:-2000}" ||
+		{ echo "# FAILED: llmp-bench-recv"; failed=1; }
+fi
 
 shm_after=$( (ls /dev/shm; ipcs -m 2>/dev/null | awk '$2 ~ /^[0-9]+$/') | wc -l)
 [ "$shm_after" -gt "$shm_before" ] &&
