@@ -4,13 +4,16 @@
  * send paths and nothing reaches the page (CLIENT_EXIT has its own call);
  * zeroed options mean what opts == NULL means (a 10 s send timeout), with
  * LLMP_NO_WAIT for "never wait"; back-pressure (-EAGAIN) is not logged as an
- * error.
+ * error; the event fd of a client whose broadcast page a hostile process
+ * scribbled on reports the error and does not spin.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -397,6 +400,66 @@ TEST(tool_arguments)
 	EXPECT_EQ(NULL, strstr(out, "bad arguments")) TH_LOG("%s", out);
 	snprintf(cmd, sizeof(cmd), "%s recv -w", client);
 	EXPECT_EQ(2, run(out, sizeof(out), cmd));
+}
+
+static uint64_t process_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Hostile input to the event fd: a process that can write the broadcast
+ * page (every reader maps it writable) sets its current_msg_id (offset 16
+ * of the page header) far ahead.  The watcher wakes, the fd turns readable,
+ * recv says -EBADMSG (and keeps saying it), the fd stays readable while the
+ * error waits, and the watcher thread does not spin meanwhile.
+ */
+TEST_F(api, event_fd_reports_a_scribbled_page_without_spinning)
+{
+	struct llmp_client *tx, *rx;
+	struct llmp_shmem *m;
+	struct llmp_msg_view v;
+	struct pollfd pfd;
+	uint64_t *id, cpu0, cpu;
+	uint32_t x = 5;
+	int fd;
+
+	ASSERT_LT(0, add(self, NULL, &tx));
+	ASSERT_LT(0, add(self, NULL, &rx));
+	fd = llmp_client_event_fd(rx);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, llmp_client_send(tx, TAG, 0, &x, sizeof(x)));
+	pump(self->b);
+	pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+	ASSERT_EQ(1, poll(&pfd, 1, 5000));
+	while (llmp_client_recv(rx, &v) == 1)
+		;
+	pfd.revents = 0;
+	EXPECT_EQ(0, poll(&pfd, 1, 50));
+
+	ASSERT_EQ(0, llmp_shmem_attach(self->p, &self->bd, &m));
+	id = (uint64_t *)((char *)llmp_shmem_addr(m) + 16);
+	__atomic_store_n(id, __atomic_load_n(id, __ATOMIC_RELAXED) + 1000, __ATOMIC_RELEASE);
+	/* the watcher wakes within its 100 ms timeout (nothing FUTEX_WAKEs it) */
+	EXPECT_EQ(1, poll(&pfd, 1, 2000));
+	EXPECT_EQ(-EBADMSG, llmp_client_recv(rx, &v));
+	EXPECT_EQ(-EBADMSG, llmp_client_recv(rx, &v)); /* sticky */
+	cpu0 = process_cpu_ns();
+	usleep(300 * 1000);
+	cpu = process_cpu_ns() - cpu0;
+	pfd.revents = 0;
+	EXPECT_EQ(1, poll(&pfd, 1, 0)); /* the error still waits */
+	TH_LOG("CPU over 300 ms with the error pending: %.2f ms", (double)cpu / 1e6);
+	EXPECT_GT(30u * 1000000u, cpu);
+	/* the sender and the broker carry on */
+	EXPECT_EQ(0, llmp_client_send(tx, TAG, 0, &x, sizeof(x)));
+	pump(self->b);
+	llmp_shmem_put(m);
+	llmp_client_free(rx);
+	llmp_client_free(tx);
 }
 
 TEST_HARNESS_MAIN
