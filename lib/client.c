@@ -87,6 +87,24 @@ static int skip_history(struct llmp_client *c)
 	return 0;
 }
 
+/*
+ * The last steps of making a client, once its pages are set up: the
+ * LLMP_DEBUG_RECV guard and the watch on the broker.  On failure the pages
+ * are released (the caller frees c).
+ */
+static int client_finish(struct llmp_client *c)
+{
+	int ret = llmp_client_guard_init(c);
+
+	if (ret < 0) {
+		llmp_receiver_fini(&c->in);
+		llmp_sender_fini(&c->out);
+		return ret;
+	}
+	llmp_client_watch_broker(c);
+	return 0;
+}
+
 int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broadcast,
 		    const struct llmp_client_opts *opts, struct llmp_client **out)
 {
@@ -115,13 +133,9 @@ int llmp_client_new(struct llmp_provider *p, const struct llmp_shmem_desc *broad
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
-	ret = llmp_client_guard_init(c);
-	if (ret < 0) {
-		llmp_receiver_fini(&c->in);
-		llmp_sender_fini(&c->out);
+	ret = client_finish(c);
+	if (ret < 0)
 		goto fail;
-	}
-	llmp_client_watch_broker(c);
 	if (o.join_at_newest) {
 		ret = skip_history(c);
 		if (ret < 0) {
@@ -516,13 +530,9 @@ int llmp_client_from_env(struct llmp_provider *p, const char *name,
 		llmp_sender_fini(&c->out);
 		goto fail;
 	}
-	ret = llmp_client_guard_init(c);
-	if (ret < 0) {
-		llmp_receiver_fini(&c->in);
-		llmp_sender_fini(&c->out);
+	ret = client_finish(c);
+	if (ret < 0)
 		goto fail;
-	}
-	llmp_client_watch_broker(c);
 	*out = c;
 	return 0;
 fail:
