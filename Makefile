@@ -24,7 +24,7 @@ endif
 override BUILD := $(abspath $(BUILD))
 
 # The configuration chosen for a build directory (CC, LLMP_NO_URING,
-# LLMP_NO_ZLIB, LLMP_NO_ZSTD) is remembered there, in config-choice.mk,
+# LLMP_NO_ZLIB, LLMP_NO_ZSTD, LLMP_NO_NATS) is remembered there, in config-choice.mk,
 # which the configure step writes: a later make in the same directory that
 # does not name them keeps them (a plain `make BUILD=build/m32` stays
 # 32-bit); naming one (CC=..., LLMP_NO_ZLIB=0) changes the choice, and
@@ -40,10 +40,10 @@ ifeq ($(origin CC),default)
 CC := gcc
 endif
 AR ?= ar
-$(foreach v,LLMP_NO_URING LLMP_NO_ZLIB LLMP_NO_ZSTD,$(if $(call explicit,$(v)),,\
+$(foreach v,LLMP_NO_URING LLMP_NO_ZLIB LLMP_NO_ZSTD LLMP_NO_NATS,$(if $(call explicit,$(v)),,\
 	$(eval $(v) := $(CHOSEN_$(v)))))
 CONFIGURE = LLMP_NO_URING='$(LLMP_NO_URING)' LLMP_NO_ZLIB='$(LLMP_NO_ZLIB)' \
-	LLMP_NO_ZSTD='$(LLMP_NO_ZSTD)' tools/configure.sh $(BUILD) "$(CC)"
+	LLMP_NO_ZSTD='$(LLMP_NO_ZSTD)' LLMP_NO_NATS='$(LLMP_NO_NATS)' tools/configure.sh $(BUILD) "$(CC)"
 
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \

@@ -68,6 +68,7 @@
 #include "b2b.h"
 #include "ctl.h"
 #include "loop_internal.h"
+#include "nats_internal.h"
 
 /* An option that an older caller's smaller struct may not have: dflt then. */
 #define LOOP_OPT(o, f, dflt)                                                                  \
@@ -443,6 +444,8 @@ void llmp_loop_free(struct llmp_loop *lp)
 {
 	if (!lp)
 		return;
+	llmp_nats_free(lp->nats); /* first: it publishes what is left, then stops its threads */
+	lp->nats = NULL;
 	llmp_loop_bridge_stop(lp);
 	llmp_bell_free(lp->bell);
 	while (lp->nlinks)
@@ -491,6 +494,12 @@ static int next_timeout(struct llmp_loop *lp, int64_t now)
 		if (d >= 0 && (t < 0 || d < t))
 			t = d;
 	}
+	if (lp->nats) {
+		int d = llmp_nats_timeout_ms(lp->nats, now);
+
+		if (d >= 0 && (t < 0 || d < t))
+			t = d;
+	}
 	return t;
 }
 
@@ -525,6 +534,8 @@ static int service(struct llmp_loop *lp)
 			return ret;
 	}
 	moved = links_step(lp);
+	if (lp->nats)
+		moved += llmp_nats_step(lp->nats);
 	now = llmp_now_ms();
 	if (now >= lp->next_check) {
 		int ret = llmp_broker_check_clients(lp->b);
@@ -657,6 +668,8 @@ int llmp_loop_run(struct llmp_loop *lp)
 		lp->st.msgs_in += (unsigned)ret;
 		if (lp->nlinks)
 			ret += links_step(lp);
+		if (lp->nats)
+			ret += llmp_nats_step(lp->nats);
 		if (ret > 0) {
 			idle = 0;
 			lp->nap_us = MIN_NAP_US; /* traffic: the next sleeps start short */

@@ -68,6 +68,7 @@ struct llmp_loop {
 	struct llmp_b2b_limits b2b_lim;     /* memory limits of the links */
 	struct llmp_b2b_allow b2b_allow;    /* who may open a link to us */
 	uint64_t b2b_refused;
+	struct llmp_nats *nats;      /* the NATS bridge (lib/nats_*.c), or NULL */
 	struct llmp_shmem *ctl_seg;  /* our control segment (NULL if it could not be made) */
 	struct llmp_ctl *ctl;
 	enum wake_mode wake;

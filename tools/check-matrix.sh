@@ -101,9 +101,9 @@ for name in $all; do
 	nouring) env="LLMP_NO_URING=1" ;;
 	nozlib) env="LLMP_NO_ZLIB=1" ;;
 	nozstd) env="LLMP_NO_ZSTD=1" ;;
-	none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" ;;
+	none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1 LLMP_NO_NATS=1" ;;
 	clang) env="" cc=clang ;;
-	clang-none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1" cc=clang ;;
+	clang-none) env="LLMP_NO_URING=1 LLMP_NO_ZLIB=1 LLMP_NO_ZSTD=1 LLMP_NO_NATS=1" cc=clang ;;
 	m32) env="" cc="gcc -m32" ;;
 	*) echo "check-matrix: unknown configuration $name" >&2; exit 2 ;;
 	esac

@@ -17,10 +17,15 @@ enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT
        OPT_B2B_INFLATE };
 /* long-only options of the loop's sleep policy */
 enum { OPT_NAP = 0x200 };
+/* long-only options of the NATS bridge */
+enum { OPT_NATS = 0x300, OPT_CAMPAIGN, OPT_NATS_CREDS, OPT_NATS_TLS_CA, OPT_NATS_TAGS,
+       OPT_NATS_RETRY, OPT_NATS_STREAM, OPT_NATS_MAX_BYTES, OPT_NATS_MAX_AGE, OPT_NATS_REPLICAS,
+       OPT_NATS_STATE };
 
 #include "llmp/auth.h"
 #include "llmp/broker.h"
 #include "llmp/llmp.h"
+#include "llmp/nats.h"
 #include "llmp/shmem.h"
 #include "tool.h"
 
@@ -28,6 +33,7 @@ struct stats_ctx {
 	uint64_t last_in;
 	uint64_t last_fwd;
 	int64_t last_ms;
+	struct llmp_nats *nats;
 };
 
 static void usage(FILE *f)
@@ -70,6 +76,20 @@ static void usage(FILE *f)
 		"      --b2b-max-frame BYTES   largest B2B frame or zstd output (default 32 x page size)\n"
 		"      --b2b-memory BYTES  bytes all links may buffer at once (default 4 x max frame)\n"
 		"      --b2b-inflate-rate BYTES  zstd bytes a link may inflate per second (default 64 MiB)\n"
+		"  NATS (Documentation/fleet.rst: brokers on many hosts):\n"
+		"      --nats URL[,URL...] bridge to these NATS servers (failover in turn)\n"
+		"      --campaign NAME     subjects llmp.NAME.<tag>; stream LLMP_NAME (required with --nats)\n"
+		"      --nats-creds FILE   a NATS .creds file, or one line user:password, or a token\n"
+		"      --nats-tls-ca FILE  TLS to the servers, trusting these CA certificates (PEM)\n"
+		"      --nats-tags LIST    tags that cross: 0x10,0x11 (only these) or !0x12 (all but);\n"
+		"                          default all (control tags never cross)\n"
+		"      --nats-retry        servers unreachable at start: serve locally, keep retrying\n"
+		"      --nats-stream       JetStream: retained stream, durable consumer per broker\n"
+		"      --nats-max-bytes N  the stream's size limit when it is created (default none)\n"
+		"      --nats-max-age S    the stream's age limit in seconds (default none)\n"
+		"      --nats-replicas N   copies of the stream in a NATS cluster (default 1)\n"
+		"      --nats-state FILE   keeps this broker's origin id across restarts\n"
+		"                          (default ./llmp-nats-NAME.id)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -100,6 +120,16 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 	       st->tcp.registered, st->tcp.quits, st->tcp.dropped, st->b2b_links, st->b2b_sent,
 	       st->b2b_received, st->b2b_deflated, st->b2b_zstd, st->b2b_dials,
 	       st->b2b_reserved);
+	if (c->nats) {
+		struct llmp_nats_stats ns;
+
+		llmp_nats_stats(c->nats, &ns);
+		printf("stats: nats %s, published %" PRIu64 " received %" PRIu64 " own %" PRIu64
+		       " filtered %" PRIu64 " bad %" PRIu64 " too-big %" PRIu64 " lost %" PRIu64
+		       " overflow %" PRIu64 " pending %u reconnects %" PRIu64 "\n",
+		       ns.connected ? "up" : "down", ns.published, ns.received, ns.own, ns.filtered,
+		       ns.bad, ns.too_big, ns.lost, ns.overflow, ns.pending, ns.reconnects);
+	}
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
 	c->last_in = st->msgs_in;
@@ -132,6 +162,18 @@ int main(int argc, char **argv)
 		{ "b2b-max-frame", required_argument, 0, OPT_B2B_MAX_FRAME },
 		{ "b2b-memory", required_argument, 0, OPT_B2B_MEMORY },
 		{ "b2b-inflate-rate", required_argument, 0, OPT_B2B_INFLATE },
+		/* NATS bridge */
+		{ "nats", required_argument, 0, OPT_NATS },
+		{ "campaign", required_argument, 0, OPT_CAMPAIGN },
+		{ "nats-creds", required_argument, 0, OPT_NATS_CREDS },
+		{ "nats-tls-ca", required_argument, 0, OPT_NATS_TLS_CA },
+		{ "nats-tags", required_argument, 0, OPT_NATS_TAGS },
+		{ "nats-retry", no_argument, 0, OPT_NATS_RETRY },
+		{ "nats-stream", no_argument, 0, OPT_NATS_STREAM },
+		{ "nats-max-bytes", required_argument, 0, OPT_NATS_MAX_BYTES },
+		{ "nats-max-age", required_argument, 0, OPT_NATS_MAX_AGE },
+		{ "nats-replicas", required_argument, 0, OPT_NATS_REPLICAS },
+		{ "nats-state", required_argument, 0, OPT_NATS_STATE },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -159,6 +201,9 @@ int main(int argc, char **argv)
 	const char *b2b_allow[MAX_B2B_ALLOW];
 	unsigned nallow = 0;
 	unsigned long b2b_max_frame = 0, b2b_memory = 0, b2b_inflate = 0;
+	struct llmp_nats_opts no = { .struct_size = sizeof(no) };
+	unsigned long nats_ul = 0;
+	char nats_state[300];
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -268,6 +313,45 @@ int main(int argc, char **argv)
 			if (parse_ulong(optarg, TOOL_MAX_BYTES, &b2b_inflate) < 0)
 				goto bad;
 			break;
+		case OPT_NATS:
+			no.urls = optarg;
+			break;
+		case OPT_CAMPAIGN:
+			no.campaign = optarg;
+			break;
+		case OPT_NATS_CREDS:
+			no.creds_file = optarg;
+			break;
+		case OPT_NATS_TLS_CA:
+			no.tls_ca_file = optarg;
+			break;
+		case OPT_NATS_TAGS:
+			no.tags = optarg;
+			break;
+		case OPT_NATS_RETRY:
+			no.retry = true;
+			break;
+		case OPT_NATS_STREAM:
+			no.stream = true;
+			break;
+		case OPT_NATS_MAX_BYTES:
+			if (parse_ulong(optarg, 1ul << 50, &nats_ul) < 0)
+				goto bad;
+			no.stream_max_bytes = (int64_t)nats_ul;
+			break;
+		case OPT_NATS_MAX_AGE:
+			if (parse_ulong(optarg, 100ul * 365 * 86400, &nats_ul) < 0)
+				goto bad;
+			no.stream_max_age_s = (int64_t)nats_ul;
+			break;
+		case OPT_NATS_REPLICAS:
+			if (parse_ulong(optarg, 5, &nats_ul) < 0 || nats_ul == 0)
+				goto bad;
+			no.stream_replicas = (unsigned)nats_ul;
+			break;
+		case OPT_NATS_STATE:
+			no.state_file = optarg;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -284,6 +368,14 @@ int main(int argc, char **argv)
 	if (secret_required && !secret_file) {
 		fprintf(stderr, "llmp-broker: --secret-required needs --secret-file\n");
 		goto bad;
+	}
+	if (!no.urls != !no.campaign) {
+		fprintf(stderr, "llmp-broker: --nats and --campaign go together\n");
+		goto bad;
+	}
+	if (no.urls && !no.state_file) {
+		snprintf(nats_state, sizeof(nats_state), "llmp-nats-%.200s.id", no.campaign);
+		no.state_file = nats_state;
 	}
 	llmp_set_log(log_cb, NULL, verbose ? LLMP_LOG_INFO : LLMP_LOG_WARN);
 
@@ -345,6 +437,13 @@ int main(int argc, char **argv)
 			goto fail;
 		printf("llmp-broker: dialling %s (the loop connects, and re-dials when the link breaks)\n",
 		       b2b[i]);
+	}
+	if (no.urls) {
+		ret = llmp_loop_attach_nats(lp, &no, &sc.nats);
+		if (ret < 0)
+			goto fail;
+		printf("llmp-broker: NATS bridge to %s, campaign %s (%s)\n", no.urls, no.campaign,
+		       no.stream ? "JetStream" : "core NATS");
 	}
 	printf("llmp-broker: listening on %s:%u (provider %s, loop %s)\n", bind_addr,
 	       llmp_tcp_listener_port(l), llmp_shmem_kind_name(llmp_provider_kind(p)),
