@@ -48,8 +48,11 @@ CONFIGURE = LLMP_NO_URING='$(LLMP_NO_URING)' LLMP_NO_ZLIB='$(LLMP_NO_ZLIB)' \
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
 	-Wmissing-prototypes -Wpointer-arith -Wformat=2
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment or the command line are
+# added after ours (dpkg-buildflags: -D_FORTIFY_SOURCE=2, -fstack-protector-
+# strong, -Wl,-z,relro, ...); -Werror stays.
 CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) -D_GNU_SOURCE -fPIC -pthread -Iinclude -Ilib \
-	$(SANFLAGS) $(CFLAGS)
+	$(SANFLAGS) $(CPPFLAGS) $(CFLAGS)
 # What this machine has (liburing, zlib, libzstd) is probed by the configure
 # step into $(BUILD)/config-host.h, which every object includes and depends
 # on, and $(BUILD)/config.mk, read here.  It is remade on every run (cheap)
