@@ -89,7 +89,7 @@ in_root() {
 	chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive /bin/sh -c "$*"
 }
-step_t=0
+step_t=${step_t:-0}
 step() { step_t=$(date +%s); say "--- $*"; }
 took() { echo "$(($(date +%s) - step_t)) s"; }
 
