@@ -542,10 +542,15 @@ fail:
 
 void llmp_client_free(struct llmp_client *c)
 {
+	bool said_bye;
+
 	if (!c)
 		return;
 	llmp_sender_cancel(&c->out);
-	if (llmp_sender_send(&c->out, LLMP_TAG_EXITING, 0, NULL, 0) == 0 && c->timeout_ms != 0 &&
+	said_bye = llmp_sender_send(&c->out, LLMP_TAG_EXITING, 0, NULL, 0) == 0;
+	if (said_bye && c->waker)
+		(void)llmp_waker_poke(c->waker); /* a sleeping broker takes the goodbye now */
+	if (said_bye && c->timeout_ms != 0 &&
 	    /*
 	     * Registered at all?  A broker gave us an id, or joined our page (pairs
 	     * with its release increment of joined).  A LibAFL broker maps a new

@@ -480,8 +480,20 @@ static int next_timeout(struct llmp_loop *lp, int64_t now)
 
 		t = left < 0 ? 0 : (int)(left > 1000000 ? 1000000 : left);
 	}
-	if (lp->next_check - now < (t < 0 ? lp->check_ms : t))
-		t = lp->next_check - now < 0 ? 0 : (int)(lp->next_check - now);
+	/*
+	 * The dead-client check always bounds the sleep (it was skipped when it
+	 * was exactly check_ms away, as right after a check, and a loop that
+	 * did not nap then slept until a poke: a client that left without one
+	 * was never seen).
+	 */
+	{
+		int64_t c = lp->next_check - now;
+
+		if (c < 0)
+			c = 0;
+		if (t < 0 || c < t)
+			t = (int)c;
+	}
 	for (unsigned i = 0; i < lp->ntcp; i++) {
 		int d = llmp_tcp_timeout_ms(lp->tcp[i], now);
 
