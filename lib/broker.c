@@ -364,8 +364,12 @@ int llmp_broker_once(struct llmp_broker *b)
 		return llmp_err(-EINVAL, "broker once: NULL argument");
 	n = b->n; /* clients registered during this pass are served next pass */
 	for (unsigned i = 0; i < n; i++) {
-		int ret = drain(b, i);
+		int ret;
 
+		/* Lossless: the history is full of pages a receiver still reads; take nothing. */
+		if (LLMP_UNLIKELY(b->out.held) && !llmp_sender_retrim(&b->out))
+			break;
+		ret = drain(b, i);
 		if (ret < 0)
 			return ret;
 		total += ret;

@@ -256,6 +256,7 @@ void llmp_client_set_waker(struct llmp_client *c, struct llmp_waker *w)
 	if (c->waker != w)
 		llmp_waker_free(c->waker);
 	c->waker = w;
+	c->rep_seen = 0; /* the next recv reports where we read (lossless mode) */
 	/* Tell the loop that this client pokes: it need not nap for it. */
 	if (w && c->out.id)
 		(void)llmp_waker_claim(w, c->out.id); /* -ENOSPC: the loop naps for us */

@@ -19,6 +19,7 @@ struct llmp_client {
 	bool skip_own;
 	int timeout_ms;
 	struct llmp_waker *waker;	/* pokes a sleeping broker after commits; NULL: none */
+	uint64_t rep_seen;	/* in.pages_seen when the waker last reported our position */
 	/* the broker's process (creator of the broadcast page), if known and not us */
 	struct llmp_pidwatch bw;
 	uint64_t next_check_ns;		/* coarse clock of the next liveness check (atomic) */

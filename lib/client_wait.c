@@ -18,6 +18,7 @@
 #endif
 
 #include "client_internal.h"
+#include "ctl.h"
 #include "llmp/broker.h"
 
 uint64_t llmp_coarse_ns(void)
@@ -82,6 +83,11 @@ static int recv_one(struct llmp_client *c, struct llmp_msg_view *out)
 		llmp_client_guard_retire(c->guard);
 	for (;;) {
 		ret = llmp_receiver_next(&c->in, &m);
+		/* Moved to another page: tell a lossless broker where we read now. */
+		if (LLMP_UNLIKELY(c->in.pages_seen != c->rep_seen) && c->waker) {
+			c->rep_seen = c->in.pages_seen;
+			llmp_waker_report(c->waker, c->in.index_known ? c->in.page_index + 1 : 0);
+		}
 		if (ret == 0) {
 			if (LLMP_LIKELY(!llmp_client_broker_gone(c)))
 				return 0;

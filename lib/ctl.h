@@ -74,6 +74,11 @@ _Static_assert(sizeof(struct llmp_ctl) <= LLMP_CTL_SIZE, "the control segment ho
  * loop then keeps napping for that client).
  */
 int llmp_waker_claim(struct llmp_waker *w, uint32_t client_id);
+/*
+ * Lossless mode: the client now reads the broadcast page at chain index
+ * pos - 1 (the loop keeps pages from there on).  Nothing without a claim.
+ */
+void llmp_waker_report(struct llmp_waker *w, uint64_t pos);
 
 LLMP_HIDDEN_END
 

@@ -446,6 +446,7 @@ void llmp_loop_free(struct llmp_loop *lp)
 		return;
 	llmp_nats_free(lp->nats); /* first: it publishes what is left, then stops its threads */
 	lp->nats = NULL;
+	llmp_loop_lossless_off(lp); /* the broker outlives us */
 	llmp_loop_bridge_stop(lp);
 	llmp_bell_free(lp->bell);
 	while (lp->nlinks)

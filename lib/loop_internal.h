@@ -109,6 +109,13 @@ struct llmp_loop {
 	bool pk_valid, pk_nap;
 	uint32_t pk_gen, pk_next;
 	unsigned pk_clients, pk_silent; /* clients then, and how many could not wake the loop */
+	/* lossless mode (lib/loop_lossless.c); ll_stuck_ms 0: off */
+	int ll_stuck_ms;
+	uint32_t *ll_out;       /* ids no longer waited for, sorted */
+	unsigned ll_nout, ll_capout;
+	uint64_t ll_idx;        /* the oldest kept page it was last asked about */
+	int64_t ll_since;       /* since when (ms); 0: not asked yet */
+	uint64_t ll_dropped;    /* receivers no longer waited for */
 	int64_t start_ms, next_stats;
 	int64_t next_check;      /* next llmp_broker_check_clients() (dead clients), ms */
 	uint64_t fwd_base;       /* llmp_broker_forwarded() when run() started */
@@ -127,6 +134,8 @@ int llmp_loop_wait_uring(struct llmp_loop *lp, uint32_t *word, int64_t wait_us);
  * or without a control segment; false with max_sleep_us -1.
  */
 bool llmp_loop_needs_nap(struct llmp_loop *lp);
+/* Lossless mode off: the broadcast sender drops pages freely again. */
+void llmp_loop_lossless_off(struct llmp_loop *lp);
 /* The bridge thread: started at the first sleep, unparked before each wait, joined at free. */
 int llmp_loop_bridge_start(struct llmp_loop *lp);
 void llmp_loop_bridge_arm(struct llmp_loop *lp);

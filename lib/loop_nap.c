@@ -54,6 +54,9 @@ bool llmp_loop_needs_nap(struct llmp_loop *lp)
 	unsigned n;
 	uint32_t gen, next;
 
+	/* Lossless mode holds the senders back: look again for receivers that moved on. */
+	if (LLMP_UNLIKELY(llmp_broker_bcast(lp->b)->held))
+		return true;
 	if (lp->max_sleep_us < 0)
 		return false;
 	if (lp->wake == WAKE_NAP || !lp->ctl || lp->nap_policy == LLMP_LOOP_NAP_ALWAYS)

@@ -133,6 +133,14 @@ struct llmp_sender {
 	uint64_t chain_len;      /* pages ever chained (the first included) */
 	uint64_t pages_dropped;
 	uint64_t pages_created;
+	/*
+	 * HISTORY, lossless: asked before a page at chain index idx is dropped;
+	 * false keeps it (and every later one) and sets held until a retrim
+	 * gets the kept bytes back under the bound.  NULL: drop freely.
+	 */
+	bool (*may_drop)(void *ctx, uint64_t idx);
+	void *may_drop_ctx;
+	bool held;
 };
 
 struct llmp_sender_cfg {
@@ -158,6 +166,8 @@ int llmp_sender_attach(struct llmp_sender *s, struct llmp_provider *p,
 		       bool has_last, uint64_t last_off);
 void llmp_sender_fini(struct llmp_sender *s);
 void llmp_sender_set_id(struct llmp_sender *s, uint32_t id);
+/* HISTORY: drop what may_drop lets go now; true if the kept bytes are within the bound. */
+bool llmp_sender_retrim(struct llmp_sender *s);
 /* Allocate a len-byte message (tag UNINITIALIZED); -EBUSY if one is pending. */
 int llmp_sender_alloc(struct llmp_sender *s, size_t len, struct llmp_msg **out);
 /* Commit the pending message (publish).  overwrite_sender: sender field = s->id. */

@@ -209,9 +209,16 @@ static void sender_redirect_anchor(struct llmp_sender *s)
 /* HISTORY: drop the oldest non-first pages while more than history_bytes are kept. */
 static void sender_trim_history(struct llmp_sender *s)
 {
+	s->held = false;
 	while (s->npages > 2 &&
 	       (s->kept_bytes > s->history_bytes || s->npages - 1 > s->history_pages)) {
 		struct llmp_spage victim = s->pages[1];
+
+		/* pages[1] is chain index chain_len - npages + 1 (the anchor is 0) */
+		if (s->may_drop && !s->may_drop(s->may_drop_ctx, s->chain_len - s->npages + 1)) {
+			s->held = true;
+			return;
+		}
 
 		memmove(s->pages + 1, s->pages + 2, (s->npages - 2) * sizeof(*s->pages));
 		s->npages--;
@@ -229,6 +236,13 @@ static void sender_trim_history(struct llmp_sender *s)
 		s->cache[s->ncache++] = victim;
 		s->pages_dropped++;
 	}
+}
+
+bool llmp_sender_retrim(struct llmp_sender *s)
+{
+	if (s->mode == LLMP_SENDER_HISTORY)
+		sender_trim_history(s);
+	return !s->held;
 }
 
 /* The current page is full: chain a new page with an END_OF_PAGE record. */

@@ -191,6 +191,13 @@ int llmp_waker_poke(struct llmp_waker *w)
 	return 1;
 }
 
+void llmp_waker_report(struct llmp_waker *w, uint64_t pos)
+{
+	if (w && w->claimed)
+		/* Read by the loop before it drops a page; a stale value only keeps a page longer. */
+		__atomic_store_n(&w->c->pokers[w->slot].pos, pos, __ATOMIC_RELAXED);
+}
+
 void llmp_waker_free(struct llmp_waker *w)
 {
 	if (!w)

@@ -16,7 +16,7 @@
 enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
        OPT_B2B_INFLATE };
 /* long-only options of the loop's sleep policy */
-enum { OPT_NAP = 0x200 };
+enum { OPT_NAP = 0x200, OPT_LOSSLESS };
 /* long-only options of the NATS bridge */
 enum { OPT_NATS = 0x300, OPT_CAMPAIGN, OPT_NATS_CREDS, OPT_NATS_TLS_CA, OPT_NATS_TAGS,
        OPT_NATS_RETRY, OPT_NATS_STREAM, OPT_NATS_MAX_BYTES, OPT_NATS_MAX_AGE, OPT_NATS_REPLICAS,
@@ -55,6 +55,10 @@ static void usage(FILE *f)
 		"                          broker (LibAFL's), 1 or more (default 1000; -1: never nap)\n"
 		"      --nap WHEN          auto (default): nap only while such a client is registered,\n"
 		"                          else sleep until woken; always: nap whenever idle\n"
+		"      --lossless[=STUCK_MS]\n"
+		"                          hold senders back rather than let a receiver of ours fall\n"
+		"                          behind the history; one that does not move on for STUCK_MS\n"
+		"                          (default 5000) is no longer waited for (it gets -ESTALE)\n"
 		"  -g, --dead-client-grace-ms MS\n"
 		"                          drop a SysV/POSIX client this long after its process died\n"
 		"                          and its page went quiet (default 2000; memfd: at once)\n"
@@ -152,6 +156,7 @@ int main(int argc, char **argv)
 		{ "dead-client-grace-ms", required_argument, 0, 'g' },
 		{ "history", required_argument, 0, 'H' },
 		{ "nap", required_argument, 0, OPT_NAP },
+		{ "lossless", optional_argument, 0, OPT_LOSSLESS },
 		/* registration: long options only */
 		{ "max-clients", required_argument, 0, OPT_MAX_CLIENTS },
 		{ "allow-remote-clients", no_argument, 0, OPT_ALLOW_REMOTE },
@@ -181,6 +186,7 @@ int main(int argc, char **argv)
 	unsigned long port = LLMP_TCP_DEFAULT_PORT, stats_s = 10, exit_after = 0, peer_ms = 3000;
 	unsigned long max_sleep = 0, grace_ms = 0, history = 0;
 	bool no_nap = false, nap_always = false;
+	unsigned long lossless_ms = 0;
 	const char *bind_addr = "127.0.0.1";
 	enum llmp_shmem_kind kind = LLMP_SHMEM_DEFAULT;
 	enum llmp_loop_backend backend = LLMP_LOOP_AUTO;
@@ -266,6 +272,11 @@ int main(int argc, char **argv)
 			}
 			else
 				no_nap = false;
+			break;
+		case OPT_LOSSLESS:
+			lossless_ms = 5000;
+			if (optarg && (parse_ulong(optarg, 3600000, &lossless_ms) < 0 || lossless_ms == 0))
+				goto bad;
 			break;
 		case OPT_NAP:
 			if (!strcmp(optarg, "always"))
@@ -414,6 +425,11 @@ int main(int argc, char **argv)
 	ret = llmp_loop_add_listener(lp, l);
 	if (ret < 0)
 		goto fail;
+	if (lossless_ms) {
+		ret = llmp_loop_set_lossless(lp, (int)lossless_ms);
+		if (ret < 0)
+			goto fail;
+	}
 	for (unsigned i = 0; i < nallow; i++) {
 		ret = llmp_loop_b2b_allow(lp, b2b_allow[i]);
 		if (ret < 0)

@@ -343,6 +343,19 @@ int llmp_loop_connect_b2b(struct llmp_loop *lp, const char *addr, uint16_t port)
  * llmp_loop_connect_b2b() may always link.  Others get an Error answer.
  */
 int llmp_loop_b2b_allow(struct llmp_loop *lp, const char *spec);
+/*
+ * Lossless mode (default off): the broker keeps a broadcast page until
+ * every receiver of ours that reads (it has a waker and has called
+ * llmp_client_recv) has left it, and while its history is over the bound
+ * (history_bytes) and such a receiver still reads the oldest page, it takes
+ * no message from its clients, so their senders wait.  A receiver that
+ * keeps the oldest page for stuck_ms is no longer waited for: it gets
+ * -ESTALE when it reads on, and is waited for again once it registers
+ * again.  LibAFL's receivers (no waker) are not waited for.  stuck_ms 0
+ * turns the mode off.  0, -EINVAL (stuck_ms < 0), -ENODEV (the loop has no
+ * control segment).
+ */
+int llmp_loop_set_lossless(struct llmp_loop *lp, int stuck_ms);
 /* "io_uring" or "poll": what the loop actually uses. */
 const char *llmp_loop_backend_name(const struct llmp_loop *lp);
 /* "futex-op", "futex-bridge", "bell" or "nap" (nothing wakes it: no control segment). */
