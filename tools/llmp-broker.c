@@ -15,7 +15,7 @@
 /* long-only options */
 enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
        OPT_B2B_INFLATE };
-/* long-only options of the loop's sleep policy */
+/* long-only options of the loop's sleep and lossless policies */
 enum { OPT_NAP = 0x200, OPT_LOSSLESS };
 /* long-only options of the NATS bridge */
 enum { OPT_NATS = 0x300, OPT_CAMPAIGN, OPT_NATS_CREDS, OPT_NATS_TLS_CA, OPT_NATS_TAGS,
