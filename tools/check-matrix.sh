@@ -48,13 +48,15 @@ NODOS=$(echo "$ALL" | sed 's/dos_test //')
 # the exchange with a 64-bit peer.
 M32="protocol_test compat_test corrupt_test eop_loop_test large_msg_test shmem_desc_test"
 M32="$M32 shmem_provider_test shmem_served_test client_api_test register_test tcp_test xarch_test"
+M32="$M32 protocol_broker_test shmem_served_input_test shmem_served_server_test"
+M32="$M32 register_uid_test tcp_reg_test tcp_loop_test"
 suites_of() {
 	case "$1" in
-	nouring) echo "b2b_test tcp_test loop_wake_test eop_loop_test restart_test protocol_test" ;;
-	nozlib|nozstd) echo "b2b_test tcp_test protocol_test" ;;
+	nouring) echo "b2b_test b2b_frames_test b2b_redial_test tcp_test tcp_reg_test tcp_loop_test loop_wake_test eop_loop_test restart_test protocol_test protocol_broker_test" ;;
+	nozlib|nozstd) echo "b2b_test b2b_frames_test b2b_redial_test tcp_test tcp_reg_test tcp_loop_test protocol_test protocol_broker_test" ;;
 	none) echo "$ALL" ;;
 	clang) echo "$NODOS" ;;
-	clang-none) echo "b2b_test tcp_test loop_wake_test protocol_test" ;;
+	clang-none) echo "b2b_test b2b_frames_test b2b_redial_test tcp_test tcp_reg_test tcp_loop_test loop_wake_test protocol_test protocol_broker_test" ;;
 	m32) echo "$M32" ;;
 	esac
 }
