@@ -63,7 +63,7 @@ CONFIG_H := $(BUILD)/config-host.h
 # Goals that only install packages and start another make probe nothing
 # themselves: the make they start does, after the packages are in (and a
 # refused install, not as root, leaves no trace).
-DEPS_GOALS := deps demo check bench check-vm check-windows check-matrix check-fresh \
+DEPS_GOALS := deps demo check bench bench-fleet check-vm check-windows check-matrix check-fresh \
 	check-debs check-man kmod dkms dkms-check
 # The module's goals need no userspace configuration either.
 KMOD_GOALS := kmod-build kmod-clean dkms-stage
@@ -97,7 +97,7 @@ SHARED := $(BUILD)/libllmp.so.$(VERSION)
 
 .PHONY: FORCE all lib tools deps check check-windows check-vm check-matrix check-fresh check-debs check-man \
 	kmod kmod-build kmod-clean dkms dkms-stage dkms-check bench demo \
-	install uninstall clean harness selftests example
+	install uninstall clean harness selftests example bench-fleet
 
 all: lib tools
 
@@ -188,6 +188,11 @@ bench:
 	$(call deps_for,bench)
 	$(MAKE) all
 	tools/bench.sh $(BUILD)
+
+# B2B vs core NATS vs JetStream between two brokers (Documentation/fleet.rst).
+bench-fleet: deps
+	$(MAKE) all
+	$(BUILD)/tools/llmp-bench-fleet
 
 demo: deps
 	$(MAKE) all

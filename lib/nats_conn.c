@@ -141,6 +141,7 @@ static int make_opts(struct llmp_nats *n, const struct llmp_nats_opts *o)
 	snprintf(name, sizeof(name), "llmp-broker %s", n->origin_hex);
 	natsOptions_SetName(no, name);
 	natsOptions_SetNoEcho(no, true);
+	natsOptions_SetSendAsap(no, true);
 	natsOptions_SetTimeout(no, 2000);
 	natsOptions_SetMaxReconnect(no, -1);
 	natsOptions_SetReconnectWait(no, 250);
