@@ -14,7 +14,7 @@
 #define MAX_B2B_ALLOW 64
 /* long-only options */
 enum { OPT_SECRET_FILE = 0x80, OPT_SECRET_REQUIRED, OPT_MAX_CLIENTS = 0x100, OPT_ALLOW_REMOTE, OPT_B2B_ALLOW, OPT_B2B_MAX_FRAME, OPT_B2B_MEMORY,
-       OPT_B2B_INFLATE };
+       OPT_B2B_INFLATE, OPT_DEDUP };
 /* long-only options of the loop's sleep and lossless policies */
 enum { OPT_NAP = 0x200, OPT_LOSSLESS };
 /* long-only options of the NATS bridge */
@@ -24,12 +24,14 @@ enum { OPT_NATS = 0x300, OPT_CAMPAIGN, OPT_NATS_CREDS, OPT_NATS_TLS_CA, OPT_NATS
 
 #include "llmp/auth.h"
 #include "llmp/broker.h"
+#include "llmp/corpus.h"
 #include "llmp/llmp.h"
 #include "llmp/nats.h"
 #include "llmp/shmem.h"
 #include "tool.h"
 
 struct stats_ctx {
+	struct llmp_dedup *dedup; /* --dedup: its counters join the stats line */
 	uint64_t last_in;
 	uint64_t last_fwd;
 	int64_t last_ms;
@@ -94,6 +96,9 @@ static void usage(FILE *f)
 		"      --nats-replicas N   copies of the stream in a NATS cluster (default 1)\n"
 		"      --nats-state FILE   keeps this broker's origin id across restarts\n"
 		"                          (default ./llmp-nats-NAME.id)\n"
+		"      --dedup[=MIB]       drop test cases (Documentation/corpus.rst) whose content\n"
+		"                          was forwarded before; remember up to MIB MiB of hashes\n"
+		"                          (default 16, oldest forgotten first)\n"
 		"  -v, --verbose           log registrations and dropped peers\n"
 		"  -h, --help\n",
 		LLMP_TCP_DEFAULT_PORT);
@@ -133,6 +138,14 @@ static void on_stats(void *vctx, const struct llmp_loop_stats *st)
 		       " overflow %" PRIu64 " pending %u reconnects %" PRIu64 "\n",
 		       ns.connected ? "up" : "down", ns.published, ns.received, ns.own, ns.filtered,
 		       ns.bad, ns.too_big, ns.lost, ns.overflow, ns.pending, ns.reconnects);
+	}
+	if (c->dedup) {
+		struct llmp_dedup_stats ds;
+
+		llmp_dedup_stats(c->dedup, &ds);
+		printf("stats: dedup test cases %" PRIu64 " passed %" PRIu64 " duplicates %" PRIu64
+		       " invalid %" PRIu64 " hashes %" PRIu64 "/%" PRIu64 " evicted %" PRIu64 "\n",
+		       ds.seen, ds.passed, ds.dropped, ds.invalid, ds.entries, ds.capacity, ds.evicted);
 	}
 	fflush(stdout);
 	c->last_fwd = st->forwarded;
@@ -179,6 +192,7 @@ int main(int argc, char **argv)
 		{ "nats-max-age", required_argument, 0, OPT_NATS_MAX_AGE },
 		{ "nats-replicas", required_argument, 0, OPT_NATS_REPLICAS },
 		{ "nats-state", required_argument, 0, OPT_NATS_STATE },
+		{ "dedup", optional_argument, 0, OPT_DEDUP },
 		{ "verbose", no_argument, 0, 'v' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -210,6 +224,8 @@ int main(int argc, char **argv)
 	struct llmp_nats_opts no = { .struct_size = sizeof(no) };
 	unsigned long nats_ul = 0;
 	char nats_state[300];
+	unsigned long dedup_mib = 0; /* 0: no dedup hook */
+	struct llmp_dedup *dedup = NULL;
 
 	while ((c = getopt_long(argc, argv, "p:b:P:B:zs:x:l:t:m:g:H:vh", lo, NULL)) != -1) {
 		switch (c) {
@@ -363,6 +379,11 @@ int main(int argc, char **argv)
 		case OPT_NATS_STATE:
 			no.state_file = optarg;
 			break;
+		case OPT_DEDUP:
+			dedup_mib = LLMP_DEDUP_DEFAULT_BYTES >> 20;
+			if (optarg && (parse_ulong(optarg, 1u << 20, &dedup_mib) < 0 || dedup_mib == 0))
+				goto bad;
+			break;
 		case 'v':
 			verbose = 1;
 			break;
@@ -405,6 +426,12 @@ int main(int argc, char **argv)
 		ret = llmp_broker_set_secret(b, secret_file, secret_required ? LLMP_SECRET_REQUIRED : 0);
 		if (ret < 0)
 			goto fail;
+	}
+	if (dedup_mib) {
+		ret = llmp_dedup_new((size_t)dedup_mib << 20, &dedup);
+		if (ret < 0 || (ret = llmp_dedup_attach(dedup, b)) < 0)
+			goto fail;
+		sc.dedup = dedup;
 	}
 	struct llmp_tcp_listener_opts to = { .struct_size = sizeof(to), .peer_timeout_ms = (int)peer_ms };
 	ret = llmp_tcp_listen(b, bind_addr, (uint16_t)port, &to, &l);
@@ -472,9 +499,18 @@ int main(int argc, char **argv)
 	printf("llmp-broker: stopped after %" PRId64 " ms: %" PRIu64 " messages forwarded, %" PRIu64
 	       " clients registered over TCP, %" PRIu64 " peers dropped\n",
 	       st.uptime_ms, st.forwarded, st.tcp.registered, st.tcp.dropped);
+	if (dedup) {
+		struct llmp_dedup_stats ds;
+
+		llmp_dedup_stats(dedup, &ds);
+		printf("llmp-broker: dedup: %" PRIu64 " test cases, %" PRIu64 " passed, %" PRIu64
+		       " duplicates dropped, %" PRIu64 " invalid, %" PRIu64 " evicted\n",
+		       ds.seen, ds.passed, ds.dropped, ds.invalid, ds.evicted);
+	}
 	llmp_loop_free(lp);
 	llmp_tcp_listener_free(l);
 	llmp_broker_free(b);
+	llmp_dedup_free(dedup);
 	llmp_provider_free(p);
 	return 0;
 bad:
@@ -486,6 +522,7 @@ fail:
 	llmp_loop_free(lp);
 	llmp_tcp_listener_free(l);
 	llmp_broker_free(b);
+	llmp_dedup_free(dedup);
 	llmp_provider_free(p);
 	return 1;
 }
