@@ -216,6 +216,7 @@ static int read_file(int dfd, const char *name, size_t max, void **out, size_t *
 		return -EINVAL;
 	}
 	if (st.st_size <= 0 || (uint64_t)st.st_size > max) {
+		*len = (size_t)st.st_size;
 		close(fd);
 		return -EFBIG;
 	}
@@ -244,8 +245,8 @@ static int publish(struct sync *s, int dfd, const char *name)
 	if (name[0] == '.' || set_op(&s->names, nk, false) == 1)
 		return 0;
 	ret = read_file(dfd, name, s->max_size, &data, &len);
-	if (ret < 0) {
-		if (ret == -EFBIG) {
+	if (ret < 0) { /* an empty file is not marked: it may be written yet */
+		if (ret == -EFBIG && len) {
 			s->too_big++;
 			set_op(&s->names, nk, true);
 		}
@@ -315,7 +316,7 @@ static int arm_watch(struct sync *s)
 {
 	if (s->wd >= 0)
 		return 0;
-	s->wd = inotify_add_watch(s->ino, s->watch, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF |
+	s->wd = inotify_add_watch(s->ino, s->watch, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF |
 						    IN_MOVE_SELF | IN_ONLYDIR);
 	if (s->wd < 0)
 		return 0;
@@ -348,7 +349,12 @@ static int on_inotify(struct sync *s)
 				continue;
 			if (dfd < 0)
 				dfd = open(s->watch, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (dfd >= 0)
+			/* created: only a hard link is complete (afl-fuzz links its seeds) */
+			struct stat st;
+
+			if (dfd >= 0 && (!(ev->mask & IN_CREATE) ||
+					 (fstatat(dfd, ev->name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+					  S_ISREG(st.st_mode) && st.st_nlink > 1)))
 				ret = publish(s, dfd, ev->name);
 		}
 	}
