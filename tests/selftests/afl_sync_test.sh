@@ -118,7 +118,7 @@ wait $bpid $apid $spids 2>/dev/null
 pids=$(echo "$pids" | sed "s/\b$apid\b//; s/\b$bpid\b//")
 for p in $spids; do pids=$(echo "$pids" | sed "s/\b$p\b//"); done
 imported=$(sed -n 's/^corpus_imported *: *//p' outB/B/fuzzer_stats 2>/dev/null)
-nA=$(ls outA/A/queue | grep -c '^id:')
+nA=$(find outA/A/queue -maxdepth 1 -name 'id:*' | wc -l)
 echo "# $built target; A queue $nA entries; B got the magic: $got_queue after ${t} s; B corpus_imported ${imported:-?}"
 grep -h '^llmp-sync: published' syncA.log syncB.log | sed 's/^/# /'
 echo "# B queue:"; ls outB/B/queue | sed 's/^/#   /'
