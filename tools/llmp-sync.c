@@ -12,7 +12,8 @@
  *       a plain corpus directory (libFuzzer -reload=1): watch and write DIR
  *
  * It waits with poll() on the inotify fd and llmp_client_event_fd(), and
- * when the broker dies (-EPIPE/-ESHUTDOWN) registers again with backoff.
+ * when the broker dies (-EPIPE/-ESHUTDOWN) registers again with
+ * llmp_client_reconnect_tcp().
  */
 #include <dirent.h>
 #include <errno.h>
@@ -36,8 +37,6 @@
 #include "llmp/shmem.h"
 #include "tool.h"
 
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
 #define DEFAULT_MAX_SIZE (1u << 20) /* AFL++'s MAX_FILE */
 
 /* A set of 64-bit keys (open addressing; 0 is stored as 1). */
@@ -165,18 +164,25 @@ static void drop_client(struct sync *s)
 	s->efd = -1;
 }
 
-/* Register (again), retrying with backoff until it works or we are stopped. */
+/*
+ * Register (again): llmp_client_reconnect_tcp() retries with backoff while
+ * no broker answers; it is called in 2 s slices, with SIGINT and SIGTERM
+ * let through, so that a signal stops the wait.
+ */
 static int connect_broker(struct sync *s)
 {
 	struct llmp_client_opts o = { .struct_size = sizeof(o), .skip_own = true,
 				      .join_at_newest = s->from_now };
-	unsigned backoff = BACKOFF_MIN_MS;
+	sigset_t none, old;
 	uint64_t t0 = now_ns();
-	int ret;
+	bool said = false;
+	int ret = -EINTR;
 
 	drop_client(s);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, &old);
 	while (!stop) {
-		ret = llmp_client_connect_tcp(s->p, s->addr, s->port, &o, &s->c);
+		ret = llmp_client_reconnect_tcp(s->p, s->addr, s->port, &o, 2000, &s->c);
 		if (ret == 0) {
 			s->efd = llmp_client_event_fd(s->c);
 			if (s->efd >= 0)
@@ -184,18 +190,22 @@ static int connect_broker(struct sync *s)
 			ret = s->efd;
 			drop_client(s);
 		}
-		if (ret == -EPROTOTYPE || ret == -EACCES || ret == -EPERM) {
-			fprintf(stderr, "llmp-sync: %s\n", llmp_strerror_last());
-			return ret;
-		}
-		fprintf(stderr, "llmp-sync: broker %s:%u: %s; again in %u ms\n", s->addr, s->port,
-			llmp_strerror_last(), backoff);
-		for (unsigned w = 0; w < backoff && !stop; w += 50)
-			sleep_ms(50);
-		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
+		if (ret != -ETIMEDOUT)
+			break;
+		if (!said)
+			fprintf(stderr, "llmp-sync: waiting for a broker at %s:%u\n", s->addr,
+				s->port);
+		said = true;
 	}
-	if (stop)
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (stop) {
+		drop_client(s);
 		return -EINTR;
+	}
+	if (ret < 0) {
+		fprintf(stderr, "llmp-sync: %s\n", llmp_strerror_last());
+		return ret;
+	}
 	fprintf(stderr, "llmp-sync: registered as client %u with %s:%u (%.0f ms)\n",
 		llmp_client_id(s->c), s->addr, s->port, (double)(now_ns() - t0) / 1e6);
 	return 0;
