@@ -96,7 +96,7 @@ int llmp_tc_encode(const struct llmp_tc *t, void *buf, size_t cap)
 	p[10] = (uint8_t)t->host_len;
 	p[11] = (uint8_t)t->name_len;
 	put32(p + 12, t->instance);
-	llmp_sha256(t->data, t->data_len, p + 16);
+	llmp_sha256(t->data_len ? t->data : "", t->data_len, p + 16); /* no NULL to memcpy */
 	put64(p + 48, t->data_len);
 	if (t->flags & LLMP_TC_F_STATS) {
 		put64(p + 56, t->execs);
@@ -152,7 +152,7 @@ int llmp_tc_decode(const void *buf, size_t len, struct llmp_tc *t)
 	t->data_len = (size_t)data_len;
 	if (!name_ok(t->host, host_len) || !name_ok(t->name, name_len))
 		return -EBADMSG;
-	llmp_sha256(t->data, t->data_len, hash);
+	llmp_sha256(t->data_len ? t->data : "", t->data_len, hash);
 	if (memcmp(hash, t->hash, sizeof(hash)))
 		return -EBADMSG;
 	return 0;
