@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "llmp/broker.h"
@@ -58,6 +59,8 @@ struct sync {
 	size_t max_size;
 	unsigned trim_s;
 	bool from_now, verbose;
+	time_t last_mtime; /* afl: the mtime the last import was given */
+	time_t touch_after; /* dir: touch the dir once the clock passes this second */
 	int ino, wd;
 	struct llmp_provider *p;
 	struct llmp_client *c;
@@ -375,6 +378,66 @@ static int on_inotify(struct sync *s)
 
 /* ---- importing --------------------------------------------------------------- */
 
+/*
+ * Both fuzzers find new files by whole-second mtimes, so an import that
+ * lands in the second of their last scan can stay unseen for good:
+ *
+ * - afl-fuzz -F skips a file whose mtime is not above the highest mtime it
+ *   saw in that directory.  Each import gets an mtime above the previous
+ *   one's (now, or one second past the last when several land in a second):
+ *   during bursts the stamps run ahead of the clock and catch up after.
+ * - libFuzzer -reload rereads the corpus only when the directory's mtime
+ *   moved past the second it saw at its last read.  Once the clock passed
+ *   the second of our last import, we touch the directory (touch_dir()).
+ */
+static time_t dir_mtime(const char *dir)
+{
+	struct stat st;
+
+	return stat(dir, &st) == 0 ? st.st_mtime : time(NULL);
+}
+
+static int stamp_afl(struct sync *s, int fd)
+{
+	time_t now = time(NULL), m = now > s->last_mtime ? now : s->last_mtime + 1;
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m } };
+
+	if (futimens(fd, ts) < 0)
+		return -errno;
+	s->last_mtime = m;
+	return 0;
+}
+
+/* afl: start above every stamp already in the import dir (ours, from before a restart). */
+static void load_last_mtime(struct sync *s)
+{
+	DIR *d = opendir(s->import);
+	struct dirent *e;
+	struct stat st;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.' &&
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && st.st_mtime > s->last_mtime)
+			s->last_mtime = st.st_mtime;
+	closedir(d);
+}
+
+static void touch_dir(struct sync *s)
+{
+	if (!s->touch_after || time(NULL) <= s->touch_after)
+		return;
+	if (utimensat(AT_FDCWD, s->import, NULL, 0) < 0) {
+		fprintf(stderr, "llmp-sync: cannot touch %s: %s\n", s->import, strerror(errno));
+		s->touch_after = 0;
+		return;
+	}
+	if (dir_mtime(s->import) > s->touch_after)
+		s->touch_after = 0;
+}
+
 static int write_import(struct sync *s, const struct llmp_tc *t)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
@@ -392,12 +455,16 @@ static int write_import(struct sync *s, const struct llmp_tc *t)
 	ret = full_io(fd, (void *)t->data, t->data_len, true);
 	if (fchmod(fd, 0644) < 0 && ret == 0)
 		ret = -errno;
+	if (ret == 0 && s->afl)
+		ret = stamp_afl(s, fd);
 	if (close(fd) < 0 && ret == 0)
 		ret = -errno;
 	if (ret == 0 && rename(tmp, path) < 0)
 		ret = -errno;
 	if (ret < 0)
 		unlink(tmp);
+	else if (!s->afl)
+		s->touch_after = dir_mtime(s->import);
 	return ret;
 }
 
@@ -453,7 +520,10 @@ static int drain(struct sync *s)
 	return 0;
 }
 
-/* Remove imported files older than trim_s seconds (afl-fuzz took them by then). */
+/*
+ * Remove files imported more than trim_s seconds ago (afl-fuzz took them by
+ * then): the ctime tells, the mtime is a stamp (stamp_afl()).
+ */
 static void trim(struct sync *s)
 {
 	DIR *d = opendir(s->import);
@@ -467,7 +537,8 @@ static void trim(struct sync *s)
 		if (e->d_name[0] == '.' || strlen(e->d_name) != 2 * LLMP_TC_HASH_LEN)
 			continue;
 		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-		    S_ISREG(st.st_mode) && st.st_mtime + (time_t)s->trim_s <= now &&
+		    S_ISREG(st.st_mode) && st.st_ctime + (time_t)s->trim_s <= now &&
+		    st.st_mtime <= now && /* a stamp ahead of the clock: load_last_mtime() */
 		    unlinkat(dirfd(d), e->d_name, 0) == 0)
 			s->trimmed++;
 	}
@@ -497,6 +568,8 @@ static int run(struct sync *s)
 		ret = arm_watch(s);
 		if (ret == 0)
 			ret = drain(s);
+		if (ret == 0)
+			touch_dir(s);
 		if (ret == 0 && s->trim_s && now_ns() - last_trim > 1000000000ull) {
 			trim(s);
 			last_trim = now_ns();
@@ -505,7 +578,7 @@ static int run(struct sync *s)
 			struct pollfd fds[2] = { { .fd = s->ino, .events = POLLIN },
 						 { .fd = s->efd, .events = POLLIN } };
 			struct timespec ts = { .tv_sec = 0, .tv_nsec = 500000000 };
-			bool need_tick = s->wd < 0 || s->trim_s;
+			bool need_tick = s->wd < 0 || s->trim_s || s->touch_after;
 
 			if (ppoll(fds, 2, need_tick ? &ts : NULL, &empty) < 0 && errno != EINTR)
 				return -errno;
@@ -692,6 +765,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "llmp-sync: import directory: %s\n", strerror(-ret));
 		return 1;
 	}
+	if (s.afl)
+		load_last_mtime(&s);
 	s.ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (s.ino < 0) {
 		perror("llmp-sync: inotify");

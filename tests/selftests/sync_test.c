@@ -6,7 +6,8 @@
  * and do not stop an honest one; two corpus dirs share files, nothing is
  * echoed back, and the sync survives a SIGKILLed broker restarted on the
  * same port; the AFL mode watches a queue/ created later, imports into
- * DIR.llmp-import and trims it.
+ * DIR.llmp-import and trims it; imports are stamped so that afl-fuzz -F
+ * and libFuzzer -reload, which both compare whole-second mtimes, see them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -400,6 +402,122 @@ TEST(afl_mode_queue_import_and_trim)
 	EXPECT_TRUE(log_has(&e, "a.log", "published 1 imported 1 own 1 ")) TH_LOG("%s", e.root);
 	EXPECT_TRUE(log_has(&e, "a.log", "trimmed 1"));
 	EXPECT_EQ(2, count_entries(cb));
+	teardown(&e);
+}
+
+static time_t mtime_of(const char *dir, const char *name)
+{
+	char path[512];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return stat(path, &st) == 0 ? st.st_mtime : -1;
+}
+
+/*
+ * Guards "nothing lost" for AFL++: afl-fuzz -F skips an import whose mtime
+ * is not above the highest it saw, so imports landing in one second must
+ * get distinct, increasing stamps, also across a restart of llmp-sync.
+ */
+TEST(afl_mode_stamps_each_import_above_the_last)
+{
+	struct env e = { 0 };
+	struct llmp_provider *p = NULL;
+	char imp[160], hn[6][65], data[6][16];
+	time_t m[6];
+	int ret = setup(&e);
+
+	if (ret == 1) {
+		teardown(&e);
+		SKIP(return, "the tools are not built next to the tests");
+	}
+	ASSERT_EQ(0, ret);
+	snprintf(imp, sizeof(imp), "%s/out.llmp-import", e.root);
+	pid_t pa = start_sync(&e, "afl", "--out", "out", "a.log", NULL, NULL);
+	struct llmp_client *c = client(&e, &p);
+
+	ASSERT_NE(NULL, c);
+	for (int i = 0; i < 6; i++) {
+		snprintf(data[i], sizeof(data[i]), "burst case %d", i);
+		hash_name(data[i], strlen(data[i]), hn[i]);
+	}
+	/* five in a burst: well within one second */
+	for (int i = 0; i < 5; i++) {
+		struct llmp_tc t = { .host = "x", .host_len = 1, .data = data[i],
+				     .data_len = strlen(data[i]) };
+
+		ASSERT_EQ(0, llmp_tc_send(c, &t));
+	}
+	time_t lo = time(NULL), hi = 0;
+
+	for (int i = 0; i < 5; i++) {
+		ASSERT_TRUE(wait_file(imp, hn[i], 10000)) TH_LOG("see %s/a.log", e.root);
+		m[i] = mtime_of(imp, hn[i]);
+	}
+	int same = 0;
+
+	for (int i = 0; i < 5; i++) {
+		for (int k = 0; k < i; k++)
+			same += m[i] == m[k];
+		if (m[i] > hi)
+			hi = m[i];
+		EXPECT_LE(lo - 1, m[i]);
+	}
+	EXPECT_EQ(0, same) TH_LOG("stamps %ld %ld %ld %ld %ld", (long)m[0], (long)m[1], (long)m[2],
+				  (long)m[3], (long)m[4]);
+	/* a restarted llmp-sync stamps above what it gave before */
+	EXPECT_EQ(0, stop(pa));
+	pa = start_sync(&e, "afl", "--out", "out", "a2.log", "--from-now", NULL);
+	usleep(500000);
+	struct llmp_tc t = { .host = "x", .host_len = 1, .data = data[5],
+			     .data_len = strlen(data[5]) };
+
+	ASSERT_EQ(0, llmp_tc_send(c, &t));
+	ASSERT_TRUE(wait_file(imp, hn[5], 10000)) TH_LOG("see %s/a2.log", e.root);
+	EXPECT_LT(hi, mtime_of(imp, hn[5]));
+	llmp_client_free(c);
+	llmp_provider_free(p);
+	EXPECT_EQ(0, stop(pa));
+	teardown(&e);
+}
+
+/*
+ * Guards "nothing lost" for libFuzzer: -reload rereads the corpus only when
+ * the directory's mtime moved past the second of its last read, so after an
+ * import llmp-sync must move it past the import's second.
+ */
+TEST(dir_mode_moves_the_dir_mtime_past_the_import)
+{
+	struct env e = { 0 };
+	struct llmp_provider *p = NULL;
+	char corpus[128], hn[65];
+	static const char data[] = "a find for libFuzzer";
+	int ret = setup(&e);
+
+	if (ret == 1) {
+		teardown(&e);
+		SKIP(return, "the tools are not built next to the tests");
+	}
+	ASSERT_EQ(0, ret);
+	snprintf(corpus, sizeof(corpus), "%s/corpus", e.root);
+	pid_t sp = start_sync(&e, "dir", "--corpus", "corpus", "sync.log", NULL, NULL);
+	struct llmp_client *c = client(&e, &p);
+	struct llmp_tc t = { .host = "x", .host_len = 1, .data = data, .data_len = sizeof(data) };
+
+	ASSERT_NE(NULL, c);
+	ASSERT_EQ(0, llmp_tc_send(c, &t));
+	hash_name(data, sizeof(data), hn);
+	ASSERT_TRUE(wait_file(corpus, hn, 10000));
+	time_t f = mtime_of(corpus, hn);
+	int i;
+
+	for (i = 0; i < 300 && mtime_of(e.root, "corpus") <= f; i++)
+		usleep(10000);
+	EXPECT_LT(f, mtime_of(e.root, "corpus")) TH_LOG("import at %ld, dir still at %ld", (long)f,
+						       (long)mtime_of(e.root, "corpus"));
+	llmp_client_free(c);
+	llmp_provider_free(p);
+	EXPECT_EQ(0, stop(sp));
 	teardown(&e);
 }
 
