@@ -5,7 +5,9 @@
  * or duplicates; a broker that starts late gets the retained stream; three
  * servers as a cluster (routes on loopback, the stream on all three): the
  * node a broker uses is killed, the broker fails over to another and
- * nothing is lost.  SKIPs with the reason without nats-server or libnats.
+ * nothing is lost; three brokers each on a different node of the cluster
+ * (JetStream and core NATS): every message reaches the other two brokers'
+ * clients once, in order per origin, and none comes back.  SKIPs with the reason without nats-server or libnats.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,12 +50,12 @@ struct jbroker {
 };
 
 /* A broker bridged (JetStream) to urls, with a sending and a receiving client. */
-static int jb_start(struct jbroker *j, enum llmp_shmem_kind kind, const char *urls,
-		    const char *state, unsigned replicas)
+static int jb_start_how(struct jbroker *j, enum llmp_shmem_kind kind, const char *urls,
+			const char *state, unsigned replicas, bool stream)
 {
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
 	struct llmp_nats_opts o = { .struct_size = sizeof(o), .urls = urls, .campaign = CAMPAIGN,
-				    .stream = true, .state_file = state,
+				    .stream = stream, .state_file = state,
 				    .stream_replicas = replicas };
 	struct llmp_client_opts co = { .struct_size = sizeof(co), .send_timeout_ms = 10000 };
 	int r;
@@ -67,6 +69,12 @@ static int jb_start(struct jbroker *j, enum llmp_shmem_kind kind, const char *ur
 		return r;
 	j->up = true;
 	return 0;
+}
+
+static int jb_start(struct jbroker *j, enum llmp_shmem_kind kind, const char *urls,
+		    const char *state, unsigned replicas)
+{
+	return jb_start_how(j, kind, urls, state, replicas, true);
 }
 
 static void jb_stop(struct jbroker *j)
@@ -161,6 +169,41 @@ static int send_range(struct jbroker *j, int first, int last)
 		memset(buf, 'x', len);
 		snprintf(buf, len, "m%d ", i);
 		if (llmp_client_send(j->tx, TAG, 0, buf, len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * NSRV servers as one cluster (routes on loopback, JetStream on each):
+ * their client ports in port[], the comma-separated URLs in urls.  0 or -1.
+ */
+static int start_cluster(struct nt_server *s, uint16_t *port, char *urls, size_t cap)
+{
+	uint16_t cport[NSRV];
+	char routes[NSRV][160], names[NSRV][16], cl[NSRV][48], pb[64];
+
+	for (int k = 0; k < NSRV; k++) {
+		port[k] = nt_free_port();
+		cport[k] = nt_free_port();
+	}
+	urls[0] = 0;
+	for (int k = 0; k < NSRV; k++) {
+		snprintf(urls + strlen(urls), cap - strlen(urls), "%s%s", k ? "," : "",
+			 nt_url(port[k], pb, sizeof(pb)));
+		snprintf(names[k], sizeof(names[k]), "n%d", k);
+		snprintf(cl[k], sizeof(cl[k]), "nats://127.0.0.1:%u", cport[k]);
+		routes[k][0] = 0;
+		for (int j = 0; j < NSRV; j++)
+			if (j != k)
+				snprintf(routes[k] + strlen(routes[k]), sizeof(routes[k]) - strlen(routes[k]),
+					 "%snats://127.0.0.1:%u", routes[k][0] ? "," : "", cport[j]);
+	}
+	for (int k = 0; k < NSRV; k++) {
+		const char *extra[] = { "-n", names[k], "--cluster_name", "llmp", "--cluster", cl[k],
+					"--routes", routes[k], NULL };
+
+		if (nt_server_start(&s[k], port[k], true, extra) < 0)
 			return -1;
 	}
 	return 0;
@@ -270,35 +313,14 @@ TEST_F_TIMEOUT(js, restart_resumes_and_late_broker_catches_up, 120)
 TEST_F_TIMEOUT(js, cluster_failover_loses_nothing, 240)
 {
 	struct jbroker *a = &self->b[0], *b = &self->b[1];
-	uint16_t port[NSRV], cport[NSRV];
-	char urls[256], routes[NSRV][160], names[NSRV][16], cl[NSRV][48], pb[64];
+	uint16_t port[NSRV];
+	char urls[256], pb[64];
 	struct llmp_nats_stats st;
 	int victim = -1;
 
 	if (!self->ok)
 		SKIP(return, "no setup (see its reason)");
-	for (int k = 0; k < NSRV; k++) {
-		port[k] = nt_free_port();
-		cport[k] = nt_free_port();
-	}
-	urls[0] = 0;
-	for (int k = 0; k < NSRV; k++) {
-		snprintf(urls + strlen(urls), sizeof(urls) - strlen(urls), "%s%s", k ? "," : "",
-			 nt_url(port[k], pb, sizeof(pb)));
-		snprintf(names[k], sizeof(names[k]), "n%d", k);
-		snprintf(cl[k], sizeof(cl[k]), "nats://127.0.0.1:%u", cport[k]);
-		routes[k][0] = 0;
-		for (int j = 0; j < NSRV; j++)
-			if (j != k)
-				snprintf(routes[k] + strlen(routes[k]), sizeof(routes[k]) - strlen(routes[k]),
-					 "%snats://127.0.0.1:%u", routes[k][0] ? "," : "", cport[j]);
-	}
-	for (int k = 0; k < NSRV; k++) {
-		const char *extra[] = { "-n", names[k], "--cluster_name", "llmp", "--cluster", cl[k],
-					"--routes", routes[k], NULL };
-
-		ASSERT_EQ(0, nt_server_start(&self->s[k], port[k], true, extra));
-	}
+	ASSERT_EQ(0, start_cluster(self->s, port, urls, sizeof(urls)));
 	ASSERT_EQ(0, jb_start(a, self->kind, urls, self->state[0], 3)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(0, jb_start(b, self->kind, urls, self->state[1], 3)) TH_LOG("%s", llmp_strerror_last());
 	/* The cluster elects its JetStream leaders first: the bridges retry until then. */
@@ -322,6 +344,95 @@ TEST_F_TIMEOUT(js, cluster_failover_loses_nothing, 240)
 	ASSERT_TRUE(st.connected);
 	ASSERT_NE(0, strcmp(st.server, nt_url(port[victim], pb, sizeof(pb))));
 	ASSERT_LE(1, st.reconnects);
+}
+
+#define PER 40 /* messages each broker's client sends in three_nodes() */
+
+/*
+ * Three servers in a cluster, three brokers each connected to a different
+ * one (only that server's URL), a sending and a receiving client on each.
+ * Every broker's sender sends PER messages "o<k> m<i>": each receiver gets
+ * the other two brokers' messages, each once, in order per origin, and
+ * none of its own broker's back from NATS.  JetStream (stream on all three
+ * servers) or core NATS: core promises at most once, and on a healthy
+ * cluster with its subscriptions in place (the warm-up) nothing is lost
+ * either, so the same check applies.
+ */
+static void three_nodes(struct __test_metadata *_metadata, FIXTURE_DATA(js) *self, bool stream)
+{
+	uint16_t port[NSRV];
+	char urls[256], url[NSRV][64];
+
+	ASSERT_EQ(0, start_cluster(self->s, port, urls, sizeof(urls)));
+	for (int k = 0; k < 3; k++) {
+		nt_url(port[k], url[k], sizeof(url[k]));
+		ASSERT_EQ(0, jb_start_how(&self->b[k], self->kind, url[k], self->state[k],
+					  stream ? 3 : 0, stream))
+			TH_LOG("%s", llmp_strerror_last());
+	}
+	/* each pair carries (the cluster elects its JetStream leaders first) */
+	for (int pair = 0; pair < 9; pair++) {
+		int from = pair / 3, to = pair % 3;
+		bool ok = from == to || warm(&self->b[from], &self->b[to], 60000);
+
+		ASSERT_TRUE(ok) TH_LOG("%d to %d; log:\n%s", pair / 3, pair % 3, nlog);
+	}
+	for (int i = 0; i < PER; i++)
+		for (int k = 0; k < 3; k++) {
+			char buf[1600];
+			size_t len = (i % 2) ? 1500 : 30;
+
+			memset(buf, 'x', len);
+			snprintf(buf, len, "o%d m%d ", k, i);
+			ASSERT_EQ(0, llmp_client_send(self->b[k].tx, TAG, 0, buf, len));
+		}
+	for (int k = 0; k < 3; k++) {
+		int next[3] = { 0 }, want = 2 * PER, got = 0, o, i, echo = 0, bad = 0;
+		int64_t end = llmp_test_now_ms() + 60000;
+		struct llmp_msg_view v;
+
+		while (got < want && llmp_test_now_ms() < end) {
+			if (llmp_client_recv_wait(self->b[k].rx, &v, 100) != 1 || v.tag != TAG)
+				continue;
+			if (!(v.flags & LLMP_FLAG_FROM_B2B))
+				continue; /* its own broker's sender, locally */
+			if (sscanf((const char *)v.buf, "o%d m%d", &o, &i) != 2 || o < 0 || o > 2) {
+				bad++;
+				continue;
+			}
+			if (o == k) {
+				echo++;
+				continue;
+			}
+			if (i != next[o])
+				bad++;
+			next[o] = i + 1;
+			got++;
+		}
+		usleep(300000); /* nothing more behind them */
+		while (llmp_client_recv(self->b[k].rx, &v) == 1)
+			if (v.tag == TAG && (v.flags & LLMP_FLAG_FROM_B2B))
+				bad++;
+		EXPECT_EQ(want, got) TH_LOG("broker %d: from %d: %d, from %d: %d; log:\n%s", k,
+					    (k + 1) % 3, next[(k + 1) % 3], (k + 2) % 3,
+					    next[(k + 2) % 3], nlog);
+		EXPECT_EQ(0, bad) TH_LOG("broker %d: out of order, repeated or malformed", k);
+		EXPECT_EQ(0, echo) TH_LOG("broker %d: its own messages came back", k);
+	}
+}
+
+TEST_F_TIMEOUT(js, three_brokers_on_three_nodes_jetstream, 240)
+{
+	if (!self->ok)
+		SKIP(return, "no setup (see its reason)");
+	three_nodes(_metadata, self, true);
+}
+
+TEST_F_TIMEOUT(js, three_brokers_on_three_nodes_core, 240)
+{
+	if (!self->ok)
+		SKIP(return, "no setup (see its reason)");
+	three_nodes(_metadata, self, false);
 }
 
 TEST_HARNESS_MAIN
