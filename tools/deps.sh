@@ -8,8 +8,9 @@
 # check-matrix: gcc-multilib for its 32-bit configuration), "all".
 set -eu
 
-# afl++ and libclang-rt-14-dev (clang -fsanitize=fuzzer): the llmp-sync tests run real fuzzers
-pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev libnats-dev nats-server clang xxd afl++ libclang-rt-14-dev"
+# afl++ and libclang-rt-14-dev (clang -fsanitize=fuzzer): the llmp-sync tests run real fuzzers;
+# openssl: nats_test makes a CA and a server certificate for its TLS case
+pkgs="build-essential make pkg-config xz-utils linux-source-6.1 liburing-dev zlib1g-dev libzstd-dev libnats-dev nats-server clang xxd afl++ libclang-rt-14-dev openssl"
 groups=" ${LLMP_DEPS:-} "
 case "$groups" in *" all "*) groups=" vm windows kmod bench fresh debs matrix " ;; esac
 case "$groups" in *" kmod "*|*" vm "*) pkgs="$pkgs linux-headers-amd64 sparse bc flex bison libelf-dev libssl-dev dkms" ;; esac

@@ -6,7 +6,7 @@
  * speaking the NATS text protocol sends malformed, lying and reserved-tag
  * messages (dropped and counted; honest traffic flows); unreachable
  * servers and wrong credentials (a clear error, or with retry: serve
- * locally, connect later); JetStream: a restarted broker resumes without
+ * locally, connect later); TLS trusting only the given CA; JetStream: a restarted broker resumes without
  * loss or duplicates, a late broker gets the retained stream.  SKIPs with
  * the reason without nats-server or without libnats in the build.
  */
@@ -556,6 +556,99 @@ TEST_F(one, bad_state_file)
 	EXPECT_EQ(-EINVAL, llmp_loop_attach_nats(self->n.lp, &no, NULL));
 	no.tags = "0xaf1e0f1";
 	EXPECT_EQ(-EINVAL, llmp_loop_attach_nats(self->n.lp, &no, NULL));
+}
+
+/*
+ * TLS (--nats-tls-ca): a server that requires TLS, with a certificate for
+ * 127.0.0.1 signed by a CA made here (openssl).  A broker trusting another
+ * CA, and one without TLS, are refused with a clear error; two brokers
+ * trusting the right CA carry messages both ways.
+ */
+TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
+	struct llmp_nats_opts no = { .struct_size = sizeof(no), .campaign = CAMPAIGN };
+	char dir[64], cmd[2048], ca[96], other[96], cert[96], key[96], url[64];
+	struct llmp_node b;
+	struct llmp_nats *bbr;
+	struct llmp_client *c, *bc;
+	struct llmp_msg_view v;
+	int r;
+
+	if (!self->ok)
+		SKIP(return, "no setup (see its reason)");
+	if (access("/usr/bin/openssl", X_OK))
+		SKIP(return, "openssl is not installed (apt-get install openssl)");
+	snprintf(dir, sizeof(dir), "/tmp/llmp-nats-tls-XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(dir));
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(other, sizeof(other), "%s/other.pem", dir);
+	snprintf(cert, sizeof(cert), "%s/srv.pem", dir);
+	snprintf(key, sizeof(key), "%s/srv.key", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && k='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+		 "openssl req -x509 $k -keyout ca.key -out ca.pem -days 2 -subj /CN=llmp-test-ca && "
+		 "openssl req -x509 $k -keyout other.key -out other.pem -days 2 -subj /CN=llmp-test-ca && "
+		 "openssl req $k -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 && "
+		 "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext && "
+		 "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+		 "-extfile ext -out srv.pem",
+		 dir);
+	r = system(cmd);
+	ASSERT_EQ(0, r) TH_LOG("openssl failed: %s", cmd);
+	{
+		const char *tls[] = { "--tls", "--tlscert", cert, "--tlskey", key, NULL };
+
+		ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), false, tls));
+	}
+	no.urls = nt_url(self->s.port, url, sizeof(url));
+	ASSERT_EQ(0, llmp_node_init(&self->n, self->kind, 0, &bo, NULL));
+	/* without TLS: the server wants it */
+	r = llmp_loop_attach_nats(self->n.lp, &no, NULL);
+	if (r == -EOPNOTSUPP)
+		SKIP(return, "%s", llmp_strerror_last());
+	EXPECT_GT(0, r) TH_LOG("without TLS: %s", llmp_strerror_last());
+	fprintf(stderr, "# without TLS: %s\n", llmp_strerror_last());
+	/* a CA that did not sign the server's certificate (same name, other key) */
+	no.tls_ca_file = other;
+	r = llmp_loop_attach_nats(self->n.lp, &no, NULL);
+	EXPECT_GT(0, r) TH_LOG("another CA: %s", llmp_strerror_last());
+	EXPECT_TRUE(strstr(llmp_strerror_last(), "nats:") != NULL) TH_LOG("%s", llmp_strerror_last());
+	fprintf(stderr, "# another CA: %s\n", llmp_strerror_last());
+	/* a CA file that is not one */
+	no.tls_ca_file = key;
+	EXPECT_GT(0, llmp_loop_attach_nats(self->n.lp, &no, NULL));
+	fprintf(stderr, "# a key as CA file: %s\n", llmp_strerror_last());
+	/* the right CA: two brokers, both ways */
+	no.tls_ca_file = ca;
+	ASSERT_EQ(0, llmp_loop_attach_nats(self->n.lp, &no, &self->br))
+		TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_node_start(&self->n));
+	ASSERT_EQ(0, llmp_node_init(&b, self->kind, 0, &bo, NULL));
+	ASSERT_EQ(0, llmp_loop_attach_nats(b.lp, &no, &bbr)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_node_start(&b));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &c));
+	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, &o, &bc)) TH_LOG("client");
+	{
+		int64_t end = llmp_test_now_ms() + 20000;
+		bool there = false, back = false;
+
+		while ((!there || !back) && llmp_test_now_ms() < end) {
+			if (!there)
+				llmp_client_send(c, 0x41, 0, "there", 5);
+			if (!back)
+				llmp_client_send(bc, 0x42, 0, "back", 4);
+			there = there || wait_tag(bc, 0x41, &v, 100);
+			back = back || wait_tag(c, 0x42, &v, 100);
+		}
+		EXPECT_TRUE(there && back) TH_LOG("log:\n%s", nlog);
+	}
+	llmp_client_free(bc);
+	llmp_client_free(c);
+	llmp_node_fini(&b);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	EXPECT_EQ(0, system(cmd));
 }
 
 TEST_HARNESS_MAIN
