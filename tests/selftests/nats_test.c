@@ -336,6 +336,24 @@ static int wait_tag(struct llmp_client *c, uint32_t tag, struct llmp_msg_view *v
 	return 0;
 }
 
+/* a's client and b's (on two bridged brokers) each get one message from the other within ms. */
+static bool both_ways(struct llmp_client *a, struct llmp_client *b, int ms)
+{
+	int64_t end = llmp_test_now_ms() + ms;
+	bool there = false, back = false;
+	struct llmp_msg_view v;
+
+	while ((!there || !back) && llmp_test_now_ms() < end) {
+		if (!there)
+			llmp_client_send(a, 0x41, 0, "there", 5);
+		if (!back)
+			llmp_client_send(b, 0x42, 0, "back", 4);
+		there = there || wait_tag(b, 0x41, &v, 100);
+		back = back || wait_tag(a, 0x42, &v, 100);
+	}
+	return there && back;
+}
+
 /*
  * A raw publisher sends every kind of malformed or lying message, then a
  * good one, then protocol garbage: the broker drops and counts each bad
@@ -459,20 +477,7 @@ TEST_F_TIMEOUT(one, unreachable_server, 60)
 	ASSERT_EQ(0, llmp_loop_attach_nats(other.lp, &no, &obr)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(0, llmp_node_start(&other));
 	ASSERT_EQ(0, llmp_client_connect_tcp(other.cp, NULL, other.port, &o, &oc)) TH_LOG("client");
-	{
-		int64_t end = llmp_test_now_ms() + 20000;
-		bool there = false, back = false;
-
-		while ((!there || !back) && llmp_test_now_ms() < end) {
-			if (!there)
-				llmp_client_send(c, 0x41, 0, "there", 5);
-			if (!back)
-				llmp_client_send(oc, 0x42, 0, "back", 4);
-			there = there || wait_tag(oc, 0x41, &v, 100);
-			back = back || wait_tag(c, 0x42, &v, 100);
-		}
-		ASSERT_TRUE(there && back) TH_LOG("log:\n%s", nlog);
-	}
+	ASSERT_TRUE(both_ways(c, oc, 20000)) TH_LOG("log:\n%s", nlog);
 	llmp_client_free(oc);
 	llmp_node_fini(&other);
 	llmp_client_free(c);
@@ -573,7 +578,6 @@ TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
 	struct llmp_node b;
 	struct llmp_nats *bbr;
 	struct llmp_client *c, *bc;
-	struct llmp_msg_view v;
 	int r;
 
 	if (!self->ok)
@@ -634,20 +638,7 @@ TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
 	ASSERT_EQ(0, llmp_node_start(&b));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &c));
 	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, &o, &bc)) TH_LOG("client");
-	{
-		int64_t end = llmp_test_now_ms() + 20000;
-		bool there = false, back = false;
-
-		while ((!there || !back) && llmp_test_now_ms() < end) {
-			if (!there)
-				llmp_client_send(c, 0x41, 0, "there", 5);
-			if (!back)
-				llmp_client_send(bc, 0x42, 0, "back", 4);
-			there = there || wait_tag(bc, 0x41, &v, 100);
-			back = back || wait_tag(c, 0x42, &v, 100);
-		}
-		EXPECT_TRUE(there && back) TH_LOG("log:\n%s", nlog);
-	}
+	EXPECT_TRUE(both_ways(c, bc, 20000)) TH_LOG("log:\n%s", nlog);
 	llmp_client_free(bc);
 	llmp_client_free(c);
 	llmp_node_fini(&b);

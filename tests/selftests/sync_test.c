@@ -140,6 +140,17 @@ static void teardown(struct env *e)
 		fprintf(stderr, "could not remove %s\n", e->root);
 }
 
+/* setup(), or SKIP (after cleaning up) when the tools are not built next to the tests. */
+#define SETUP_OR_SKIP(e)                                                            \
+	do {                                                                        \
+		int r_ = setup(&(e));                                               \
+		if (r_ == 1) {                                                      \
+			teardown(&(e));                                             \
+			SKIP(return, "the tools are not built next to the tests"); \
+		}                                                                   \
+		ASSERT_EQ(0, r_);                                                   \
+	} while (0)
+
 static int write_file(const char *dir, const char *name, const void *buf, size_t len)
 {
 	char path[512], tmp[520];
@@ -238,13 +249,8 @@ TEST(hostile_test_cases_stay_in_the_import_dir)
 	struct llmp_provider *p = NULL;
 	char corpus[128], hn[65];
 	uint8_t msg[8192], data[4096];
-	int ret = setup(&e);
 
-	if (ret == 1) {
-		teardown(&e);
-		SKIP(return, "the tools are not built next to the tests");
-	}
-	ASSERT_EQ(0, ret);
+	SETUP_OR_SKIP(e);
 	snprintf(corpus, sizeof(corpus), "%s/corpus", e.root);
 	pid_t sp = start_sync(&e, "dir", "--corpus", "corpus", "sync.log", "--max-size", "1024");
 	struct llmp_client *c = client(&e, &p);
@@ -310,13 +316,8 @@ TEST(two_dirs_share_and_survive_a_broker_restart)
 {
 	struct env e = { 0 };
 	char ca[128], cb[128], hn[65], buf[256];
-	int ret = setup(&e);
 
-	if (ret == 1) {
-		teardown(&e);
-		SKIP(return, "the tools are not built next to the tests");
-	}
-	ASSERT_EQ(0, ret);
+	SETUP_OR_SKIP(e);
 	snprintf(ca, sizeof(ca), "%s/a", e.root);
 	snprintf(cb, sizeof(cb), "%s/b", e.root);
 	ASSERT_EQ(0, mkdir(ca, 0755));
@@ -358,13 +359,8 @@ TEST(afl_mode_queue_import_and_trim)
 {
 	struct env e = { 0 };
 	char q[160], imp[160], cb[128], hn[65];
-	int ret = setup(&e);
 
-	if (ret == 1) {
-		teardown(&e);
-		SKIP(return, "the tools are not built next to the tests");
-	}
-	ASSERT_EQ(0, ret);
+	SETUP_OR_SKIP(e);
 	snprintf(q, sizeof(q), "%s/out/queue", e.root);
 	snprintf(imp, sizeof(imp), "%s/out.llmp-import", e.root);
 	snprintf(cb, sizeof(cb), "%s/b", e.root);
@@ -425,13 +421,8 @@ TEST(afl_mode_stamps_each_import_above_the_last)
 	struct llmp_provider *p = NULL;
 	char imp[160], hn[6][65], data[6][16];
 	time_t m[6];
-	int ret = setup(&e);
 
-	if (ret == 1) {
-		teardown(&e);
-		SKIP(return, "the tools are not built next to the tests");
-	}
-	ASSERT_EQ(0, ret);
+	SETUP_OR_SKIP(e);
 	snprintf(imp, sizeof(imp), "%s/out.llmp-import", e.root);
 	pid_t pa = start_sync(&e, "afl", "--out", "out", "a.log", NULL, NULL);
 	struct llmp_client *c = client(&e, &p);
@@ -492,13 +483,8 @@ TEST(dir_mode_moves_the_dir_mtime_past_the_import)
 	struct llmp_provider *p = NULL;
 	char corpus[128], hn[65];
 	static const char data[] = "a find for libFuzzer";
-	int ret = setup(&e);
 
-	if (ret == 1) {
-		teardown(&e);
-		SKIP(return, "the tools are not built next to the tests");
-	}
-	ASSERT_EQ(0, ret);
+	SETUP_OR_SKIP(e);
 	snprintf(corpus, sizeof(corpus), "%s/corpus", e.root);
 	pid_t sp = start_sync(&e, "dir", "--corpus", "corpus", "sync.log", NULL, NULL);
 	struct llmp_client *c = client(&e, &p);
