@@ -69,23 +69,6 @@ static inline size_t unhex(const char *s, uint8_t *out, size_t cap)
 	return n;
 }
 
-/* A loopback port nobody listens on (bound, read, closed). */
-static inline uint16_t free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t al = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	uint16_t port = 0;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* Exactly one length-prefixed frame from fd into buf (5 s timeout set by the caller). */
 static inline int read_frame(int fd, uint8_t *buf, uint32_t cap, uint32_t *len)
 {

@@ -22,7 +22,7 @@ TEST_F_TIMEOUT(link, dial_waits_for_absent_peer, 60)
 	struct llmp_node *a = &self->n[0], b;
 	struct llmp_client *ca, *cb;
 	struct llmp_msg_view v;
-	uint16_t port = free_port();
+	uint16_t port = llmp_test_free_port();
 	int r;
 
 	LINK_NODE(C_POLL); /* the waits between attempts on poll(2); the other tests use io_uring */

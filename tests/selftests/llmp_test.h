@@ -153,6 +153,23 @@ static inline const char *llmp_test_tool_path(const char *name, char *buf, size_
 	return access(buf, X_OK) == 0 ? buf : NULL;
 }
 
+/* A loopback TCP port nobody listens on (bound, read, closed), or 0. */
+static inline uint16_t llmp_test_free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	uint16_t port = 0;
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+		port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
 /* A TCP connection to 127.0.0.1:port, or -1. */
 static inline int llmp_test_tcp_dial(uint16_t port)
 {

@@ -25,23 +25,6 @@
 #define CAMPAIGN "js1"
 #define NSRV 3
 
-static char nlog[1 << 16];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	if (strncmp(msg, "nats:", 5))
-		return;
-	pthread_mutex_lock(&log_lock);
-	if (strlen(nlog) + strlen(msg) + 2 < sizeof(nlog)) {
-		strcat(nlog, msg);
-		strcat(nlog, "\n");
-	}
-	pthread_mutex_unlock(&log_lock);
-}
-
 struct jbroker {
 	struct llmp_node n;
 	struct llmp_nats *br;
@@ -184,8 +167,8 @@ static int start_cluster(struct nt_server *s, uint16_t *port, char *urls, size_t
 	char routes[NSRV][160], names[NSRV][16], cl[NSRV][48], pb[64];
 
 	for (int k = 0; k < NSRV; k++) {
-		port[k] = nt_free_port();
-		cport[k] = nt_free_port();
+		port[k] = llmp_test_free_port();
+		cport[k] = llmp_test_free_port();
 	}
 	urls[0] = 0;
 	for (int k = 0; k < NSRV; k++) {
@@ -273,7 +256,7 @@ TEST_F_TIMEOUT(js, restart_resumes_and_late_broker_catches_up, 120)
 
 	if (!self->ok)
 		SKIP(return, "no setup (see its reason)");
-	ASSERT_EQ(0, nt_server_start(&self->s[0], nt_free_port(), true, NULL));
+	ASSERT_EQ(0, nt_server_start(&self->s[0], llmp_test_free_port(), true, NULL));
 	nt_url(self->s[0].port, url, sizeof(url));
 	ASSERT_EQ(0, jb_start(a, self->kind, url, self->state[0], 0)) TH_LOG("%s", llmp_strerror_last());
 	ASSERT_EQ(0, jb_start(b, self->kind, url, self->state[1], 0)) TH_LOG("%s", llmp_strerror_last());

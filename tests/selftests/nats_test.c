@@ -28,23 +28,6 @@
 #define PER 100     /* messages per sending client */
 #define CAMPAIGN "t1"
 
-static char nlog[1 << 16];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	if (strncmp(msg, "nats:", 5))
-		return;
-	pthread_mutex_lock(&log_lock);
-	if (strlen(nlog) + strlen(msg) + 2 < sizeof(nlog)) {
-		strcat(nlog, msg);
-		strcat(nlog, "\n");
-	}
-	pthread_mutex_unlock(&log_lock);
-}
-
 /* A broker (node) with a bridge to url. */
 static int bnode_init(struct llmp_node *n, enum llmp_shmem_kind kind, const char *url, bool js,
 		      const char *state, bool retry, const char *creds, struct llmp_nats **br)
@@ -100,7 +83,7 @@ FIXTURE_SETUP(pair)
 		SKIP(return, "nats-server is not installed (apt-get install nats-server)");
 	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
-	ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), variant->js, NULL));
+	ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), variant->js, NULL));
 	nt_url(self->s.port, url, sizeof(url));
 	for (int k = 0; k < 2; k++) {
 		int r;
@@ -371,7 +354,7 @@ TEST_F_TIMEOUT(one, hostile_publisher, 60)
 
 	if (!self->ok)
 		SKIP(return, "no setup (see its reason)");
-	ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), false, NULL));
+	ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), false, NULL));
 	ONE_BROKER(nt_url(self->s.port, url, sizeof(url)), false, NULL, false, NULL);
 	ASSERT_EQ(0, llmp_node_start(&self->n));
 	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &c));
@@ -449,7 +432,7 @@ TEST_F_TIMEOUT(one, unreachable_server, 60)
 	struct llmp_nats *obr;
 	struct llmp_client *c, *oc;
 	struct llmp_msg_view v;
-	uint16_t port = nt_free_port();
+	uint16_t port = llmp_test_free_port();
 	char url[64];
 	int r;
 
@@ -492,7 +475,7 @@ TEST_F_TIMEOUT(one, wrong_credentials, 30)
 
 	if (!self->ok)
 		SKIP(return, "no setup (see its reason)");
-	ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), false, auth));
+	ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), false, auth));
 	snprintf(creds, sizeof(creds), "/tmp/llmp-nats-creds-%d", (int)getpid());
 	fd = open(creds, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	ASSERT_LE(0, fd);
@@ -532,7 +515,7 @@ TEST_F(one, bad_state_file)
 
 	if (!self->ok)
 		SKIP(return, "no setup (see its reason)");
-	ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), false, NULL));
+	ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), false, NULL));
 	struct llmp_nats_opts no = { .struct_size = sizeof(no), .campaign = CAMPAIGN,
 				     .urls = nt_url(self->s.port, url, sizeof(url)),
 				     .state_file = state };
@@ -604,7 +587,7 @@ TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
 	{
 		const char *tls[] = { "--tls", "--tlscert", cert, "--tlskey", key, NULL };
 
-		ASSERT_EQ(0, nt_server_start(&self->s, nt_free_port(), false, tls));
+		ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), false, tls));
 	}
 	no.urls = nt_url(self->s.port, url, sizeof(url));
 	ASSERT_EQ(0, llmp_node_init(&self->n, self->kind, 0, &bo, NULL));

@@ -35,22 +35,6 @@ struct env {
 	pid_t bpid;
 };
 
-static uint16_t free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	socklen_t l = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 /* Run argv with stdout and stderr into root/log; the child's pid. */
 static pid_t spawn(const struct env *e, const char *log, char *const argv[])
 {
@@ -123,7 +107,7 @@ static int setup(struct env *e)
 	if (!llmp_test_tool_path("llmp-broker", e->broker, sizeof(e->broker)) ||
 	    !llmp_test_tool_path("llmp-sync", e->sync, sizeof(e->sync)))
 		return 1;
-	e->port = free_port();
+	e->port = llmp_test_free_port();
 	return start_broker(e);
 }
 
