@@ -94,7 +94,8 @@ static=$vmdir/static
 # ---- userspace, linked statically -------------------------------------------
 build_userspace() {
 	make -s -C "$top" harness >/dev/null || return 1
-	make -s -C "$top" BUILD="$static" lib >/dev/null || return 1
+	# Debian's libnats-dev has no static archive (and the guest no nats-server)
+	make -s -C "$top" BUILD="$static" LLMP_NO_NATS=1 lib >/dev/null || return 1
 	make -s -C "$top/tests/selftests" LLMP_BUILD="$static" OUTPUT="$static/selftests" \
 		EXTRA_LDFLAGS=-static >/dev/null 2>"$static/link.log" ||
 		{ cat "$static/link.log"; return 1; }
