@@ -48,7 +48,7 @@ int llmp_dedup_new(size_t budget, struct llmp_dedup **out)
 		return llmp_err(-EINVAL, "dedup: NULL argument");
 	if (!budget)
 		budget = LLMP_DEDUP_DEFAULT_BYTES;
-	if (budget < 4096 || budget > ((size_t)1 << 40))
+	if (budget < 4096 || budget / 1024 > (1u << 30)) /* above 1 TiB (a 64-bit size_t) */
 		return llmp_err(-EINVAL, "dedup: budget %zu bytes out of range (4 KiB .. 1 TiB)", budget);
 	budget -= sizeof(*d);
 	/* each entry, plus up to 2 bucket words per entry (buckets: power of two >= cap) */

@@ -362,7 +362,9 @@ int main(int argc, char **argv)
 			no.stream = true;
 			break;
 		case OPT_NATS_MAX_BYTES:
-			if (parse_ulong(optarg, 1ul << 50, &nats_ul) < 0)
+			/* 1 PiB (4 GiB - 1 where unsigned long has 32 bits) */
+			if (parse_ulong(optarg, (unsigned long)(ULONG_MAX > (1ull << 50) ? 1ull << 50 : ULONG_MAX),
+					&nats_ul) < 0)
 				goto bad;
 			no.stream_max_bytes = (int64_t)nats_ul;
 			break;

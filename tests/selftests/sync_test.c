@@ -194,7 +194,7 @@ static int count_entries(const char *dir)
 /* Wait up to ms for dir/name to exist. */
 static bool wait_file(const char *dir, const char *name, int ms)
 {
-	char path[512];
+	char path[1024];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	for (int i = 0; i < ms / 10; i++) {
@@ -387,7 +387,7 @@ TEST(afl_mode_queue_import_and_trim)
 
 static time_t mtime_of(const char *dir, const char *name)
 {
-	char path[512];
+	char path[1024];
 	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
