@@ -15,8 +15,8 @@
 #include "ctl.h"
 #include "llmp/broker.h"
 #include "page.h"
-#include "served_proto.h"
 #ifdef __linux__
+#include "served_proto.h"
 #include "uapi/linux/llmp.h"
 #endif
 
@@ -91,6 +91,7 @@ LLMP_LAYOUT(struct llmp_ctl_slot, id, 0, 4);
 LLMP_LAYOUT(struct llmp_ctl_slot, reserved, 4, 4);
 LLMP_LAYOUT(struct llmp_ctl_slot, pos, 8, 8);
 
+#ifdef __linux__
 /* The SERVED provider's socket protocol (a 32-bit client, a 64-bit server). */
 LLMP_SIZE(struct served_hdr, 16);
 LLMP_LAYOUT(struct served_hdr, magic, 0, 4);
@@ -116,6 +117,7 @@ LLMP_LAYOUT(struct served_reply, clients, 16, 4);
 LLMP_LAYOUT(struct served_reply, pid, 20, 4);
 LLMP_LAYOUT(struct served_reply, id, 24, 20);
 LLMP_LAYOUT(struct served_reply, reserved, 44, 4);
+#endif
 
 /*
  * struct llmp_wire_desc (TCP) is written field by field (lib/postcard.c),

@@ -27,14 +27,15 @@ ar=${MINGW_AR:-x86_64-w64-mingw32-ar}
 wine=${WINE:-wine}
 wineserver=${WINESERVER:-wineserver}
 out=${LLMP_WIN_BUILD:-build/win}
-exclude=${LLMP_WIN_EXCLUDE-loop loop_wait tcp tcp_client b2b b2b_allow b2b_codec b2b_dial b2b_resume auth}
+exclude=${LLMP_WIN_EXCLUDE-loop loop_wait loop_nap loop_lossless tcp tcp_client client_reconnect b2b b2b_allow b2b_codec b2b_dial b2b_resume auth nats_bridge nats_codec nats_conn}
 timeout_s=${LLMP_TEST_TIMEOUT:-600}
 
 # Why a file is left out by default (files written for Linux only).
 why_excluded() {
 	case "$1" in
-	loop|loop_wait) echo " (the broker's Linux event loop: io_uring, futex, signalfd, eventfd)" ;;
-	tcp|tcp_client|b2b|b2b_*) echo " (BSD sockets; no Winsock port yet)" ;;
+	loop|loop_*) echo " (the broker's Linux event loop: io_uring, futex, signalfd, eventfd)" ;;
+	tcp|tcp_client|client_reconnect|b2b|b2b_*) echo " (BSD sockets; no Winsock port yet)" ;;
+	nats_*) echo " (the NATS bridge rides on the Linux event loop)" ;;
 	*) echo " (LLMP_WIN_EXCLUDE)" ;;
 	esac
 }
