@@ -249,14 +249,27 @@ out:
 		llmp_client_free(rx);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const size_t sizes[] = { 64, 1024, 65536 };
 	static const unsigned counts[] = { 20000, 20000, 500 };
 	static const char *const vias[] = { "b2b", "nats", "jetstream" };
-	uint16_t nport = free_port();
-	bool have_nats = nats_start(nport) == 0;
+	uint16_t nport;
+	bool have_nats;
 	char url[64];
+
+	if (argc > 1) {
+		bool help = !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help");
+
+		fprintf(help ? stdout : stderr,
+			"usage: llmp-bench-fleet\n"
+			"A client on broker A to a client on broker B through B2B, core NATS and\n"
+			"JetStream (64 B, 1 KiB, 64 KiB): msgs/s, MB/s, p50/p99 latency.  Takes no\n"
+			"options; starts its own nats-server (llmp-bench-fleet(1)).\n");
+		return help && argc == 2 ? 0 : 2;
+	}
+	nport = free_port();
+	have_nats = nats_start(nport) == 0;
 
 	snprintf(url, sizeof(url), "nats://127.0.0.1:%u", nport);
 	printf("llmp-bench-fleet: client on broker A -> client on broker B (two brokers, one process)\n");
