@@ -9,8 +9,9 @@
 # check creates a marker file (its path in DEEP_MARK, one per instance), so
 # the time is that of the first instance of the run to get there.  Each
 # configuration runs ROUNDS times, interleaved (1, 2, 1, 2, ...), each run
-# stopped at SECONDS; prints every run and the medians, and the load
-# average.  Needs afl-fuzz and afl-clang-fast (or afl-gcc-fast).
+# stopped at SECONDS (a timeout counts as SECONDS in the median); prints
+# every run and the medians, and the load average.  Needs afl-fuzz and
+# afl-clang-fast (or afl-gcc-fast).
 #
 #   tools/deep-bench.sh [SECONDS [ROUNDS]]   (from the tree, after make)
 set -eu
@@ -58,6 +59,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 # one run: $1 = 1 or 2 instances; prints the milliseconds to the first marker, or "timeout"
 run() {
 	rm -rf o mark.*
+	mkdir o # afl-fuzz -o makes one level only
 	t0=$(now_ms)
 	if [ "$1" = 2 ]; then
 		port=$((20000 + ($$ + t0) % 20000))
@@ -77,6 +79,8 @@ run() {
 	done
 	if ls mark.* >/dev/null 2>&1; then
 		echo $(($(now_ms) - t0))
+	elif ! grep -q "fork server is up" aA.log 2>/dev/null; then
+		echo "afl-fuzz-failed($(grep -E 'PROGRAM ABORT|Location' aA.log | head -1 | tr -d '\033' | cut -c1-60))"
 	else
 		echo timeout
 	fi
@@ -90,8 +94,9 @@ for r in $(seq 1 "$rounds"); do
 	a=$(run 1)
 	b=$(run 2)
 	echo "round $r: 1 instance $a ms, 2 instances with llmp-sync $b ms (load $(cut -d' ' -f1 /proc/loadavg))"
-	[ "$a" = timeout ] || one="$one $a"
-	[ "$b" = timeout ] || two="$two $b"
+	# a timeout counts as the cap (the median stays a lower bound then); a failure not at all
+	case $a in timeout) one="$one $((secs * 1000))" ;; *[!0-9]*) ;; *) one="$one $a" ;; esac
+	case $b in timeout) two="$two $((secs * 1000))" ;; *[!0-9]*) ;; *) two="$two $b" ;; esac
 done
-echo "median time to the deepest stage: 1 instance $(echo "$one" | median) ms, 2 instances $(echo "$two" | median) ms (timeouts left out; cap $secs s)"
+echo "median time to the deepest stage: 1 instance $(echo "$one" | median) ms, 2 instances $(echo "$two" | median) ms (a timeout counts as the cap, $secs s; failures left out)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
