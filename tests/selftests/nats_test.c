@@ -4,7 +4,8 @@
  * brokers over one server (core NATS and JetStream): every message crosses
  * exactly once, none echoes back, order per client kept; a raw publisher
  * speaking the NATS text protocol sends malformed, lying and reserved-tag
- * messages (dropped and counted; honest traffic flows); unreachable
+ * messages (dropped and counted; honest traffic flows; with JetStream
+ * they are acknowledged, so never redelivered); unreachable
  * servers and wrong credentials (a clear error, or with retry: serve
  * locally, connect later); TLS trusting only the given CA; JetStream: a restarted broker resumes without
  * loss or duplicates, a late broker gets the retained stream.  SKIPs with
@@ -628,5 +629,98 @@ TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	EXPECT_EQ(0, system(cmd));
 }
+
+#ifdef LLMP_HAVE_NATS
+#include <nats/nats.h>
+
+/* The bridge's durable consumer as the server sees it (libnats): 0, or -1. */
+static int consumer_info(uint16_t port, uint64_t origin, int64_t *ack_pending,
+			 uint64_t *redelivered, uint64_t *pending)
+{
+	char url[64], durable[32];
+	natsConnection *nc = NULL;
+	jsCtx *js = NULL;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	int ret = -1;
+
+	snprintf(durable, sizeof(durable), "b%016llx", (unsigned long long)origin);
+	if (natsConnection_ConnectTo(&nc, nt_url(port, url, sizeof(url))) == NATS_OK &&
+	    natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+	    js_GetConsumerInfo(&ci, js, "LLMP_" CAMPAIGN, durable, NULL, &jerr) == NATS_OK) {
+		*ack_pending = ci->NumAckPending;
+		*redelivered = ci->NumRedelivered;
+		*pending = ci->NumPending;
+		ret = 0;
+	}
+	jsConsumerInfo_Destroy(ci);
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return ret;
+}
+
+/*
+ * JetStream: poison messages (malformed, lying, reserved tags) published
+ * into the stream are dropped, counted, and acknowledged: the durable
+ * consumer has nothing waiting for an acknowledgement and has redelivered
+ * nothing (an unacknowledged one would come again after the 30 s AckWait,
+ * again and again).
+ */
+TEST_F_TIMEOUT(one, jetstream_poison_is_acknowledged, 90)
+{
+	const unsigned nbad = sizeof(bad_msgs) / sizeof(bad_msgs[0]);
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
+	struct llmp_nats_stats st;
+	struct llmp_client *c;
+	struct llmp_msg_view v;
+	int64_t ack_pending = -1;
+	uint64_t redelivered = 1, pending = 1;
+	char url[64], state[64];
+	int fd, i;
+
+	if (!self->ok)
+		SKIP(return, "no setup (see its reason)");
+	snprintf(state, sizeof(state), "/tmp/llmp-nats-poison-%d", (int)getpid());
+	unlink(state);
+	ASSERT_EQ(0, nt_server_start(&self->s, llmp_test_free_port(), true, NULL));
+	ONE_BROKER(nt_url(self->s.port, url, sizeof(url)), true, state, false, NULL);
+	ASSERT_EQ(0, llmp_node_start(&self->n));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &c));
+	fd = nt_raw_connect(self->s.port);
+	ASSERT_LE(0, fd);
+	/* honest messages (new sequence numbers) until one is through: the consumer is up */
+	for (i = 1; i < 100; i++) {
+		char hdrs[512];
+
+		snprintf(hdrs, sizeof(hdrs), HDRS_SEQ("00000020", "2", "%d"), i);
+		ASSERT_EQ(0, nt_raw_hpub(fd, "llmp." CAMPAIGN ".00000020", hdrs, "hi", 2));
+		if (wait_tag(c, 0x20, &v, 200))
+			break;
+	}
+	ASSERT_GT(100, i) TH_LOG("log:\n%s", nlog);
+	for (unsigned k = 0; k < nbad; k++)
+		ASSERT_EQ(0, nt_raw_hpub(fd, bad_msgs[k].subject, bad_msgs[k].hdrs, bad_msgs[k].data,
+					 strlen(bad_msgs[k].data)));
+	ASSERT_EQ(0, nt_raw_hpub(fd, "llmp." CAMPAIGN ".00000010", HDRS_SEQ("00000010", "5", "1000"),
+				 "after", 5));
+	ASSERT_EQ(1, wait_tag(c, 0x10, &v, 10000)) TH_LOG("log:\n%s", nlog);
+	ASSERT_EQ(0, memcmp(v.buf, "after", 5));
+	llmp_nats_stats(self->br, &st);
+	EXPECT_EQ(nbad, st.bad) TH_LOG("log:\n%s", nlog);
+	/* every message acknowledged, the poison too, within a few seconds */
+	for (i = 0; i < 100; i++) {
+		ASSERT_EQ(0, consumer_info(self->s.port, st.origin, &ack_pending, &redelivered, &pending));
+		if (!ack_pending && !pending)
+			break;
+		usleep(50000);
+	}
+	EXPECT_EQ(0, ack_pending);
+	EXPECT_EQ(0, pending);
+	EXPECT_EQ(0, redelivered);
+	close(fd);
+	llmp_client_free(c);
+	unlink(state);
+}
+#endif
 
 TEST_HARNESS_MAIN
