@@ -7,7 +7,8 @@
  * messages (dropped and counted; honest traffic flows; with JetStream
  * they are acknowledged, so never redelivered); unreachable
  * servers and wrong credentials (a clear error, or with retry: serve
- * locally, connect later); TLS trusting only the given CA; JetStream: a restarted broker resumes without
+ * locally, connect later); TLS trusting only the given CA; an outage under
+ * a publishing broker (resumed from the read position, losses counted); JetStream: a restarted broker resumes without
  * loss or duplicates, a late broker gets the retained stream.  SKIPs with
  * the reason without nats-server or without libnats in the build.
  */
@@ -628,6 +629,109 @@ TEST_F_TIMEOUT(one, tls_trusts_only_the_given_ca, 90)
 	llmp_node_fini(&b);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	EXPECT_EQ(0, system(cmd));
+}
+
+/*
+ * NATS goes away under a publishing broker (JetStream, the server's store
+ * kept): local clients keep getting local messages at once; what was sent
+ * meanwhile is published from the bridge's read position when the server
+ * is back, and the other broker gets each message once, in order.  Down
+ * again while more than the broadcast history (1 MiB) is sent: the pages
+ * the bridge could not read are counted as lost and logged, and what the
+ * history still holds is published.
+ */
+TEST_F_TIMEOUT(one, outage_resumes_and_counts_what_the_history_lost, 180)
+{
+	struct llmp_client_opts o = { .struct_size = sizeof(o), .send_timeout_ms = 10000 };
+	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18,
+				       .history_bytes = 1 << 20 };
+	struct llmp_nats_opts no = { .struct_size = sizeof(no), .campaign = CAMPAIGN, .stream = true };
+	struct llmp_client *atx, *arx, *brx;
+	struct llmp_nats_stats st;
+	struct llmp_msg_view v;
+	struct llmp_node b;
+	struct llmp_nats *bbr;
+	uint16_t port = llmp_test_free_port();
+	char url[64], buf[1000];
+	int i, got, r;
+
+	if (!self->ok)
+		SKIP(return, "no setup (see its reason)");
+	ASSERT_EQ(0, nt_server_start(&self->s, port, true, NULL));
+	no.urls = nt_url(port, url, sizeof(url));
+	ASSERT_EQ(0, llmp_node_init(&self->n, self->kind, 0, &bo, NULL));
+	r = llmp_loop_attach_nats(self->n.lp, &no, &self->br);
+	if (r == -EOPNOTSUPP)
+		SKIP(return, "%s", llmp_strerror_last());
+	ASSERT_EQ(0, r) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_node_init(&b, self->kind, 0, &bo, NULL));
+	ASSERT_EQ(0, llmp_loop_attach_nats(b.lp, &no, &bbr)) TH_LOG("%s", llmp_strerror_last());
+	ASSERT_EQ(0, llmp_node_start(&self->n));
+	ASSERT_EQ(0, llmp_node_start(&b));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &atx));
+	ASSERT_EQ(0, llmp_client_connect_tcp(self->n.cp, NULL, self->n.port, &o, &arx));
+	ASSERT_EQ(0, llmp_client_connect_tcp(b.cp, NULL, b.port, &o, &brx)) TH_LOG("client");
+	ASSERT_TRUE(both_ways(atx, brx, 30000)) TH_LOG("log:\n%s", nlog);
+	while (llmp_client_recv(arx, &v) == 1)
+		;
+
+	/* down: 50 messages; A's own client has them at once */
+	nt_server_kill(&self->s, SIGKILL);
+	for (i = 0; i < 50; i++) {
+		snprintf(buf, sizeof(buf), "m%d", i);
+		ASSERT_EQ(0, llmp_client_send(atx, 0x10, 0, buf, 300));
+	}
+	for (got = 0; got < 50 && wait_tag(arx, 0x10, &v, 5000); got++)
+		;
+	EXPECT_EQ(50, got) TH_LOG("local delivery stalled while NATS was down");
+	/* back (same port, same store): B gets the 50 once, in order */
+	ASSERT_EQ(0, nt_server_start(&self->s, port, true, NULL));
+	for (got = 0; got < 50 && wait_tag(brx, 0x10, &v, 30000); got++) {
+		int k = -1;
+
+		sscanf((const char *)v.buf, "m%d", &k);
+		ASSERT_EQ(got, k) TH_LOG("out of order or repeated");
+	}
+	ASSERT_EQ(50, got) TH_LOG("log:\n%s", nlog);
+	EXPECT_EQ(0, wait_tag(brx, 0x10, &v, 1000)); /* nothing repeated behind them */
+	llmp_nats_stats(self->br, &st);
+	EXPECT_EQ(0, st.lost);
+	EXPECT_LE(1, st.reconnects);
+
+	/* down again while 3 MiB go through a 1 MiB history: counted, logged, the rest published */
+	nt_server_kill(&self->s, SIGKILL);
+	memset(buf, 'y', sizeof(buf));
+	for (i = 0; i < 3000; i++) {
+		snprintf(buf, 16, "n%d", i);
+		ASSERT_EQ(0, llmp_client_send(atx, 0x11, 0, buf, sizeof(buf)));
+	}
+	ASSERT_EQ(0, nt_server_start(&self->s, port, true, NULL));
+	for (i = 0; i < 300; i++) {
+		llmp_nats_stats(self->br, &st);
+		if (st.lost)
+			break;
+		usleep(100000);
+	}
+	EXPECT_LE(1, st.lost) TH_LOG("log:\n%s", nlog);
+	EXPECT_LE(1, st.lost_pages);
+	EXPECT_TRUE(strstr(nlog, "fell out of the broadcast history") != NULL) TH_LOG("no log line");
+	/* the last message is in the kept history: it arrives */
+	{
+		int64_t end = llmp_test_now_ms() + 60000;
+		bool last = false;
+
+		while (!last && llmp_test_now_ms() < end)
+			if (wait_tag(brx, 0x11, &v, 1000))
+				last = !strcmp((const char *)v.buf, "n2999");
+		EXPECT_TRUE(last) TH_LOG("log:\n%s", nlog);
+	}
+	fprintf(stderr, "# outages: %llu reconnects, %llu time(s) out of the history, %llu page(s) lost\n",
+		(unsigned long long)st.reconnects, (unsigned long long)st.lost,
+		(unsigned long long)st.lost_pages);
+	llmp_client_free(brx);
+	llmp_client_free(arx);
+	llmp_client_free(atx);
+	llmp_node_fini(&b);
 }
 
 #ifdef LLMP_HAVE_NATS
