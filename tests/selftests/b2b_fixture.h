@@ -89,32 +89,13 @@ static inline int send_b2b(int fd, uint32_t client, uint32_t tag, uint32_t flags
 	return send(fd, buf, 4 + (size_t)k, MSG_NOSIGNAL) == 4 + k ? 0 : -1;
 }
 
-/* Log lines of the library that start with "b2b:". */
+/* Log lines of the library about links ("b2b: ..."). */
 static char b2b_log[16384];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static inline void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	if (strncmp(msg, "b2b:", 4))
-		return;
-	pthread_mutex_lock(&log_lock);
-	if (strlen(b2b_log) + strlen(msg) + 2 < sizeof(b2b_log)) {
-		strcat(b2b_log, msg);
-		strcat(b2b_log, "\n");
-	}
-	pthread_mutex_unlock(&log_lock);
-}
+static struct llmp_test_log b2b_capture = LLMP_TEST_LOG(b2b_log, "b2b:");
 
 static inline bool log_has(const char *s)
 {
-	bool r;
-
-	pthread_mutex_lock(&log_lock);
-	r = strstr(b2b_log, s) != NULL;
-	pthread_mutex_unlock(&log_lock);
-	return r;
+	return llmp_test_log_has(&b2b_capture, s);
 }
 
 /* ---- nodes: a broker, its listener and its loop on a thread (llmp_node.h) ---------- */
@@ -142,7 +123,7 @@ FIXTURE_SETUP(link)
 {
 	memset(self->n, 0, sizeof(self->n));
 	b2b_log[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	llmp_set_log(llmp_test_log_cb, &b2b_capture, LLMP_LOG_DEBUG);
 	self->ok = llmp_test_named_kind(&self->kind) == 0;
 }
 

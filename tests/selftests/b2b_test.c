@@ -38,7 +38,7 @@ FIXTURE_SETUP(b2b)
 	memset(self->n, 0, sizeof(self->n));
 	self->ok = false;
 	b2b_log[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	llmp_set_log(llmp_test_log_cb, &b2b_capture, LLMP_LOG_DEBUG);
 	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	for (int i = 0; i < NB; i++) {

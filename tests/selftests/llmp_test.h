@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,49 @@ static inline const char *llmp_test_tool_path(const char *name, char *buf, size_
 	*slash = 0;
 	snprintf(buf, cap, "%s/../tools/%s", self_path, name);
 	return access(buf, X_OK) == 0 ? buf : NULL;
+}
+
+/*
+ * The library's log lines that contain `match`, each appended with a newline
+ * to buf (cap bytes, kept NUL-terminated; what does not fit is left out),
+ * from whichever thread logs: for a test to search and to print when it
+ * fails.  llmp_set_log(llmp_test_log_cb, &capture, level).
+ */
+struct llmp_test_log {
+	char *buf;
+	size_t cap;
+	const char *match;
+	pthread_mutex_t lock;
+};
+#define LLMP_TEST_LOG(b, m) { .buf = (b), .cap = sizeof(b), .match = (m), \
+			      .lock = PTHREAD_MUTEX_INITIALIZER }
+
+static inline void llmp_test_log_cb(void *ctx, enum llmp_log_level level, const char *msg)
+{
+	struct llmp_test_log *l = ctx;
+	size_t n, m = strlen(msg);
+
+	(void)level;
+	if (!strstr(msg, l->match))
+		return;
+	pthread_mutex_lock(&l->lock);
+	n = strlen(l->buf);
+	if (n + m + 2 <= l->cap) {
+		memcpy(l->buf + n, msg, m);
+		memcpy(l->buf + n + m, "\n", 2);
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Whether a captured line contains s. */
+static inline bool llmp_test_log_has(struct llmp_test_log *l, const char *s)
+{
+	bool r;
+
+	pthread_mutex_lock(&l->lock);
+	r = strstr(l->buf, s) != NULL;
+	pthread_mutex_unlock(&l->lock);
+	return r;
 }
 
 /* A loopback TCP port nobody listens on (bound, read, closed), or 0. */

@@ -205,7 +205,7 @@ FIXTURE_SETUP(js)
 {
 	memset(self, 0, sizeof(*self));
 	nlog[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_INFO);
+	llmp_set_log(llmp_test_log_cb, &nlog_capture, LLMP_LOG_INFO);
 	if (!nt_server_bin())
 		SKIP(return, "nats-server is not installed (apt-get install nats-server)");
 	if (llmp_test_named_kind(&self->kind) < 0)

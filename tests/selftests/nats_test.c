@@ -80,7 +80,7 @@ FIXTURE_SETUP(pair)
 
 	memset(self, 0, sizeof(*self));
 	nlog[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	llmp_set_log(llmp_test_log_cb, &nlog_capture, LLMP_LOG_DEBUG);
 	if (!nt_server_bin())
 		SKIP(return, "nats-server is not installed (apt-get install nats-server)");
 	if (llmp_test_named_kind(&self->kind) < 0)
@@ -286,7 +286,7 @@ FIXTURE_SETUP(one)
 {
 	memset(self, 0, sizeof(*self));
 	nlog[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_DEBUG);
+	llmp_set_log(llmp_test_log_cb, &nlog_capture, LLMP_LOG_DEBUG);
 	if (!nt_server_bin())
 		SKIP(return, "nats-server is not installed (apt-get install nats-server)");
 	if (llmp_test_named_kind(&self->kind) < 0)

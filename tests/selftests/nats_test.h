@@ -23,21 +23,7 @@
 
 /* The bridge's log lines ("nats: ..."), kept for a failing test to print. */
 static char nlog[1 << 16];
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static inline void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	if (strncmp(msg, "nats:", 5))
-		return;
-	pthread_mutex_lock(&log_lock);
-	if (strlen(nlog) + strlen(msg) + 2 < sizeof(nlog)) {
-		strcat(nlog, msg);
-		strcat(nlog, "\n");
-	}
-	pthread_mutex_unlock(&log_lock);
-}
+static struct llmp_test_log nlog_capture = LLMP_TEST_LOG(nlog, "nats:");
 
 /* The nats-server binary, or NULL. */
 static inline const char *nt_server_bin(void)

@@ -13,21 +13,7 @@
 
 /* Dropped-peer reasons logged by the listener. */
 static char drop_log[4096];
-static pthread_mutex_t drop_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void log_cb(void *ctx, enum llmp_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	if (!strstr(msg, "tcp:"))
-		return;
-	pthread_mutex_lock(&drop_lock);
-	if (strlen(drop_log) + strlen(msg) + 2 < sizeof(drop_log)) {
-		strcat(drop_log, msg);
-		strcat(drop_log, "\n");
-	}
-	pthread_mutex_unlock(&drop_lock);
-}
+static struct llmp_test_log drop_capture = LLMP_TEST_LOG(drop_log, "tcp:");
 
 FIXTURE(reg)
 {
@@ -46,7 +32,7 @@ FIXTURE_SETUP(reg)
 	if (llmp_test_named_kind(&self->kind) < 0)
 		SKIP(return, "neither POSIX nor System V shared memory works here");
 	drop_log[0] = 0;
-	llmp_set_log(log_cb, NULL, LLMP_LOG_INFO);
+	llmp_set_log(llmp_test_log_cb, &drop_capture, LLMP_LOG_INFO);
 	ASSERT_EQ(0, llmp_provider_new(self->kind, &self->p));
 	struct llmp_broker_opts bo = { .struct_size = sizeof(bo), .page_size = 1 << 18 };
 	ASSERT_EQ(0, llmp_broker_new(self->p, &bo, &self->b));
