@@ -176,13 +176,14 @@ static int sender(struct shared *sh, struct llmp_client *c, const struct kid *k)
 	/*
 	 * Lossy receivers that fell behind may never see the other sender's
 	 * last message (newer traffic pushed it out of the history), but the
-	 * newest message of all stays until they read it.
+	 * newest message of all stays until they read it.  The soak, the only
+	 * user, has MAXSEND senders of k->n messages each; sent[] pairs with
+	 * their seq_cst stores above.
 	 */
 	int64_t end = mono_ns() + 170000000000ll;
 
 	for (unsigned i = 0; i < MAXSEND; i++)
-		while (atomic_load(&sh->sent[i]) && atomic_load(&sh->sent[i]) < k->n &&
-		       mono_ns() < end)
+		while (atomic_load(&sh->sent[i]) < k->n && mono_ns() < end)
 			usleep(1000);
 	if (llmp_client_send(c, TAG_END, 0, "the end", 8) < 0) {
 		child_fail(sh, "sender %u: send the end marker (%u)", k->idx, 0);
