@@ -410,10 +410,16 @@ static void fan_row(bool nats, unsigned nb, char urls[NSRV][40])
 
 	memset(&a, 0, sizeof(a));
 	for (k = 0; k < nb; k++) {
-		if (pipe(up[k]) < 0 || pipe(down[k]) < 0)
+		if (pipe(up[k]) < 0 || pipe(down[k]) < 0) {
+			perror("llmp-bench-fleet: pipe");
 			exit(1);
+		}
 		fflush(NULL);
 		pid[k] = fork();
+		if (pid[k] < 0) { /* waitpid(-1) below would reap the nats-servers */
+			perror("llmp-bench-fleet: fork");
+			exit(1);
+		}
 		if (pid[k] == 0) {
 			for (unsigned j = 0; j < k; j++) { /* the parent's ends of the others' pipes */
 				close(up[j][0]);
